@@ -1,0 +1,64 @@
+//! API keys of the internal API: `Authorization: Bearer <key>`, compared in constant time.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+use super::problem::ApiError;
+use crate::app::AppState;
+
+/// The accepted keys, kept as SHA-256 digests: equal lengths make the comparison constant-time
+/// whatever key is presented, and the keys themselves are not kept in memory.
+pub struct ApiKeys(Vec<[u8; 32]>);
+
+impl ApiKeys {
+    pub fn new(keys: &[SecretString]) -> Self {
+        Self(keys.iter().map(|key| digest(key.expose_secret())).collect())
+    }
+
+    /// Checks against every key, without stopping at a match, so timing says nothing.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let presented = digest(presented);
+        self.0
+            .iter()
+            .fold(Choice::from(0), |found, key| found | key.ct_eq(&presented))
+            .into()
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    match presented {
+        Some(key) if state.api_keys.accepts(key) => next.run(request).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_any_configured_key_and_nothing_else() {
+        let keys = ApiKeys::new(&["first-key-0123456789".into(), "second-key-0123456789".into()]);
+        assert!(keys.accepts("first-key-0123456789"));
+        assert!(keys.accepts("second-key-0123456789"));
+        assert!(!keys.accepts("first-key-012345678"));
+        assert!(!keys.accepts(""));
+        assert!(!ApiKeys::new(&[]).accepts(""));
+    }
+}

@@ -1,0 +1,61 @@
+//! The internal listener: the token API under `/v1` (API key required) and the operations
+//! routes. Reachable from the merchant's network only.
+
+mod auth;
+mod problem;
+mod tokens;
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use auth::ApiKeys;
+pub use problem::ApiError;
+
+use crate::app::AppState;
+use crate::middleware;
+
+/// The JSON bodies of the API are a few hundred bytes.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let v1 = Router::new()
+        .route("/exchange", post(tokens::exchange))
+        .route("/tokens", get(tokens::find_token))
+        .route("/tokens/{id}", get(tokens::get_token).delete(tokens::delete_token))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
+        // Answers may carry a token: no cache anywhere may keep them.
+        .layer(SetResponseHeaderLayer::overriding(CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    let routes = Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(middleware::healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state);
+    middleware::stack(routes, request_timeout, MAX_BODY_BYTES)
+}
+
+/// Ready when the store answers and MondiaPay did not refuse our credentials last time.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store = state.store.ping().await.is_ok();
+    let credentials = !state.exchanger.credentials_refused();
+    let status = if store && credentials { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        Json(json!({
+            "store": if store { "ok" } else { "unavailable" },
+            "mondiapay_credentials": if credentials { "ok" } else { "refused" },
+        })),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route")
+}

@@ -1,0 +1,91 @@
+//! The token routes: exchange a code, look a token up by id, ref or uuid, delete it.
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::problem::ApiError;
+use crate::app::AppState;
+use crate::code::Code;
+use crate::store::{Owner, TokenRecord};
+
+/// Longest merchant reference or MondiaPay uuid accepted.
+const MAX_LABEL_CHARS: usize = 256;
+
+/// `Json` whose rejections answer in problem+json.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Query` whose rejections answer in problem+json.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeBody {
+    code: String,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    uuid: Option<String>,
+}
+
+pub async fn exchange(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ExchangeBody>,
+) -> Result<Json<TokenRecord>, ApiError> {
+    let code = Code::parse(&body.code, &state.code_prefix).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let owner = Owner {
+        reference: label("ref", body.reference)?,
+        uuid: label("uuid", body.uuid)?,
+    };
+    Ok(Json(state.exchanger.exchange(code, owner).await?))
+}
+
+pub async fn get_token(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TokenRecord>, ApiError> {
+    state
+        .store
+        .live_token(&id, state.expiry_margin_secs)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("no live token with this id"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lookup {
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    uuid: Option<String>,
+}
+
+pub async fn find_token(
+    State(state): State<AppState>,
+    ApiQuery(lookup): ApiQuery<Lookup>,
+) -> Result<Json<TokenRecord>, ApiError> {
+    let margin = state.expiry_margin_secs;
+    let found = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
+        (Some(reference), None) => state.store.newest_for_ref(&reference, margin).await?,
+        (None, Some(uuid)) => state.store.newest_for_uuid(&uuid, margin).await?,
+        _ => return Err(ApiError::BadRequest("give exactly one of ref or uuid".to_owned())),
+    };
+    found.map(Json).ok_or(ApiError::NotFound("no live token for this ref or uuid"))
+}
+
+pub async fn delete_token(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.store.delete_token(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A merchant reference or uuid: empty means absent; long or control characters are refused.
+fn label(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(value) if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest(format!("{name} must be at most {MAX_LABEL_CHARS} printable characters")))
+        }
+        Some(value) if !value.is_empty() => Ok(Some(value)),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,35 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "mondiapay-token-proxy", version, about = "Exchanges MondiaPay authorization codes exactly once and serves the tokens to internal services")]
+pub struct Cli {
+    /// A TOML settings file; environment variables TOKEN_PROXY__<SECTION>__<KEY> override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the public and internal listeners until SIGTERM or SIGINT (the default).
+    Serve,
+    /// Validate the settings and print them with secrets redacted; exit 0, or 2 with the reasons.
+    CheckConfig,
+    /// Exchange one code from the shell and print the stored record as JSON.
+    Exchange {
+        /// The authorization code; `-` reads it from standard input (keeps it out of `ps`).
+        #[arg(long)]
+        code: String,
+        /// The merchant's correlation reference to store with the token.
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+        /// MondiaPay's user uuid to store with the token.
+        #[arg(long)]
+        uuid: Option<String>,
+    },
+}

@@ -1,0 +1,132 @@
+//! The commands of the binary, each returning the process's exit code.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use crate::app::{Application, Engine};
+use crate::cli::{Cli, Command};
+use crate::code::Code;
+use crate::settings::{Purpose, Settings};
+use crate::store::Owner;
+use crate::telemetry;
+
+/// Settings problems and bad arguments.
+const EXIT_USAGE: u8 = 2;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config).await,
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Exchange { code, reference, uuid } => exchange(&cli.config, code, reference, uuid).await,
+    }
+}
+
+fn load(config: &Option<std::path::PathBuf>, purpose: Purpose) -> Result<Settings, ExitCode> {
+    Settings::load(config.as_deref(), None, purpose).map_err(|error| {
+        for problem in &error.problems {
+            eprintln!("error: {problem}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn check_config(config: &Option<std::path::PathBuf>) -> ExitCode {
+    match load(config, Purpose::Serve) {
+        Ok(settings) => {
+            print!("{}", settings.redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+async fn serve(config: &Option<std::path::PathBuf>) -> ExitCode {
+    let settings = match load(config, Purpose::Serve) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    telemetry::init(settings.log.format);
+    let app = match Application::build(&settings).await {
+        Ok(app) => app,
+        Err(error) => return fail(&error),
+    };
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+async fn exchange(
+    config: &Option<std::path::PathBuf>,
+    code: String,
+    reference: Option<String>,
+    uuid: Option<String>,
+) -> ExitCode {
+    let settings = match load(config, Purpose::Exchange) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    telemetry::init(settings.log.format);
+    let raw = if code == "-" {
+        let mut text = String::new();
+        if std::io::stdin().read_to_string(&mut text).is_err() {
+            eprintln!("error: cannot read the code from standard input");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        text.trim().to_owned()
+    } else {
+        code
+    };
+    let code = match Code::parse(&raw, &settings.mondiapay.code_prefix) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: --code: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let engine = match Engine::build(&settings).await {
+        Ok(engine) => engine,
+        Err(error) => return fail(&error),
+    };
+    let owner = Owner { reference, uuid };
+    let result = engine.exchanger.exchange(code, owner).await;
+    engine.shut_down().await;
+    match result {
+        Ok(record) => {
+            println!("{}", serde_json::to_string_pretty(&record).expect("a record serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+/// One line on standard error with the cause chain; exit code 1.
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    eprintln!("error: {line}");
+    ExitCode::FAILURE
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,176 @@
+//! Exactly-once exchange of a code: one turn per code in this process, a claim in the store
+//! before MondiaPay is called, and a stored outcome that every later request for the code reads.
+
+mod turns;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::code::Code;
+use crate::crypto::CodeHash;
+use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError};
+use crate::store::{Claim, ExchangeState, Owner, StoreError, TokenRecord, TokenStore, now_unix};
+use turns::Turns;
+
+/// How often a request waiting on another process's claim looks again.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("MondiaPay rejected the code ({})", .0.error)]
+    CodeRejected(UpstreamError),
+    #[error("MondiaPay refused the merchant's client credentials ({})", .0.error)]
+    CredentialsRejected(UpstreamError),
+    #[error("no usable answer from MondiaPay: {0}")]
+    NoAnswer(NoAnswer),
+    #[error("the code was exchanged before and its token has expired or was deleted")]
+    TokenGone,
+    #[error("another exchange of this code is still under way")]
+    StillPending,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the exchange stopped unexpectedly")]
+    Aborted,
+}
+
+pub struct Exchanger {
+    store: Arc<TokenStore>,
+    mondiapay: MondiaPayClient,
+    turns: Turns,
+    tasks: TaskTracker,
+    lease: Duration,
+    expiry_margin_secs: i64,
+    credentials_refused: AtomicBool,
+}
+
+impl Exchanger {
+    pub fn new(store: Arc<TokenStore>, mondiapay: MondiaPayClient, lease: Duration, expiry_margin_secs: u64) -> Self {
+        Self {
+            store,
+            mondiapay,
+            turns: Turns::default(),
+            tasks: TaskTracker::new(),
+            lease,
+            expiry_margin_secs: expiry_margin_secs as i64,
+            credentials_refused: AtomicBool::new(false),
+        }
+    }
+
+    /// Exchanges `code` for a token, or returns the outcome of its earlier exchange.
+    ///
+    /// The work runs as its own task: a caller that hangs up or times out does not cancel an
+    /// exchange whose answer MondiaPay may already have sent, so the token is stored regardless
+    /// and the next request for the code finds it.
+    pub async fn exchange(self: &Arc<Self>, code: Code, owner: Owner) -> Result<TokenRecord, ExchangeError> {
+        let this = Arc::clone(self);
+        let hash = self.store.keys().hash_code(&code);
+        let span = tracing::info_span!("exchange", code = hash.short());
+        self.tasks
+            .spawn(async move { this.exchange_once(&code, &hash, &owner).await }.instrument(span))
+            .await
+            .map_err(|_| ExchangeError::Aborted)?
+    }
+
+    /// Whether MondiaPay refused the merchant's credentials on the last call that got a verdict.
+    pub fn credentials_refused(&self) -> bool {
+        self.credentials_refused.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking exchanges and waits, at most `grace`, for those under way to be stored.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+
+    async fn exchange_once(&self, code: &Code, hash: &CodeHash, owner: &Owner) -> Result<TokenRecord, ExchangeError> {
+        let _turn = self.turns.take(hash).await;
+        let give_up = Instant::now() + self.lease + CLAIM_POLL;
+        loop {
+            let lease_until = now_unix() + self.lease.as_secs() as i64;
+            let row = match self.store.claim(hash, owner, lease_until).await? {
+                Claim::Claimed { attempt } => return self.call_mondiapay(code, hash, owner, attempt).await,
+                Claim::Taken(row) => row,
+            };
+            match row.state {
+                ExchangeState::Succeeded => {
+                    tracing::info!("code seen before: returning its stored token");
+                    return self.live(self.stored_token(row.token_id.as_deref()).await?);
+                }
+                ExchangeState::Rejected => {
+                    tracing::info!("code seen before: MondiaPay had rejected it");
+                    return Err(ExchangeError::CodeRejected(row.rejection.unwrap_or_else(|| UpstreamError {
+                        http_status: 400,
+                        error: "invalid_grant".to_owned(),
+                        message: None,
+                    })));
+                }
+                // Another process holds the code, or it was released between our claim and read.
+                ExchangeState::Pending | ExchangeState::Failed => {
+                    if Instant::now() >= give_up {
+                        return Err(ExchangeError::StillPending);
+                    }
+                    tokio::time::sleep(CLAIM_POLL).await;
+                }
+            }
+        }
+    }
+
+    async fn call_mondiapay(
+        &self,
+        code: &Code,
+        hash: &CodeHash,
+        owner: &Owner,
+        attempt: i64,
+    ) -> Result<TokenRecord, ExchangeError> {
+        match self.mondiapay.exchange_code(code).await {
+            Answer::Issued(token) => {
+                self.credentials_refused.store(false, Ordering::Relaxed);
+                let record = self.store.complete_success(hash, owner, &token).await.inspect_err(|error| {
+                    tracing::error!(%error, "MondiaPay issued a token that could not be stored");
+                })?;
+                tracing::info!(token_id = %record.id, "code exchanged and token stored");
+                self.live(record)
+            }
+            Answer::CodeRejected(error) => {
+                self.credentials_refused.store(false, Ordering::Relaxed);
+                tracing::info!(mondiapay_error = %error.error, http_status = error.http_status, "MondiaPay rejected the code");
+                self.store.complete_rejection(hash, attempt, &error).await?;
+                Err(ExchangeError::CodeRejected(error))
+            }
+            Answer::CredentialsRejected(error) => {
+                self.credentials_refused.store(true, Ordering::Relaxed);
+                tracing::error!(mondiapay_error = %error.error, http_status = error.http_status,
+                    "MondiaPay refused the merchant's client credentials: check mondiapay.client_id and mondiapay.client_secret");
+                self.store.release(hash, attempt).await?;
+                Err(ExchangeError::CredentialsRejected(error))
+            }
+            Answer::Unusable(reason) => {
+                tracing::warn!(%reason, "no usable answer from MondiaPay; the code may be tried again");
+                self.store.release(hash, attempt).await?;
+                Err(ExchangeError::NoAnswer(reason))
+            }
+        }
+    }
+
+    async fn stored_token(&self, id: Option<&str>) -> Result<TokenRecord, ExchangeError> {
+        let Some(id) = id else { return Err(ExchangeError::TokenGone) };
+        self.store
+            .live_token(id, self.expiry_margin_secs)
+            .await?
+            .ok_or(ExchangeError::TokenGone)
+    }
+
+    /// Expired tokens (within the safety margin) are never handed out, even fresh from MondiaPay.
+    fn live(&self, record: TokenRecord) -> Result<TokenRecord, ExchangeError> {
+        if record.expires_at > now_unix() + self.expiry_margin_secs {
+            Ok(record)
+        } else {
+            Err(ExchangeError::TokenGone)
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! mondiapay-token-proxy: the merchant's backend behind MondiaPay's thank-you URL. It exchanges
+//! each authorization code exactly once, stores the User Access Token encrypted, and serves it
+//! to internal services over an authenticated API.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod code;
+pub mod commands;
+pub mod crypto;
+pub mod exchange;
+pub mod keyfile;
+pub mod middleware;
+pub mod mondiapay;
+pub mod public;
+pub mod sandbox;
+pub mod settings;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,90 @@
+//! What every request of both listeners goes through, in order: a request id (taken or made,
+//! echoed), one span and one log line per request, a time limit and a body size limit.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{Next, from_fn};
+use axum::response::Response;
+use base64::Engine;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+use crate::crypto::random_bytes;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id, for handlers that show it (the support reference on pages).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub fn stack(routes: Router, request_timeout: Duration, max_body_bytes: usize) -> Router {
+    // Outermost last: every answer, a timeout's included, gets its request id and log line.
+    routes
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(from_fn(observe))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Only the route template is logged, never the URI: query strings carry codes.
+async fn observe(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_acceptable_id(id))
+        .map_or_else(new_request_id, str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let method = request.method().clone();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if matches!(route.as_str(), "/healthz" | "/readyz") {
+            tracing::debug!(status, latency_ms, "request finished");
+        } else {
+            tracing::info!(status, latency_ms, "request finished");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// A caller's id is kept only if it is short and plain, so it cannot forge log lines or pages.
+fn is_acceptable_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+fn new_request_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<12>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_short_request_ids_are_kept() {
+        assert!(is_acceptable_id("3f2a-91:b_c.d"));
+        assert!(!is_acceptable_id(""));
+        assert!(!is_acceptable_id(&"a".repeat(65)));
+        assert!(!is_acceptable_id("a b"));
+        assert!(!is_acceptable_id("a\"}{"));
+        assert_eq!(new_request_id().len(), 16);
+    }
+}

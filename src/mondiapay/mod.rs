@@ -1,0 +1,219 @@
+//! The client for MondiaPay's token endpoint: one pooled HTTP client, the three client
+//! authentication styles, bounded answers, and retries only where the code never left.
+
+mod answer;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{RequestBuilder, Response, redirect};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, NoAnswer, UpstreamError, UserToken, read_answer};
+
+use crate::code::Code;
+use crate::crypto::random_bytes;
+use crate::settings::{ClientAuth, MondiaPaySettings};
+
+/// A token answer is a few hundred bytes; anything past this is not one and is not buffered.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+pub struct MondiaPayClient {
+    http: reqwest::Client,
+    token_url: Url,
+    client_id: String,
+    client_secret: SecretString,
+    redirect_uri: String,
+    client_auth: ClientAuth,
+    connect_retries: u32,
+}
+
+impl MondiaPayClient {
+    /// Builds the client from validated settings.
+    pub fn new(settings: &MondiaPaySettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(settings.connect_timeout())
+            .timeout(settings.timeout())
+            // A redirect is never a token answer, and following one would resend the code.
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!("mondiapay-token-proxy/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            token_url: settings.token_url.clone(),
+            client_id: settings.client_id.clone().unwrap_or_default(),
+            client_secret: settings
+                .client_secret
+                .as_ref()
+                .map(|s| SecretString::from(s.expose_secret()))
+                .unwrap_or_default(),
+            redirect_uri: settings.redirect_uri.as_ref().map(Url::to_string).unwrap_or_default(),
+            client_auth: settings.client_auth,
+            connect_retries: settings.connect_retries,
+        })
+    }
+
+    /// Exchanges `code` for a User Access Token. Retries only failures to connect (refused, DNS,
+    /// TLS handshake, connect timeout): the code provably never reached MondiaPay then.
+    #[tracing::instrument(name = "mondiapay_token_call", skip_all)]
+    pub async fn exchange_code(&self, code: &Code) -> Answer {
+        let started = Instant::now();
+        let mut attempt = 0;
+        let answer = loop {
+            match self.token_request(code).send().await {
+                Ok(response) => break self.read(response, code).await,
+                Err(error) if error.is_connect() && attempt < self.connect_retries => {
+                    attempt += 1;
+                    let pause = backoff(attempt);
+                    tracing::warn!(attempt, error = %error.without_url(), pause_ms = pause.as_millis() as u64, "MondiaPay unreachable; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(error) => {
+                    let error = error.without_url();
+                    tracing::warn!(%error, "MondiaPay token call failed");
+                    break Answer::Unusable(if error.is_timeout() {
+                        NoAnswer::TimedOut
+                    } else {
+                        NoAnswer::Unreachable
+                    });
+                }
+            }
+        };
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = answer_kind(&answer), "MondiaPay token call finished");
+        answer
+    }
+
+    fn token_request(&self, code: &Code) -> RequestBuilder {
+        let id = self.client_id.as_str();
+        let secret = self.client_secret.expose_secret();
+        let credentials = [("client_id", id), ("client_secret", secret)];
+        let grant = [("grant_type", "authorization_code")];
+        let code_and_uri = [("code", code.expose()), ("redirect_uri", self.redirect_uri.as_str())];
+        let request = match self.client_auth {
+            ClientAuth::Query => {
+                let mut url = self.token_url.clone();
+                url.query_pairs_mut()
+                    .extend_pairs(grant.iter().chain(&credentials).chain(&code_and_uri));
+                self.http.post(url).body("")
+            }
+            ClientAuth::Form => {
+                let body = form(grant.iter().chain(&credentials).chain(&code_and_uri));
+                self.http.post(self.token_url.clone()).body(body)
+            }
+            ClientAuth::Basic => {
+                let body = form(grant.iter().chain(&code_and_uri));
+                self.http
+                    .post(self.token_url.clone())
+                    .header(AUTHORIZATION, basic_authorization(id, secret))
+                    .body(body)
+            }
+        };
+        request
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, FORM_CONTENT_TYPE)
+    }
+
+    async fn read(&self, response: Response, code: &Code) -> Answer {
+        let status = response.status().as_u16();
+        let body = match read_capped(response).await {
+            Ok(body) => body,
+            Err(reason) => {
+                tracing::warn!(status, %reason, "MondiaPay's answer could not be read");
+                return Answer::Unusable(reason);
+            }
+        };
+        let answer = read_answer(status, &body);
+        if !matches!(answer, Answer::Issued(_)) {
+            // The raw body helps an operator; it is cut short and scrubbed of anything we sent.
+            let excerpt = self.scrub(&String::from_utf8_lossy(&body[..body.len().min(512)]), code);
+            tracing::warn!(status, body = %excerpt, "MondiaPay did not issue a token");
+        }
+        answer
+    }
+
+    fn scrub(&self, text: &str, code: &Code) -> String {
+        let mut text = text.replace(code.expose(), "[code]");
+        let secret = self.client_secret.expose_secret();
+        if !secret.is_empty() {
+            text = text.replace(secret, "[secret]");
+        }
+        text
+    }
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded.
+pub fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue {
+    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(client_id), encode(client_secret));
+    let mut value = HeaderValue::try_from(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
+    .expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+fn form<'a>(pairs: impl Iterator<Item = &'a (&'a str, &'a str)>) -> String {
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+async fn read_capped(mut response: Response) -> Result<Vec<u8>, NoAnswer> {
+    let too_large = || NoAnswer::Invalid(format!("MondiaPay's answer is larger than {MAX_ANSWER_BYTES} bytes"));
+    if response.content_length().is_some_and(|len| len > MAX_ANSWER_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| {
+        if error.is_timeout() { NoAnswer::TimedOut } else { NoAnswer::Unreachable }
+    })? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Exponential backoff from 100 ms with up to 100 ms of jitter, so replicas do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = u64::from(random_bytes::<1>()[0]) * 100 / 255;
+    Duration::from_millis(100 * 2u64.pow(attempt.saturating_sub(1).min(6)) + jitter)
+}
+
+fn answer_kind(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Issued(_) => "issued",
+        Answer::CodeRejected(_) => "code_rejected",
+        Answer::CredentialsRejected(_) => "credentials_rejected",
+        Answer::Unusable(NoAnswer::TimedOut) => "timed_out",
+        Answer::Unusable(NoAnswer::Unreachable) => "unreachable",
+        Answer::Unusable(NoAnswer::Invalid(_)) => "invalid_answer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_authorization_matches_the_spec_test_vector() {
+        let value = basic_authorization("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="
+        );
+        assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        assert!(backoff(1) >= Duration::from_millis(100) && backoff(1) <= Duration::from_millis(200));
+        assert!(backoff(3) >= Duration::from_millis(400));
+        assert!(backoff(50) <= Duration::from_millis(6500));
+    }
+}

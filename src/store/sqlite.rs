@@ -1,0 +1,50 @@
+//! Opening the embedded SQLite store: one file, WAL, and a full sync on every commit so that a
+//! record acknowledged to anyone survives a crash or power loss.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::{SqlSafeStr, SqlitePool};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::StoreError;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "tokens and exchanges",
+    include_str!("../../migrations/sqlite/0001_tokens_and_exchanges.sql"),
+)];
+
+pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+            path: dir.display().to_string(),
+            source: source.into(),
+        })?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+    migrator().run(&pool).await.map_err(|source| StoreError::Migrate(source.into()))?;
+    Ok(pool)
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(*version, (*description).into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
