@@ -85,7 +85,10 @@ impl Engine {
     /// Lets exchanges under way finish and be stored, then closes the store.
     pub async fn shut_down(&self) {
         if !self.exchanger.drain(SHUTDOWN_GRACE).await {
-            tracing::error!(grace_secs = SHUTDOWN_GRACE.as_secs(), "exchanges still running at the end of the shutdown grace period");
+            tracing::error!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "exchanges still running at the end of the shutdown grace period"
+            );
         }
         self.store.close().await;
     }
@@ -134,16 +137,23 @@ impl Application {
     }
 
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.local_addr().expect("a bound listener has an address")
+        self.public
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn internal_addr(&self) -> SocketAddr {
-        self.internal.local_addr().expect("a bound listener has an address")
+        self.internal
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets requests and exchanges under
     /// way finish, and closes the store.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(public = %self.public_addr(), internal = %self.internal_addr(), "listening");
         let stop = CancellationToken::new();
         let trigger = stop.clone();
@@ -154,12 +164,14 @@ impl Application {
         });
         let public = axum::serve(
             self.public,
-            public::router(self.state.clone(), self.public_timeout).into_make_service_with_connect_info::<SocketAddr>(),
+            public::router(self.state.clone(), self.public_timeout)
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let internal = axum::serve(
             self.internal,
-            api::router(self.state.clone(), self.internal_timeout).into_make_service_with_connect_info::<SocketAddr>(),
+            api::router(self.state.clone(), self.internal_timeout)
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let (public, internal) = tokio::join!(public.into_future(), internal.into_future());
@@ -170,5 +182,11 @@ impl Application {
 }
 
 async fn bind(key: &'static str, address: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(address).await.map_err(|source| StartupError::Bind { key, address, source })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartupError::Bind {
+            key,
+            address,
+            source,
+        })
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "mondiapay-token-proxy", version, about = "Exchanges MondiaPay authorization codes exactly once and serves the tokens to internal services")]
+#[command(
+    name = "mondiapay-token-proxy",
+    version,
+    about = "Exchanges MondiaPay authorization codes exactly once and serves the tokens to internal services"
+)]
 pub struct Cli {
     /// A TOML settings file; environment variables TOKEN_PROXY__<SECTION>__<KEY> override it.
     #[arg(long, global = true, value_name = "FILE")]

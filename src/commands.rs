@@ -17,7 +17,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::CheckConfig => check_config(&cli.config),
-        Command::Exchange { code, reference, uuid } => exchange(&cli.config, code, reference, uuid).await,
+        Command::Exchange {
+            code,
+            reference,
+            uuid,
+        } => exchange(&cli.config, code, reference, uuid).await,
     }
 }
 
@@ -93,7 +97,10 @@ async fn exchange(
     engine.shut_down().await;
     match result {
         Ok(record) => {
-            println!("{}", serde_json::to_string_pretty(&record).expect("a record serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).expect("a record serializes")
+            );
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error),

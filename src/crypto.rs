@@ -13,7 +13,9 @@ const SEALED_V1: u8 = 1;
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
-#[error("a stored value could not be decrypted (wrong store.encryption_key, or the row was altered)")]
+#[error(
+    "a stored value could not be decrypted (wrong store.encryption_key, or the row was altered)"
+)]
 pub struct UnsealError;
 
 /// Holds the keys derived from the master key. Never printed, never cloned out.
@@ -37,7 +39,13 @@ impl Keyring {
         let nonce = Nonce::generate();
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: context })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .expect("AES-GCM encryption of a small value cannot fail");
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         sealed.push(SEALED_V1);
@@ -54,7 +62,13 @@ impl Keyring {
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| UnsealError)?;
         self.cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: context })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: context,
+                },
+            )
             .map_err(|_| UnsealError)
     }
 

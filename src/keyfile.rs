@@ -26,15 +26,24 @@ pub enum KeyFileError {
 
 /// Reads the key at `path`, or creates it (mode 0600). Returns whether it was created.
 pub fn load_or_create(path: &Path) -> Result<([u8; 32], bool), KeyFileError> {
-    let io = |source| KeyFileError::Io { path: path.to_owned(), source };
+    let io = |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     // create_new: two processes starting at once cannot both write a key.
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(mut file) => {
             let key = random_bytes::<32>();
-            file.write_all(STANDARD.encode(key).as_bytes()).map_err(io)?;
+            file.write_all(STANDARD.encode(key).as_bytes())
+                .map_err(io)?;
             file.write_all(b"\n").map_err(io)?;
             file.sync_all().map_err(io)?;
             Ok((key, true))
@@ -45,7 +54,9 @@ pub fn load_or_create(path: &Path) -> Result<([u8; 32], bool), KeyFileError> {
                 .decode(text.trim())
                 .ok()
                 .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                .ok_or_else(|| KeyFileError::Malformed { path: path.to_owned() })?;
+                .ok_or_else(|| KeyFileError::Malformed {
+                    path: path.to_owned(),
+                })?;
             Ok((key, false))
         }
         Err(error) => Err(io(error)),
@@ -64,7 +75,10 @@ mod tests {
         let path = dir.path().join("data").join(FILE_NAME);
         let (key, created) = load_or_create(&path).unwrap();
         assert!(created);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_or_create(&path).unwrap(), (key, false));
     }
 
@@ -73,7 +87,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         std::fs::write(&path, "not a key").unwrap();
-        assert!(matches!(load_or_create(&path), Err(KeyFileError::Malformed { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(KeyFileError::Malformed { .. })
+        ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
     }
 }

@@ -24,7 +24,10 @@ pub fn stack(routes: Router, request_timeout: Duration, max_body_bytes: usize) -
     // Outermost last: every answer, a timeout's included, gets its request id and log line.
     routes
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .layer(from_fn(observe))
 }
 
@@ -67,7 +70,10 @@ async fn observe(mut request: Request, next: Next) -> Response {
 
 /// A caller's id is kept only if it is short and plain, so it cannot forge log lines or pages.
 fn is_acceptable_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 fn new_request_id() -> String {

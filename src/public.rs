@@ -31,9 +31,14 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .with_state(state);
     let routes = middleware::stack(routes, request_timeout, MAX_BODY_BYTES);
-    SECURITY_HEADERS.into_iter().fold(routes, |routes, (name, value)| {
-        routes.layer(SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value)))
-    })
+    SECURITY_HEADERS
+        .into_iter()
+        .fold(routes, |routes, (name, value)| {
+            routes.layer(SetResponseHeaderLayer::overriding(
+                name,
+                HeaderValue::from_static(value),
+            ))
+        })
 }
 
 async fn not_found() -> (StatusCode, &'static str) {

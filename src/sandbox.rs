@@ -22,7 +22,9 @@ struct Sandbox {
 }
 
 pub fn router() -> Router {
-    Router::new().route(TOKEN_PATH, post(token)).with_state(Sandbox::default())
+    Router::new()
+        .route(TOKEN_PATH, post(token))
+        .with_state(Sandbox::default())
 }
 
 /// Serves the sandbox on `listener` until the process ends.
@@ -38,15 +40,31 @@ async fn token(
 ) -> (StatusCode, Json<Value>) {
     let code = [query.unwrap_or_default(), body]
         .iter()
-        .flat_map(|text| form_urlencoded::parse(text.as_bytes()).into_owned().collect::<Vec<_>>())
+        .flat_map(|text| {
+            form_urlencoded::parse(text.as_bytes())
+                .into_owned()
+                .collect::<Vec<_>>()
+        })
         .find(|(name, _)| name == "code")
         .map(|(_, value)| value);
     let Some(code) = code.filter(|code| code.starts_with('A')) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request", "error_description": "No valid code."})));
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": "No valid code."})),
+        );
     };
-    let fresh = sandbox.used_codes.lock().unwrap_or_else(|p| p.into_inner()).insert(code);
+    let fresh = sandbox
+        .used_codes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(code);
     if !fresh {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": "The code was already used."})));
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": "invalid_grant", "error_description": "The code was already used."}),
+            ),
+        );
     }
     let random = || base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<18>());
     (
@@ -59,4 +77,3 @@ async fn token(
         })),
     )
 }
-

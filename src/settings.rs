@@ -200,7 +200,9 @@ pub struct SettingsError {
 
 impl SettingsError {
     fn one(problem: impl Into<String>) -> Self {
-        Self { problems: vec![problem.into()] }
+        Self {
+            problems: vec![problem.into()],
+        }
     }
 }
 
@@ -286,13 +288,20 @@ impl Settings {
         if mp.client_id.as_deref().is_none_or(str::is_empty) {
             problems.push(required("mondiapay.client_id"));
         }
-        if mp.client_secret.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+        if mp
+            .client_secret
+            .as_ref()
+            .is_none_or(|s| s.expose_secret().is_empty())
+        {
             problems.push(required("mondiapay.client_secret"));
         }
         if mp.redirect_uri.is_none() {
             problems.push(required("mondiapay.redirect_uri"));
         }
-        for (key, url) in [("mondiapay.token_url", Some(&mp.token_url)), ("mondiapay.redirect_uri", mp.redirect_uri.as_ref())] {
+        for (key, url) in [
+            ("mondiapay.token_url", Some(&mp.token_url)),
+            ("mondiapay.redirect_uri", mp.redirect_uri.as_ref()),
+        ] {
             if let Some(url) = url
                 && !matches!(url.scheme(), "http" | "https")
             {
@@ -305,8 +314,14 @@ impl Settings {
         for (key, secs) in [
             ("mondiapay.timeout_secs", mp.timeout_secs),
             ("mondiapay.connect_timeout_secs", mp.connect_timeout_secs),
-            ("public.request_timeout_secs", self.public.request_timeout_secs),
-            ("internal.request_timeout_secs", self.internal.request_timeout_secs),
+            (
+                "public.request_timeout_secs",
+                self.public.request_timeout_secs,
+            ),
+            (
+                "internal.request_timeout_secs",
+                self.internal.request_timeout_secs,
+            ),
             ("store.claim_lease_secs", self.store.claim_lease_secs),
         ] {
             if secs == 0 {
@@ -333,8 +348,14 @@ impl Settings {
             if self.internal.api_keys.is_empty() {
                 problems.push(required("internal.api_keys"));
             }
-            if self.internal.api_keys.iter().any(|k| k.expose_secret().len() < 16) {
-                problems.push("internal.api_keys: every key must be at least 16 characters".to_owned());
+            if self
+                .internal
+                .api_keys
+                .iter()
+                .any(|k| k.expose_secret().len() < 16)
+            {
+                problems
+                    .push("internal.api_keys: every key must be at least 16 characters".to_owned());
             }
         }
         into_result(problems)
@@ -363,7 +384,8 @@ impl MondiaPaySettings {
     /// between them, then the whole-request timeout. A claim must outlast it.
     pub fn longest_exchange(&self) -> Duration {
         let retries = self.connect_retries.min(10);
-        let backoffs = Duration::from_millis(100 * ((1u64 << retries) - 1) + 100 * u64::from(retries));
+        let backoffs =
+            Duration::from_millis(100 * ((1u64 << retries) - 1) + 100 * u64::from(retries));
         self.connect_timeout() * (retries + 1) + backoffs + self.timeout()
     }
 }
@@ -381,14 +403,18 @@ impl StoreSettings {
             if path.is_empty() {
                 return Err("store.url: a sqlite:// URL needs a file path".to_owned());
             }
-            return Ok(StoreBackend::Sqlite { path: PathBuf::from(path) });
+            return Ok(StoreBackend::Sqlite {
+                path: PathBuf::from(path),
+            });
         }
         Err("store.url must start with sqlite:// (a file path)".to_owned())
     }
 
     /// The configured master key, if any; validated at load time.
     pub fn master_key(&self) -> Option<[u8; 32]> {
-        self.encryption_key.as_ref().and_then(|key| decode_key(key).ok())
+        self.encryption_key
+            .as_ref()
+            .and_then(|key| decode_key(key).ok())
     }
 }
 
@@ -421,7 +447,10 @@ fn from_file(
 }
 
 fn required(key: &str) -> String {
-    format!("{key} is required: set it in the config file or as {}", env_var(key))
+    format!(
+        "{key} is required: set it in the config file or as {}",
+        env_var(key)
+    )
 }
 
 fn both_given(key: &str) -> String {
@@ -433,7 +462,11 @@ fn unreadable(key: &str, path: &Path, error: &std::io::Error) -> String {
 }
 
 fn into_result(problems: Vec<String>) -> Result<(), SettingsError> {
-    if problems.is_empty() { Ok(()) } else { Err(SettingsError { problems }) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SettingsError { problems })
+    }
 }
 
 fn redact_url_password(raw: &str) -> String {

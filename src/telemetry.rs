@@ -7,10 +7,16 @@ use crate::settings::LogFormat;
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests, or a command that already set one up) keeps the first.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_span_list(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(true)
+            .try_init(),
         LogFormat::Pretty => builder.pretty().try_init(),
     };
 }

@@ -34,7 +34,11 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -54,7 +58,10 @@ mod tests {
 
     #[test]
     fn accepts_any_configured_key_and_nothing_else() {
-        let keys = ApiKeys::new(&["first-key-0123456789".into(), "second-key-0123456789".into()]);
+        let keys = ApiKeys::new(&[
+            "first-key-0123456789".into(),
+            "second-key-0123456789".into(),
+        ]);
         assert!(keys.accepts("first-key-0123456789"));
         assert!(keys.accepts("second-key-0123456789"));
         assert!(!keys.accepts("first-key-012345678"));

@@ -29,10 +29,16 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let v1 = Router::new()
         .route("/exchange", post(tokens::exchange))
         .route("/tokens", get(tokens::find_token))
-        .route("/tokens/{id}", get(tokens::get_token).delete(tokens::delete_token))
+        .route(
+            "/tokens/{id}",
+            get(tokens::get_token).delete(tokens::delete_token),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
         // Answers may carry a token: no cache anywhere may keep them.
-        .layer(SetResponseHeaderLayer::overriding(CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        .layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     let routes = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(middleware::healthz))
@@ -46,7 +52,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = state.store.ping().await.is_ok();
     let credentials = !state.exchanger.credentials_refused();
-    let status = if store && credentials { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if store && credentials {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({

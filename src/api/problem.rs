@@ -19,6 +19,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    #[error("the body is larger than this API accepts")]
+    PayloadTooLarge,
     #[error("{0}")]
     NotFound(&'static str),
     #[error("a valid API key is required")]
@@ -33,6 +35,7 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             other => Self::BadRequest(other.body_text()),
         }
     }
@@ -53,42 +56,74 @@ struct Problem {
 
 impl ApiError {
     fn problem(&self) -> Problem {
-        let problem = |status, kind, title| Problem { status, kind, title, mondiapay_error: None };
+        let problem = |status, kind, title| Problem {
+            status,
+            kind,
+            title,
+            mondiapay_error: None,
+        };
         match self {
-            Self::BadRequest(_) => problem(StatusCode::BAD_REQUEST, "bad-request", "The request is malformed"),
-            Self::UnsupportedMediaType => {
-                problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "The body must be JSON")
-            }
+            Self::BadRequest(_) => problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "The request is malformed",
+            ),
+            Self::UnsupportedMediaType => problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The body must be JSON",
+            ),
+            Self::PayloadTooLarge => problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The body is too large",
+            ),
             Self::NotFound(_) => problem(StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Self::Unauthorized => problem(StatusCode::UNAUTHORIZED, "unauthorized", "A valid API key is required"),
+            Self::Unauthorized => problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "A valid API key is required",
+            ),
             Self::Exchange(error) => match error {
                 ExchangeError::CodeRejected(upstream) => Problem {
                     mondiapay_error: Some(upstream.error.clone()),
-                    ..problem(StatusCode::UNPROCESSABLE_ENTITY, "code-rejected", "MondiaPay rejected the code")
+                    ..problem(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "code-rejected",
+                        "MondiaPay rejected the code",
+                    )
                 },
                 ExchangeError::CredentialsRejected(_) => problem(
                     StatusCode::BAD_GATEWAY,
                     "credentials-rejected",
                     "MondiaPay refused this service's client credentials",
                 ),
-                ExchangeError::NoAnswer(NoAnswer::TimedOut) => {
-                    problem(StatusCode::GATEWAY_TIMEOUT, "upstream-timeout", "MondiaPay did not answer in time")
-                }
-                ExchangeError::NoAnswer(_) => {
-                    problem(StatusCode::BAD_GATEWAY, "upstream-unavailable", "MondiaPay gave no usable answer")
-                }
-                ExchangeError::TokenGone => {
-                    problem(StatusCode::GONE, "token-gone", "The code's token has expired or was deleted")
-                }
+                ExchangeError::NoAnswer(NoAnswer::TimedOut) => problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream-timeout",
+                    "MondiaPay did not answer in time",
+                ),
+                ExchangeError::NoAnswer(_) => problem(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-unavailable",
+                    "MondiaPay gave no usable answer",
+                ),
+                ExchangeError::TokenGone => problem(
+                    StatusCode::GONE,
+                    "token-gone",
+                    "The code's token has expired or was deleted",
+                ),
                 ExchangeError::StillPending => problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "exchange-in-progress",
                     "Another exchange of this code is under way",
                 ),
                 ExchangeError::Store(_) => store_unavailable(),
-                ExchangeError::Aborted => {
-                    problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "The exchange stopped unexpectedly")
-                }
+                ExchangeError::Aborted => problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "The exchange stopped unexpectedly",
+                ),
             },
             Self::Store(_) => store_unavailable(),
         }
@@ -143,12 +178,16 @@ impl IntoResponse for ApiError {
         }
         let mut response = (problem.status, Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         match &self {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Exchange(ExchangeError::StillPending | ExchangeError::Store(_)) | Self::Store(_) => {
+            Self::Exchange(ExchangeError::StillPending | ExchangeError::Store(_))
+            | Self::Store(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

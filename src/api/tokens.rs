@@ -36,7 +36,8 @@ pub async fn exchange(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ExchangeBody>,
 ) -> Result<Json<TokenRecord>, ApiError> {
-    let code = Code::parse(&body.code, &state.code_prefix).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let code = Code::parse(&body.code, &state.code_prefix)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let owner = Owner {
         reference: label("ref", body.reference)?,
         uuid: label("uuid", body.uuid)?,
@@ -44,7 +45,10 @@ pub async fn exchange(
     Ok(Json(state.exchanger.exchange(code, owner).await?))
 }
 
-pub async fn get_token(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TokenRecord>, ApiError> {
+pub async fn get_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenRecord>, ApiError> {
     state
         .store
         .live_token(&id, state.expiry_margin_secs)
@@ -69,12 +73,21 @@ pub async fn find_token(
     let found = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
         (Some(reference), None) => state.store.newest_for_ref(&reference, margin).await?,
         (None, Some(uuid)) => state.store.newest_for_uuid(&uuid, margin).await?,
-        _ => return Err(ApiError::BadRequest("give exactly one of ref or uuid".to_owned())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of ref or uuid".to_owned(),
+            ));
+        }
     };
-    found.map(Json).ok_or(ApiError::NotFound("no live token for this ref or uuid"))
+    found
+        .map(Json)
+        .ok_or(ApiError::NotFound("no live token for this ref or uuid"))
 }
 
-pub async fn delete_token(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.store.delete_token(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -82,8 +95,12 @@ pub async fn delete_token(State(state): State<AppState>, Path(id): Path<String>)
 /// A merchant reference or uuid: empty means absent; long or control characters are refused.
 fn label(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
-        Some(value) if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) => {
-            Err(ApiError::BadRequest(format!("{name} must be at most {MAX_LABEL_CHARS} printable characters")))
+        Some(value)
+            if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) =>
+        {
+            Err(ApiError::BadRequest(format!(
+                "{name} must be at most {MAX_LABEL_CHARS} printable characters"
+            )))
         }
         Some(value) if !value.is_empty() => Ok(Some(value)),
         _ => Ok(None),

@@ -49,7 +49,12 @@ pub struct Exchanger {
 }
 
 impl Exchanger {
-    pub fn new(store: Arc<TokenStore>, mondiapay: MondiaPayClient, lease: Duration, expiry_margin_secs: u64) -> Self {
+    pub fn new(
+        store: Arc<TokenStore>,
+        mondiapay: MondiaPayClient,
+        lease: Duration,
+        expiry_margin_secs: u64,
+    ) -> Self {
         Self {
             store,
             mondiapay,
@@ -66,7 +71,11 @@ impl Exchanger {
     /// The work runs as its own task: a caller that hangs up or times out does not cancel an
     /// exchange whose answer MondiaPay may already have sent, so the token is stored regardless
     /// and the next request for the code finds it.
-    pub async fn exchange(self: &Arc<Self>, code: Code, owner: Owner) -> Result<TokenRecord, ExchangeError> {
+    pub async fn exchange(
+        self: &Arc<Self>,
+        code: Code,
+        owner: Owner,
+    ) -> Result<TokenRecord, ExchangeError> {
         let this = Arc::clone(self);
         let hash = self.store.keys().hash_code(&code);
         let span = tracing::info_span!("exchange", code = hash.short());
@@ -87,13 +96,20 @@ impl Exchanger {
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 
-    async fn exchange_once(&self, code: &Code, hash: &CodeHash, owner: &Owner) -> Result<TokenRecord, ExchangeError> {
+    async fn exchange_once(
+        &self,
+        code: &Code,
+        hash: &CodeHash,
+        owner: &Owner,
+    ) -> Result<TokenRecord, ExchangeError> {
         let _turn = self.turns.take(hash).await;
         let give_up = Instant::now() + self.lease + CLAIM_POLL;
         loop {
             let lease_until = now_unix() + self.lease.as_secs() as i64;
             let row = match self.store.claim(hash, owner, lease_until).await? {
-                Claim::Claimed { attempt } => return self.call_mondiapay(code, hash, owner, attempt).await,
+                Claim::Claimed { attempt } => {
+                    return self.call_mondiapay(code, hash, owner, attempt).await;
+                }
                 Claim::Taken(row) => row,
             };
             match row.state {
@@ -103,11 +119,13 @@ impl Exchanger {
                 }
                 ExchangeState::Rejected => {
                     tracing::info!("code seen before: MondiaPay had rejected it");
-                    return Err(ExchangeError::CodeRejected(row.rejection.unwrap_or_else(|| UpstreamError {
-                        http_status: 400,
-                        error: "invalid_grant".to_owned(),
-                        message: None,
-                    })));
+                    return Err(ExchangeError::CodeRejected(row.rejection.unwrap_or_else(
+                        || UpstreamError {
+                            http_status: 400,
+                            error: "invalid_grant".to_owned(),
+                            message: None,
+                        },
+                    )));
                 }
                 // Another process holds the code, or it was released between our claim and read.
                 ExchangeState::Pending | ExchangeState::Failed => {
@@ -158,7 +176,9 @@ impl Exchanger {
     }
 
     async fn stored_token(&self, id: Option<&str>) -> Result<TokenRecord, ExchangeError> {
-        let Some(id) = id else { return Err(ExchangeError::TokenGone) };
+        let Some(id) = id else {
+            return Err(ExchangeError::TokenGone);
+        };
         self.store
             .live_token(id, self.expiry_margin_secs)
             .await?

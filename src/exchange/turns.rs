@@ -25,7 +25,12 @@ impl Turns {
     pub async fn take(&self, code: &CodeHash) -> Turn<'_> {
         let queue = Arc::clone(self.lock().entry(code.clone()).or_default());
         let guard = Arc::clone(&queue).lock_owned().await;
-        Turn { turns: self, code: code.clone(), queue, guard: Some(guard) }
+        Turn {
+            turns: self,
+            code: code.clone(),
+            queue,
+            guard: Some(guard),
+        }
     }
 
     /// How many codes have requests working or waiting.
@@ -41,7 +46,9 @@ impl Turns {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CodeHash, Arc<AsyncMutex<()>>>> {
         // A panic while holding this lock cannot leave the map inconsistent: take it anyway.
-        self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -60,16 +60,24 @@ pub enum NoAnswer {
 /// Classifies an answer by its status and body.
 pub fn read_answer(status: u16, body: &[u8]) -> Answer {
     if status >= 500 || status == 408 || status == 429 {
-        return Answer::Unusable(NoAnswer::Invalid(format!("MondiaPay answered HTTP {status}")));
+        return Answer::Unusable(NoAnswer::Invalid(format!(
+            "MondiaPay answered HTTP {status}"
+        )));
     }
     if (300..400).contains(&status) {
-        return Answer::Unusable(NoAnswer::Invalid(format!("MondiaPay answered a redirect (HTTP {status}), which is not followed")));
+        return Answer::Unusable(NoAnswer::Invalid(format!(
+            "MondiaPay answered a redirect (HTTP {status}), which is not followed"
+        )));
     }
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return Answer::Unusable(NoAnswer::Invalid(format!("MondiaPay answered HTTP {status} with a body that is not a JSON object")));
+        return Answer::Unusable(NoAnswer::Invalid(format!(
+            "MondiaPay answered HTTP {status} with a body that is not a JSON object"
+        )));
     };
     if let Some(error) = upstream_error(status, &fields) {
-        let blames_credentials = CREDENTIAL_ERRORS.iter().any(|c| error.error.eq_ignore_ascii_case(c));
+        let blames_credentials = CREDENTIAL_ERRORS
+            .iter()
+            .any(|c| error.error.eq_ignore_ascii_case(c));
         return if blames_credentials {
             Answer::CredentialsRejected(error)
         } else {
@@ -79,14 +87,23 @@ pub fn read_answer(status: u16, body: &[u8]) -> Answer {
     if (200..300).contains(&status) {
         return match user_token(fields) {
             Some(token) => Answer::Issued(token),
-            None => Answer::Unusable(NoAnswer::Invalid("MondiaPay's success answer has no usable access_token".to_owned())),
+            None => Answer::Unusable(NoAnswer::Invalid(
+                "MondiaPay's success answer has no usable access_token".to_owned(),
+            )),
         };
     }
-    Answer::Unusable(NoAnswer::Invalid(format!("MondiaPay answered HTTP {status} without an error code")))
+    Answer::Unusable(NoAnswer::Invalid(format!(
+        "MondiaPay answered HTTP {status} without an error code"
+    )))
 }
 
 fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamError> {
-    let text = |name: &str| fields.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     // MondiaPay's own shape puts the class in `status` ("UNAUTHORIZED") and the detail in
     // `error` ("TOKEN_NOT_FOUND"); a body with only `status` still names the fault.
     let error = text("error").or_else(|| text("status").filter(|_| status >= 400))?;
@@ -111,14 +128,24 @@ fn user_token(mut fields: Map<String, Value>) -> Option<UserToken> {
         Some(Value::String(kind)) if !kind.is_empty() => kind.to_ascii_lowercase(),
         _ => "bearer".to_owned(),
     };
-    let expires_in = fields.remove("expires_in").map_or(Some(DEFAULT_EXPIRES_IN_SECS), |v| expires_in(&v))?;
-    Some(UserToken { access_token, refresh_token, token_type, expires_in, extra: fields })
+    let expires_in = fields
+        .remove("expires_in")
+        .map_or(Some(DEFAULT_EXPIRES_IN_SECS), |v| expires_in(&v))?;
+    Some(UserToken {
+        access_token,
+        refresh_token,
+        token_type,
+        expires_in,
+        extra: fields,
+    })
 }
 
 /// `expires_in` as a number or a numeric string (MondiaPay's examples send `"43200"`).
 fn expires_in(value: &Value) -> Option<u64> {
     let seconds = match value {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
         Value::String(s) => s.trim().parse::<u64>().ok(),
         Value::Null => Some(DEFAULT_EXPIRES_IN_SECS),
         _ => None,
@@ -158,10 +185,19 @@ mod tests {
 
     #[test]
     fn expires_in_may_be_a_number_a_string_or_missing() {
-        assert_eq!(issued(200, r#"{"access_token":"U1","expires_in":3600}"#).expires_in, 3600);
-        assert_eq!(issued(200, r#"{"access_token":"U1","expires_in":" 60 "}"#).expires_in, 60);
+        assert_eq!(
+            issued(200, r#"{"access_token":"U1","expires_in":3600}"#).expires_in,
+            3600
+        );
+        assert_eq!(
+            issued(200, r#"{"access_token":"U1","expires_in":" 60 "}"#).expires_in,
+            60
+        );
         assert_eq!(issued(200, r#"{"access_token":"U1"}"#).expires_in, 43_200);
-        assert_eq!(issued(200, r#"{"access_token":"U1","expires_in":null}"#).expires_in, 43_200);
+        assert_eq!(
+            issued(200, r#"{"access_token":"U1","expires_in":null}"#).expires_in,
+            43_200
+        );
         assert!(matches!(
             read_answer(200, br#"{"access_token":"U1","expires_in":"soon"}"#),
             Answer::Unusable(_)
@@ -170,7 +206,10 @@ mod tests {
 
     #[test]
     fn token_type_is_case_insensitive_and_unknown_fields_are_kept() {
-        let token = issued(200, r#"{"access_token":"U1","token_type":"Bearer","scope":"subs","n":1}"#);
+        let token = issued(
+            200,
+            r#"{"access_token":"U1","token_type":"Bearer","scope":"subs","n":1}"#,
+        );
         assert_eq!(token.token_type, "bearer");
         assert_eq!(token.extra["scope"], "subs");
         assert_eq!(token.extra["n"], 1);
@@ -190,16 +229,43 @@ mod tests {
     fn error_shapes_and_classes() {
         let code = |e: &str| ("code", Some(e.to_owned()));
         let credentials = |e: &str| ("credentials", Some(e.to_owned()));
-        assert_eq!(verdict(400, r#"{"error":"invalid_grant","error_description":"used"}"#), code("invalid_grant"));
         assert_eq!(
-            verdict(400, r#"{"status":"BAD_REQUEST","error":"INVALID_PARAMETERS","message":"bad"}"#),
+            verdict(
+                400,
+                r#"{"error":"invalid_grant","error_description":"used"}"#
+            ),
+            code("invalid_grant")
+        );
+        assert_eq!(
+            verdict(
+                400,
+                r#"{"status":"BAD_REQUEST","error":"INVALID_PARAMETERS","message":"bad"}"#
+            ),
             code("INVALID_PARAMETERS")
         );
-        assert_eq!(verdict(401, r#"{"status":"UNAUTHORIZED","error":"TOKEN_NOT_FOUND"}"#), code("TOKEN_NOT_FOUND"));
-        assert_eq!(verdict(200, r#"{"error":"invalid_grant"}"#), code("invalid_grant"));
-        assert_eq!(verdict(401, r#"{"error":"invalid_client"}"#), credentials("invalid_client"));
-        assert_eq!(verdict(401, r#"{"status":"UNAUTHORIZED","message":"bad client"}"#), credentials("UNAUTHORIZED"));
-        assert_eq!(verdict(401, r#"{"error":"UNAUTHORIZED"}"#), credentials("UNAUTHORIZED"));
+        assert_eq!(
+            verdict(
+                401,
+                r#"{"status":"UNAUTHORIZED","error":"TOKEN_NOT_FOUND"}"#
+            ),
+            code("TOKEN_NOT_FOUND")
+        );
+        assert_eq!(
+            verdict(200, r#"{"error":"invalid_grant"}"#),
+            code("invalid_grant")
+        );
+        assert_eq!(
+            verdict(401, r#"{"error":"invalid_client"}"#),
+            credentials("invalid_client")
+        );
+        assert_eq!(
+            verdict(401, r#"{"status":"UNAUTHORIZED","message":"bad client"}"#),
+            credentials("UNAUTHORIZED")
+        );
+        assert_eq!(
+            verdict(401, r#"{"error":"UNAUTHORIZED"}"#),
+            credentials("UNAUTHORIZED")
+        );
         assert_eq!(verdict(500, r#"{"error":"invalid_grant"}"#).0, "unusable");
         assert_eq!(verdict(503, "").0, "unusable");
         assert_eq!(verdict(429, r#"{"error":"slow_down"}"#).0, "unusable");
@@ -216,7 +282,9 @@ mod tests {
     fn error_text_is_bounded() {
         let long = "x".repeat(5000);
         let body = format!(r#"{{"error":"{long}","message":"{long}"}}"#);
-        let Answer::CodeRejected(error) = read_answer(400, body.as_bytes()) else { panic!() };
+        let Answer::CodeRejected(error) = read_answer(400, body.as_bytes()) else {
+            panic!()
+        };
         assert_eq!(error.error.len(), 100);
         assert_eq!(error.message.unwrap().len(), 300);
     }

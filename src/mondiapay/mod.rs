@@ -11,7 +11,9 @@ use reqwest::{RequestBuilder, Response, redirect};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, NoAnswer, UpstreamError, UserToken, read_answer};
+pub use answer::{
+    Answer, DEFAULT_EXPIRES_IN_SECS, NoAnswer, UpstreamError, UserToken, read_answer,
+};
 
 use crate::code::Code;
 use crate::crypto::random_bytes;
@@ -51,7 +53,11 @@ impl MondiaPayClient {
                 .as_ref()
                 .map(|s| SecretString::from(s.expose_secret()))
                 .unwrap_or_default(),
-            redirect_uri: settings.redirect_uri.as_ref().map(Url::to_string).unwrap_or_default(),
+            redirect_uri: settings
+                .redirect_uri
+                .as_ref()
+                .map(Url::to_string)
+                .unwrap_or_default(),
             client_auth: settings.client_auth,
             connect_retries: settings.connect_retries,
         })
@@ -83,7 +89,11 @@ impl MondiaPayClient {
                 }
             }
         };
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, outcome = answer_kind(&answer), "MondiaPay token call finished");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            outcome = answer_kind(&answer),
+            "MondiaPay token call finished"
+        );
         answer
     }
 
@@ -92,7 +102,10 @@ impl MondiaPayClient {
         let secret = self.client_secret.expose_secret();
         let credentials = [("client_id", id), ("client_secret", secret)];
         let grant = [("grant_type", "authorization_code")];
-        let code_and_uri = [("code", code.expose()), ("redirect_uri", self.redirect_uri.as_str())];
+        let code_and_uri = [
+            ("code", code.expose()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+        ];
         let request = match self.client_auth {
             ClientAuth::Query => {
                 let mut url = self.token_url.clone();
@@ -159,17 +172,30 @@ pub fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue 
 }
 
 fn form<'a>(pairs: impl Iterator<Item = &'a (&'a str, &'a str)>) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 async fn read_capped(mut response: Response) -> Result<Vec<u8>, NoAnswer> {
-    let too_large = || NoAnswer::Invalid(format!("MondiaPay's answer is larger than {MAX_ANSWER_BYTES} bytes"));
-    if response.content_length().is_some_and(|len| len > MAX_ANSWER_BYTES as u64) {
+    let too_large = || {
+        NoAnswer::Invalid(format!(
+            "MondiaPay's answer is larger than {MAX_ANSWER_BYTES} bytes"
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
+    {
         return Err(too_large());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|error| {
-        if error.is_timeout() { NoAnswer::TimedOut } else { NoAnswer::Unreachable }
+        if error.is_timeout() {
+            NoAnswer::TimedOut
+        } else {
+            NoAnswer::Unreachable
+        }
     })? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(too_large());
@@ -202,7 +228,10 @@ mod tests {
 
     #[test]
     fn basic_authorization_matches_the_spec_test_vector() {
-        let value = basic_authorization("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=");
+        let value = basic_authorization(
+            "1PpG/Q 1",
+            "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=",
+        );
         assert_eq!(
             value.to_str().unwrap(),
             "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="
@@ -212,7 +241,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_stays_bounded() {
-        assert!(backoff(1) >= Duration::from_millis(100) && backoff(1) <= Duration::from_millis(200));
+        assert!(
+            backoff(1) >= Duration::from_millis(100) && backoff(1) <= Duration::from_millis(200)
+        );
         assert!(backoff(3) >= Duration::from_millis(400));
         assert!(backoff(50) <= Duration::from_millis(6500));
     }

@@ -8,15 +8,26 @@ use super::*;
 const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-    Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 fn required_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("TOKEN_PROXY__MONDIAPAY__CLIENT_ID", "merchant"),
         ("TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET", "0123"),
-        ("TOKEN_PROXY__MONDIAPAY__REDIRECT_URI", "https://shop.example/thanks"),
-        ("TOKEN_PROXY__INTERNAL__API_KEYS", "key-one-0123456789,key-two-0123456789"),
+        (
+            "TOKEN_PROXY__MONDIAPAY__REDIRECT_URI",
+            "https://shop.example/thanks",
+        ),
+        (
+            "TOKEN_PROXY__INTERNAL__API_KEYS",
+            "key-one-0123456789,key-two-0123456789",
+        ),
     ]
 }
 
@@ -29,11 +40,17 @@ fn toml_file(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn defaults_apply_when_nothing_overrides_them() {
     let s = Settings::load(None, env(&required_env()), Purpose::Serve).unwrap();
-    assert_eq!(s.mondiapay.token_url.as_str(), "https://gateway.mondiapay.com/v1/api/oauth/token");
+    assert_eq!(
+        s.mondiapay.token_url.as_str(),
+        "https://gateway.mondiapay.com/v1/api/oauth/token"
+    );
     assert_eq!(s.mondiapay.client_auth, ClientAuth::Query);
     assert_eq!(s.mondiapay.code_prefix, "A");
     assert_eq!(s.mondiapay.exchange_on_errors, ["USER_ALREADY_SUBSCRIBED"]);
-    assert_eq!((s.mondiapay.timeout_secs, s.mondiapay.connect_timeout_secs), (10, 3));
+    assert_eq!(
+        (s.mondiapay.timeout_secs, s.mondiapay.connect_timeout_secs),
+        (10, 3)
+    );
     assert_eq!(s.public.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(s.internal.listen.to_string(), "127.0.0.1:8081");
     assert_eq!(s.store.url, "sqlite://data/tokens.db");
@@ -45,7 +62,12 @@ fn defaults_apply_when_nothing_overrides_them() {
 fn secrets_that_look_like_numbers_stay_strings_and_lists_split_at_commas() {
     let s = Settings::load(None, env(&required_env()), Purpose::Serve).unwrap();
     assert_eq!(s.mondiapay.client_secret.unwrap().expose_secret(), "0123");
-    let keys: Vec<_> = s.internal.api_keys.iter().map(|k| k.expose_secret().to_owned()).collect();
+    let keys: Vec<_> = s
+        .internal
+        .api_keys
+        .iter()
+        .map(|k| k.expose_secret().to_owned())
+        .collect();
     assert_eq!(keys, ["key-one-0123456789", "key-two-0123456789"]);
 }
 
@@ -71,31 +93,60 @@ fn secrets_can_come_from_files() {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "from-file\n").unwrap();
     let keys = dir.path().join("keys");
-    std::fs::write(&keys, "# rotated 2026-11\nfirst-key-0123456789\n\nsecond-key-0123456789\n").unwrap();
+    std::fs::write(
+        &keys,
+        "# rotated 2026-11\nfirst-key-0123456789\n\nsecond-key-0123456789\n",
+    )
+    .unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, KEY_B64).unwrap();
     let vars = [
         ("TOKEN_PROXY__MONDIAPAY__CLIENT_ID", "merchant"),
-        ("TOKEN_PROXY__MONDIAPAY__REDIRECT_URI", "https://shop.example/thanks"),
-        ("TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET_FILE", secret.to_str().unwrap()),
-        ("TOKEN_PROXY__INTERNAL__API_KEYS_FILE", keys.to_str().unwrap()),
-        ("TOKEN_PROXY__STORE__ENCRYPTION_KEY_FILE", key.to_str().unwrap()),
+        (
+            "TOKEN_PROXY__MONDIAPAY__REDIRECT_URI",
+            "https://shop.example/thanks",
+        ),
+        (
+            "TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET_FILE",
+            secret.to_str().unwrap(),
+        ),
+        (
+            "TOKEN_PROXY__INTERNAL__API_KEYS_FILE",
+            keys.to_str().unwrap(),
+        ),
+        (
+            "TOKEN_PROXY__STORE__ENCRYPTION_KEY_FILE",
+            key.to_str().unwrap(),
+        ),
     ];
     let s = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
-    assert_eq!(s.mondiapay.client_secret.as_ref().unwrap().expose_secret(), "from-file");
+    assert_eq!(
+        s.mondiapay.client_secret.as_ref().unwrap().expose_secret(),
+        "from-file"
+    );
     assert_eq!(s.internal.api_keys.len(), 2);
     assert_eq!(s.store.master_key().unwrap()[31], 31);
 }
 
 fn problems(vars: &[(&str, &str)], purpose: Purpose) -> Vec<String> {
-    Settings::load(None, env(vars), purpose).unwrap_err().problems
+    Settings::load(None, env(vars), purpose)
+        .unwrap_err()
+        .problems
 }
 
 #[test]
 fn every_missing_required_setting_is_named() {
     let found = problems(&[], Purpose::Serve);
-    for key in ["mondiapay.client_id", "mondiapay.client_secret", "mondiapay.redirect_uri", "internal.api_keys"] {
-        assert!(found.iter().any(|p| p.starts_with(key)), "{key} not named in {found:?}");
+    for key in [
+        "mondiapay.client_id",
+        "mondiapay.client_secret",
+        "mondiapay.redirect_uri",
+        "internal.api_keys",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(key)),
+            "{key} not named in {found:?}"
+        );
     }
     assert!(found[0].contains("TOKEN_PROXY__MONDIAPAY__CLIENT_ID"));
     let exchange_only = problems(&[], Purpose::Exchange);
@@ -138,8 +189,14 @@ fn invalid_values_are_named_without_echoing_secrets() {
 fn a_secret_given_twice_is_refused() {
     let file = toml_file("");
     let mut vars = required_env();
-    vars.push(("TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET_FILE", file.path().to_str().unwrap()));
-    assert!(problems(&vars, Purpose::Serve)[0].contains("mondiapay.client_secret and mondiapay.client_secret_file"));
+    vars.push((
+        "TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET_FILE",
+        file.path().to_str().unwrap(),
+    ));
+    assert!(
+        problems(&vars, Purpose::Serve)[0]
+            .contains("mondiapay.client_secret and mondiapay.client_secret_file")
+    );
 }
 
 #[test]
@@ -166,23 +223,40 @@ fn keys_list_every_setting() {
     for (section, table) in value.as_table().unwrap() {
         for key in table.as_table().unwrap().keys() {
             let full = format!("{section}.{key}");
-            assert!(KEYS.iter().any(|(k, _)| *k == full), "{full} missing from KEYS");
+            assert!(
+                KEYS.iter().any(|(k, _)| *k == full),
+                "{full} missing from KEYS"
+            );
         }
     }
 }
 
 #[test]
 fn readme_and_env_example_document_every_key() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let env_example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let env_example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .unwrap();
     for (key, secret) in KEYS {
-        assert!(readme.contains(&format!("`{key}`")), "README does not document {key}");
-        assert!(env_example.contains(&env_var(key)), ".env.example lacks {}", env_var(key));
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README does not document {key}"
+        );
+        assert!(
+            env_example.contains(&env_var(key)),
+            ".env.example lacks {}",
+            env_var(key)
+        );
         let field = key.split('.').nth(1).unwrap();
         assert!(example.contains(field), "config/example.toml lacks {key}");
         if *secret {
-            assert!(env_example.contains(&env_var(&format!("{key}_file"))), ".env.example lacks {key}_file");
+            assert!(
+                env_example.contains(&env_var(&format!("{key}_file"))),
+                ".env.example lacks {key}_file"
+            );
         }
     }
 }

@@ -30,7 +30,10 @@ pub fn list_or_comma_separated<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<S
 pub fn secret_list_or_comma_separated<'de, D: Deserializer<'de>>(
     de: D,
 ) -> Result<Vec<SecretString>, D::Error> {
-    Ok(list_or_comma_separated(de)?.into_iter().map(SecretString::from).collect())
+    Ok(list_or_comma_separated(de)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
 }
 
 pub fn redacted<S: Serializer>(secret: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {

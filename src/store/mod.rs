@@ -118,7 +118,12 @@ impl TokenStore {
 
     /// Claims `code` for one exchange, atomically: a new code, a code whose last exchange got no
     /// usable answer, or a code whose claim outlived its lease. Anything else is `Taken`.
-    pub async fn claim(&self, code: &CodeHash, owner: &Owner, lease_until: i64) -> Result<Claim, StoreError> {
+    pub async fn claim(
+        &self,
+        code: &CodeHash,
+        owner: &Owner,
+        lease_until: i64,
+    ) -> Result<Claim, StoreError> {
         let now = now_unix();
         let claimed = sqlx::query(
             "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, created_at, updated_at) \
@@ -137,7 +142,9 @@ impl TokenStore {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = claimed {
-            return Ok(Claim::Claimed { attempt: row.try_get("attempt")? });
+            return Ok(Claim::Claimed {
+                attempt: row.try_get("attempt")?,
+            });
         }
         // The insert did nothing, so the row existed; should it have vanished since, the caller
         // sees a released code and claims again.
@@ -212,7 +219,10 @@ impl TokenStore {
         Ok(TokenRecord {
             id,
             access_token: token.access_token.expose_secret().into(),
-            refresh_token: token.refresh_token.as_ref().map(|t| t.expose_secret().into()),
+            refresh_token: token
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().into()),
             token_type: token.token_type.clone(),
             obtained_at,
             expires_at,
@@ -223,13 +233,20 @@ impl TokenStore {
     }
 
     /// Records MondiaPay's final verdict on the code.
-    pub async fn complete_rejection(&self, code: &CodeHash, attempt: i64, error: &UpstreamError) -> Result<(), StoreError> {
-        self.finish(code, attempt, ExchangeState::Rejected, Some(error)).await
+    pub async fn complete_rejection(
+        &self,
+        code: &CodeHash,
+        attempt: i64,
+        error: &UpstreamError,
+    ) -> Result<(), StoreError> {
+        self.finish(code, attempt, ExchangeState::Rejected, Some(error))
+            .await
     }
 
     /// Releases the claim without a verdict: a later request may try the code again.
     pub async fn release(&self, code: &CodeHash, attempt: i64) -> Result<(), StoreError> {
-        self.finish(code, attempt, ExchangeState::Failed, None).await
+        self.finish(code, attempt, ExchangeState::Failed, None)
+            .await
     }
 
     async fn finish(
@@ -256,7 +273,11 @@ impl TokenStore {
     }
 
     /// The token `id` if it is still valid `margin_secs` from now.
-    pub async fn live_token(&self, id: &str, margin_secs: i64) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn live_token(
+        &self,
+        id: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, sealed, token_type, obtained_at, expires_at, ref, uuid FROM tokens \
              WHERE id = $1 AND expires_at > $2",
@@ -269,7 +290,11 @@ impl TokenStore {
     }
 
     /// The newest token for a merchant reference that is still valid `margin_secs` from now.
-    pub async fn newest_for_ref(&self, reference: &str, margin_secs: i64) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn newest_for_ref(
+        &self,
+        reference: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, sealed, token_type, obtained_at, expires_at, ref, uuid FROM tokens \
              WHERE ref = $1 AND expires_at > $2 ORDER BY obtained_at DESC, rowid DESC LIMIT 1",
@@ -282,7 +307,11 @@ impl TokenStore {
     }
 
     /// The newest token for a MondiaPay user that is still valid `margin_secs` from now.
-    pub async fn newest_for_uuid(&self, uuid: &str, margin_secs: i64) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn newest_for_uuid(
+        &self,
+        uuid: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, sealed, token_type, obtained_at, expires_at, ref, uuid FROM tokens \
              WHERE uuid = $1 AND expires_at > $2 ORDER BY obtained_at DESC, rowid DESC LIMIT 1",
@@ -296,7 +325,10 @@ impl TokenStore {
 
     /// Deletes a token; deleting one that is gone is not an error.
     pub async fn delete_token(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -304,7 +336,8 @@ impl TokenStore {
         let id: String = row.try_get("id")?;
         let sealed: Vec<u8> = row.try_get("sealed")?;
         let secrets: SealedSecrets =
-            serde_json::from_slice(&self.keys.open(&sealed, id.as_bytes())?).map_err(|_| UnsealError)?;
+            serde_json::from_slice(&self.keys.open(&sealed, id.as_bytes())?)
+                .map_err(|_| UnsealError)?;
         Ok(TokenRecord {
             id,
             access_token: secrets.access_token.into(),
@@ -332,12 +365,17 @@ struct SealedSecrets {
 fn sealed_secrets(token: &UserToken) -> Vec<u8> {
     serde_json::to_vec(&SealedSecrets {
         access_token: token.access_token.expose_secret().to_owned(),
-        refresh_token: token.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
+        refresh_token: token
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
         extra: token.extra.clone(),
     })
     .expect("strings and JSON values serialize")
 }
 
 pub fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -27,7 +27,10 @@ pub struct TokenRecord {
 
 /// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
 pub fn new_token_id() -> String {
-    format!("tok_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+    format!(
+        "tok_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    )
 }
 
 impl Serialize for TokenRecord {
@@ -92,6 +95,10 @@ mod tests {
         let (a, b) = (new_token_id(), new_token_id());
         assert_ne!(a, b);
         assert_eq!(a.len(), 4 + 22);
-        assert!(a[4..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a[4..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 }

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::{SqlSafeStr, SqlitePool};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqlitePool};
 
 use super::StoreError;
 
@@ -33,8 +33,14 @@ pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
         .max_connections(8)
         .connect_with(options)
         .await
-        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-    migrator().run(&pool).await.map_err(|source| StoreError::Migrate(source.into()))?;
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+    migrator()
+        .run(&pool)
+        .await
+        .map_err(|source| StoreError::Migrate(source.into()))?;
     Ok(pool)
 }
 
@@ -43,7 +49,13 @@ fn migrator() -> Migrator {
         MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, (*description).into(), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     )

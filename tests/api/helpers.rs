@@ -1,0 +1,214 @@
+//! `spawn_app()`: the service in-process on free ports, with its own SQLite file and its own
+//! wiremock MondiaPay.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mondiapay_token_proxy::app::Application;
+use mondiapay_token_proxy::settings::{Purpose, Settings};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const TOKEN_PATH: &str = "/v1/api/oauth/token";
+pub const CLIENT_ID: &str = "merchant-client-id";
+pub const CLIENT_SECRET: &str = "Sup3r-S3cret-client-value";
+pub const API_KEY: &str = "test-api-key-0123456789abcdef";
+pub const ROTATED_API_KEY: &str = "rotated-api-key-0123456789abcdef";
+pub const REDIRECT_URI: &str = "https://shop.example/thanks?from=mondiapay";
+
+pub struct TestApp {
+    pub public: String,
+    pub internal: String,
+    pub mondiapay: MockServer,
+    pub dir: TempDir,
+    pub env: HashMap<String, String>,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The environment a test service runs with: every setting through the real loader.
+pub fn test_env(mondiapay: &MockServer, dir: &TempDir) -> HashMap<String, String> {
+    [
+        (
+            "MONDIAPAY__TOKEN_URL",
+            format!("{}{TOKEN_PATH}", mondiapay.uri()),
+        ),
+        ("MONDIAPAY__CLIENT_ID", CLIENT_ID.to_owned()),
+        ("MONDIAPAY__CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("MONDIAPAY__REDIRECT_URI", REDIRECT_URI.to_owned()),
+        ("PUBLIC__LISTEN", "127.0.0.1:0".to_owned()),
+        ("INTERNAL__LISTEN", "127.0.0.1:0".to_owned()),
+        ("INTERNAL__API_KEYS", format!("{API_KEY},{ROTATED_API_KEY}")),
+        (
+            "STORE__URL",
+            format!("sqlite://{}/tokens.db", dir.path().display()),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("TOKEN_PROXY__{key}"), value))
+    .collect()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Spawns the service with `overrides` (`("MONDIAPAY__TIMEOUT_SECS", "1")`) on top of `test_env`.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let mondiapay = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = test_env(&mondiapay, &dir);
+    for (key, value) in overrides {
+        env.insert(format!("TOKEN_PROXY__{key}"), (*value).to_owned());
+    }
+    let mut app = TestApp {
+        public: String::new(),
+        internal: String::new(),
+        mondiapay,
+        dir,
+        env,
+        http: reqwest::Client::new(),
+        stop: None,
+        task: None,
+    };
+    app.start().await;
+    app
+}
+
+impl TestApp {
+    async fn start(&mut self) {
+        let settings = Settings::load(None, Some(self.env.clone()), Purpose::Serve)
+            .expect("test settings are valid");
+        let app = Application::build(&settings)
+            .await
+            .expect("the service starts");
+        self.public = format!("http://{}", app.public_addr());
+        self.internal = format!("http://{}", app.internal_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        })));
+    }
+
+    /// Graceful stop: waits until both listeners are closed and the store is flushed.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops the service and starts it again on the same store and the same MondiaPay.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    pub fn api(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.internal))
+            .bearer_auth(API_KEY)
+    }
+
+    pub async fn exchange(&self, body: Value) -> Response {
+        self.api(Method::POST, "/v1/exchange")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn exchange_code(&self, code: &str, reference: &str) -> Response {
+        self.exchange(json!({"code": code, "ref": reference})).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.api(Method::GET, path).send().await.unwrap()
+    }
+
+    /// A plain GET of a full URL, without an API key.
+    pub async fn http_get(&self, url: &str) -> Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.api(Method::DELETE, path).send().await.unwrap()
+    }
+
+    pub async fn upstream_calls(&self) -> Vec<Request> {
+        self.mondiapay.received_requests().await.unwrap_or_default()
+    }
+
+    /// Mounts MondiaPay's token endpoint answering `template`, expecting exactly `calls` calls.
+    pub async fn mondiapay_answers(&self, template: ResponseTemplate, calls: u64) {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(template)
+            .expect(calls)
+            .mount(&self.mondiapay)
+            .await;
+    }
+
+    /// Mounts a token endpoint issuing a fresh token per call, expecting exactly `calls` calls.
+    pub async fn mondiapay_issues_tokens(&self, calls: u64) {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(IssueTokens)
+            .expect(calls)
+            .mount(&self.mondiapay)
+            .await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// MondiaPay's documented success body, with a token unique to each call.
+pub struct IssueTokens;
+
+static ISSUED: AtomicU64 = AtomicU64::new(0);
+
+impl Respond for IssueTokens {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = ISSUED.fetch_add(1, Ordering::Relaxed);
+        ResponseTemplate::new(200)
+            .set_body_json(success_body(&format!("Utoken{n}x{}", std::process::id())))
+    }
+}
+
+pub fn success_body(access_token: &str) -> Value {
+    json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": "43200",
+        "refresh_token": format!("R{}", &access_token[1..]),
+    })
+}
+
+/// A fresh MondiaPay-shaped code.
+pub fn new_code() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "A{}c0de{}-abcd-1234",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub async fn json(response: Response) -> Value {
+    response.json().await.expect("a JSON body")
+}

@@ -1,0 +1,9 @@
+//! The integration tests: the service as its users see it.
+
+mod client_auth;
+mod exchange;
+mod helpers;
+mod process;
+mod storage;
+mod tokens;
+mod upstream_answers;

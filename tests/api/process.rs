@@ -1,0 +1,323 @@
+//! The real binary: commands, exit codes, SIGTERM, and what it writes to its logs.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::{MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_mondiapay-token-proxy");
+
+fn command(env: &HashMap<String, String>) -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_clear().envs(env).env("RUST_LOG", "debug");
+    command
+}
+
+/// The binary running `serve`, its log lines collected as they come.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(env: &HashMap<String, String>) -> (Self, String) {
+        let mut child = command(env)
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        let listening = served.wait_for("listening");
+        let internal = format!("http://{}", listening["internal"].as_str().unwrap());
+        (served, internal)
+    }
+
+    /// Reads log lines until one has `message`; the service announces its addresses this way.
+    fn wait_for(&mut self, message: &str) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the service logs");
+            self.seen.push(line.clone());
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && value["message"] == message
+            {
+                return value;
+            }
+        }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit and returns its code with every log line.
+    fn wait(mut self) -> (Option<i32>, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.lines.iter());
+        (status.code(), self.seen)
+    }
+}
+
+async fn mondiapay() -> (MockServer, tempfile::TempDir, HashMap<String, String>) {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(&server, &dir);
+    (server, dir, env)
+}
+
+async fn mount(server: &MockServer, template: impl wiremock::Respond + 'static, calls: u64) {
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(template)
+        .expect(calls)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
+    let (server, _dir, env) = mondiapay().await;
+    let rejected_code = new_code();
+    let rejection = ResponseTemplate::new(400)
+        .set_body_json(json!({"error": "invalid_grant", "error_description": format!("code {rejected_code} with secret {CLIENT_SECRET} unknown")}));
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        rejected_code.as_str(),
+    ))
+    .respond_with(rejection)
+    .expect(1)
+    .mount(&server)
+    .await;
+    mount(&server, IssueTokens, 1).await;
+    let (served, internal) = Served::start(&env);
+    let client = reqwest::Client::new();
+    let code = new_code();
+    let exchange = |code: &str| {
+        client
+            .post(format!("{internal}/v1/exchange"))
+            .bearer_auth(API_KEY)
+            .header("x-request-id", "trace-me-42")
+            .json(&json!({"code": code, "ref": "ORDER-LOG"}))
+            .send()
+    };
+    let record: Value = exchange(&code).await.unwrap().json().await.unwrap();
+    assert_eq!(exchange(&code).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        exchange(&rejected_code).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let wrong_key = client
+        .get(format!("{internal}/v1/tokens?ref=ORDER-LOG"))
+        .bearer_auth("not-the-key-0123456789");
+    assert_eq!(
+        wrong_key.send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let by_ref = client
+        .get(format!("{internal}/v1/tokens?ref=ORDER-LOG"))
+        .bearer_auth(ROTATED_API_KEY);
+    assert_eq!(by_ref.send().await.unwrap().status(), StatusCode::OK);
+
+    served.terminate();
+    let (exit, lines) = served.wait();
+    assert_eq!(exit, Some(0));
+    let secrets = [
+        CLIENT_SECRET,
+        API_KEY,
+        ROTATED_API_KEY,
+        "not-the-key-0123456789",
+        code.as_str(),
+        rejected_code.as_str(),
+        record["access_token"].as_str().unwrap(),
+        record["refresh_token"].as_str().unwrap(),
+    ];
+    assert!(
+        lines.len() > 20,
+        "debug logging is on: {} lines",
+        lines.len()
+    );
+    for line in &lines {
+        for secret in secrets {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+        let value: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        assert!(value["level"].is_string() && value["timestamp"].is_string());
+    }
+    let traced = lines
+        .iter()
+        .filter(|line| line.contains("trace-me-42"))
+        .count();
+    assert!(
+        traced >= 3,
+        "the request id is on the request's lines ({traced})"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("\"mondiapay_error\":\"invalid_grant\""))
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
+    let (server, _dir, env) = mondiapay().await;
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(success_body("Uslow"))
+        .set_delay(Duration::from_millis(1500));
+    mount(&server, slow, 1).await;
+    let (mut served, internal) = Served::start(&env);
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{internal}/v1/exchange"))
+            .bearer_auth(API_KEY)
+            .json(&json!({"code": new_code()}))
+            .send(),
+    );
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    served.terminate();
+    served.wait_for("shutting down: no new connections, finishing requests under way");
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["access_token"],
+        "Uslow"
+    );
+    let (exit, _) = served.wait();
+    assert_eq!(exit, Some(0));
+}
+
+#[tokio::test]
+async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
+    let (server, _dir, env) = mondiapay().await;
+    mount(&server, IssueTokens, 1).await;
+    let code = new_code();
+    let output = command(&env)
+        .args(["exchange", "--code", &code, "--ref", "ORDER-CLI"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["ref"], "ORDER-CLI");
+    assert!(
+        record["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("Utoken")
+    );
+
+    let mut child = command(&env)
+        .args(["exchange", "--code", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let again: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        again["id"], record["id"],
+        "same code, same record, one upstream call"
+    );
+
+    let bad = command(&env)
+        .args(["exchange", "--code", "B-wrong-prefix"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--code"));
+}
+
+#[tokio::test]
+async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
+    let (_server, _dir, env) = mondiapay().await;
+    let output = command(&env).arg("check-config").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(printed.contains("client_secret = \"[redacted]\""));
+    for secret in [CLIENT_SECRET, API_KEY, ROTATED_API_KEY] {
+        assert!(!printed.contains(secret));
+    }
+
+    let mut broken = env.clone();
+    broken.remove("TOKEN_PROXY__MONDIAPAY__CLIENT_ID");
+    let output = command(&broken).arg("check-config").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("mondiapay.client_id")
+            && stderr.contains("TOKEN_PROXY__MONDIAPAY__CLIENT_ID")
+    );
+
+    let mut typo = env.clone();
+    typo.insert("TOKEN_PROXY__MONDIAPAY__TIMEOUT_SECS".into(), "ten".into());
+    let output = command(&typo).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("mondiapay.timeout_secs") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_stops_start_up_with_one_line() {
+    let (_server, _dir, mut env) = mondiapay().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    env.insert(
+        "TOKEN_PROXY__INTERNAL__LISTEN".into(),
+        taken.local_addr().unwrap().to_string(),
+    );
+    let output = command(&env)
+        .env("RUST_LOG", "off")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: internal.listen: cannot listen on"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,234 @@
+//! Looking tokens up, deleting them, and who may ask.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn tokens_are_found_by_id_ref_and_uuid_newest_first() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(3).await;
+    let older = json(
+        app.exchange(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
+            .await,
+    )
+    .await;
+    let newer = json(
+        app.exchange(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
+            .await,
+    )
+    .await;
+    let other = json(
+        app.exchange(json!({"code": new_code(), "ref": "ORDER-8"}))
+            .await,
+    )
+    .await;
+
+    let by_id = json(
+        app.get(&format!("/v1/tokens/{}", older["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
+    assert_eq!(by_id["access_token"], older["access_token"]);
+    let by_ref = app.get("/v1/tokens?ref=ORDER-7").await;
+    assert_eq!(by_ref.headers()["cache-control"], "no-store");
+    assert_eq!(json(by_ref).await["id"], newer["id"]);
+    assert_eq!(
+        json(app.get("/v1/tokens?uuid=user-1").await).await["id"],
+        newer["id"]
+    );
+    assert_eq!(
+        json(app.get("/v1/tokens?ref=ORDER-8").await).await["id"],
+        other["id"]
+    );
+}
+
+#[tokio::test]
+async fn lookups_that_find_nothing_or_ask_wrongly_get_problems() {
+    let app = spawn_app().await;
+    for (path, status) in [
+        ("/v1/tokens/tok_doesnotexist", StatusCode::NOT_FOUND),
+        ("/v1/tokens?ref=NOBODY", StatusCode::NOT_FOUND),
+        ("/v1/tokens?uuid=nobody", StatusCode::NOT_FOUND),
+        ("/v1/tokens", StatusCode::BAD_REQUEST),
+        ("/v1/tokens?ref=A&uuid=B", StatusCode::BAD_REQUEST),
+        ("/v1/tokens?colour=blue", StatusCode::BAD_REQUEST),
+        ("/v1/nothing-here", StatusCode::NOT_FOUND),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+        assert_eq!(json(response).await["status"], status.as_u16(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn deleted_tokens_are_gone_and_their_code_is_not_exchanged_again() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(1).await;
+    let code = new_code();
+    let record = json(app.exchange_code(&code, "ORDER-D").await).await;
+    let path = format!("/v1/tokens/{}", record["id"].as_str().unwrap());
+    assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/tokens?ref=ORDER-D").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&path).await.status(),
+        StatusCode::NO_CONTENT,
+        "deleting again is fine"
+    );
+    assert_eq!(
+        app.exchange_code(&code, "ORDER-D").await.status(),
+        StatusCode::GONE
+    );
+}
+
+#[tokio::test]
+async fn expired_tokens_are_never_returned() {
+    let app = spawn_app().await;
+    let short = json!({"access_token": "Ushort", "token_type": "bearer", "expires_in": "30"});
+    app.mondiapay_answers(ResponseTemplate::new(200).set_body_json(short), 1)
+        .await;
+    let code = new_code();
+    let response = app.exchange_code(&code, "ORDER-SHORT").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::GONE,
+        "30 s is inside the 60 s safety margin"
+    );
+    assert_eq!(
+        app.get("/v1/tokens?ref=ORDER-SHORT").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.exchange_code(&code, "ORDER-SHORT").await.status(),
+        StatusCode::GONE
+    );
+}
+
+#[tokio::test]
+async fn the_api_needs_a_configured_key() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(1).await;
+    let url = format!("{}/v1/tokens?ref=X", app.internal);
+    let client = reqwest::Client::new();
+    let attempts = [
+        client.get(&url),
+        client.get(&url).bearer_auth("wrong-key-0123456789abcdef"),
+        client.get(&url).bearer_auth(&API_KEY[..API_KEY.len() - 1]),
+        client.get(&url).basic_auth(API_KEY, Some("")),
+        client.get(&url).header("authorization", API_KEY),
+        client
+            .post(format!("{}/v1/exchange", app.internal))
+            .json(&json!({"code": new_code()})),
+    ];
+    for attempt in attempts {
+        let response = attempt.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let rotated = client
+        .get(&url)
+        .bearer_auth(ROTATED_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rotated.status(),
+        StatusCode::NOT_FOUND,
+        "the second configured key is accepted"
+    );
+    let lower_scheme = client
+        .get(&url)
+        .header("authorization", format!("bearer {API_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_scheme.status(), StatusCode::NOT_FOUND);
+    let exchange = app
+        .api(Method::POST, "/v1/exchange")
+        .json(&json!({"code": new_code()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exchange.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn each_route_lives_on_its_own_listener() {
+    let app = spawn_app().await;
+    for listener in [&app.public, &app.internal] {
+        let health = app.http_get(&format!("{listener}/healthz")).await;
+        assert_eq!(health.status(), StatusCode::OK);
+        assert_eq!(health.text().await.unwrap(), "ok");
+    }
+    assert_eq!(
+        app.http_get(&format!("{}/readyz", app.internal))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for path in ["/v1/tokens?ref=X", "/v1/tokens/tok_x", "/readyz"] {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", app.public))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the public listener"
+        );
+    }
+    let public = app.http_get(&format!("{}/healthz", app.public)).await;
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(public.headers()[name], value);
+    }
+    assert!(
+        public.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = spawn_app().await;
+    let url = format!("{}/healthz", app.internal);
+    let client = reqwest::Client::new();
+    let echoed = client
+        .get(&url)
+        .header("x-request-id", "support-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "support-123");
+    let forged = client
+        .get(&url)
+        .header("x-request-id", "a\"b c")
+        .send()
+        .await
+        .unwrap();
+    let made = forged.headers()["x-request-id"].to_str().unwrap();
+    assert!(!made.is_empty() && made != "a\"b c");
+}
