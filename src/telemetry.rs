@@ -15,6 +15,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            .with_current_span(false)
             .with_span_list(true)
             .try_init(),
         LogFormat::Pretty => builder.pretty().try_init(),
