@@ -16,7 +16,8 @@ use crate::exchange::Exchanger;
 use crate::keyfile::{self, KeyFileError};
 use crate::mondiapay::MondiaPayClient;
 use crate::public;
-use crate::settings::{Settings, StoreBackend};
+use crate::public::pages::{Pages, TemplateError};
+use crate::settings::{PublicSettings, Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
 
 /// How long exchanges still under way at shutdown get to finish and be stored.
@@ -28,6 +29,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
+    #[error(transparent)]
+    Templates(#[from] TemplateError),
     #[error("cannot build the HTTP client for MondiaPay")]
     Http(#[from] reqwest::Error),
     #[error("{key}: cannot listen on {address}")]
@@ -49,6 +52,27 @@ pub struct Shared {
     pub api_keys: ApiKeys,
     pub code_prefix: String,
     pub expiry_margin_secs: i64,
+    pub pages: Pages,
+    pub callback: CallbackSettings,
+}
+
+/// How browser callbacks are read and answered.
+pub struct CallbackSettings {
+    pub correlation_param: String,
+    pub exchange_on_errors: Vec<String>,
+    pub success_url: Option<url::Url>,
+    pub failure_url: Option<url::Url>,
+}
+
+impl CallbackSettings {
+    fn new(public: &PublicSettings, exchange_on_errors: &[String]) -> Self {
+        Self {
+            correlation_param: public.correlation_param.clone(),
+            exchange_on_errors: exchange_on_errors.to_vec(),
+            success_url: public.success_url.clone(),
+            failure_url: public.failure_url.clone(),
+        }
+    }
 }
 
 impl Deref for AppState {
@@ -116,6 +140,7 @@ pub struct Application {
 impl Application {
     /// Opens the store and binds both listeners (port 0 picks a free port, for tests).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let pages = Pages::new(settings.public.templates_dir.clone())?;
         let engine = Engine::build(settings).await?;
         let state = AppState(Arc::new(Shared {
             store: Arc::clone(&engine.store),
@@ -123,6 +148,11 @@ impl Application {
             api_keys: ApiKeys::new(&settings.internal.api_keys),
             code_prefix: settings.mondiapay.code_prefix.clone(),
             expiry_margin_secs: settings.store.expiry_margin_secs as i64,
+            pages,
+            callback: CallbackSettings::new(
+                &settings.public,
+                &settings.mondiapay.exchange_on_errors,
+            ),
         }));
         let public = bind("public.listen", settings.public.listen).await?;
         let internal = bind("internal.listen", settings.internal.listen).await?;

@@ -36,4 +36,14 @@ pub enum Command {
         #[arg(long)]
         uuid: Option<String>,
     },
+    /// Everything local with no credentials: a sandbox MondiaPay, the service wired to it on a
+    /// temporary store, and the URL to open and the curl to fetch the token.
+    Demo {
+        /// Port of the public listener (the callback); 0 picks a free one.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Port of the internal listener (the API); 0 picks a free one.
+        #[arg(long, default_value_t = 8081)]
+        internal_port: u16,
+    },
 }

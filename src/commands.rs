@@ -22,6 +22,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             reference,
             uuid,
         } => exchange(&cli.config, code, reference, uuid).await,
+        Command::Demo {
+            port,
+            internal_port,
+        } => crate::demo::run(port, internal_port).await,
     }
 }
 
@@ -108,7 +112,7 @@ async fn exchange(
 }
 
 /// One line on standard error with the cause chain; exit code 1.
-fn fail(error: &dyn std::error::Error) -> ExitCode {
+pub fn fail(error: &dyn std::error::Error) -> ExitCode {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -120,7 +124,8 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod code;
 pub mod commands;
 pub mod crypto;
+pub mod demo;
 pub mod exchange;
 pub mod keyfile;
 pub mod middleware;

@@ -33,6 +33,10 @@ pub const KEYS: &[(&str, bool)] = &[
     ("mondiapay.connect_timeout_secs", false),
     ("mondiapay.connect_retries", false),
     ("public.listen", false),
+    ("public.correlation_param", false),
+    ("public.success_url", false),
+    ("public.failure_url", false),
+    ("public.templates_dir", false),
     ("public.request_timeout_secs", false),
     ("internal.listen", false),
     ("internal.api_keys", true),
@@ -95,6 +99,13 @@ pub enum ClientAuth {
 #[serde(deny_unknown_fields, default)]
 pub struct PublicSettings {
     pub listen: SocketAddr,
+    /// The merchant's own query parameter in the thank-you URL that keys the token.
+    pub correlation_param: String,
+    /// When set, handled callbacks answer `303` there instead of the built-in result page.
+    pub success_url: Option<Url>,
+    pub failure_url: Option<Url>,
+    /// Templates here replace the built-in pages of the same name.
+    pub templates_dir: Option<PathBuf>,
     pub request_timeout_secs: u64,
 }
 
@@ -163,6 +174,10 @@ impl Default for PublicSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            correlation_param: "ref".to_owned(),
+            success_url: None,
+            failure_url: None,
+            templates_dir: None,
             request_timeout_secs: 30,
         }
     }
@@ -298,15 +313,32 @@ impl Settings {
         if mp.redirect_uri.is_none() {
             problems.push(required("mondiapay.redirect_uri"));
         }
+        let public = &self.public;
         for (key, url) in [
             ("mondiapay.token_url", Some(&mp.token_url)),
             ("mondiapay.redirect_uri", mp.redirect_uri.as_ref()),
+            ("public.success_url", public.success_url.as_ref()),
+            ("public.failure_url", public.failure_url.as_ref()),
         ] {
             if let Some(url) = url
                 && !matches!(url.scheme(), "http" | "https")
             {
                 problems.push(format!("{key} must be an http or https URL"));
             }
+        }
+        if public.correlation_param.is_empty()
+            || ["code", "error", "status", "message", "uuid"]
+                .contains(&public.correlation_param.as_str())
+        {
+            problems.push("public.correlation_param must be a parameter name of its own (not code, error, status, message or uuid)".to_owned());
+        }
+        if let Some(dir) = &public.templates_dir
+            && !dir.is_dir()
+        {
+            problems.push(format!(
+                "public.templates_dir: {} is not a directory",
+                dir.display()
+            ));
         }
         if !mp.code_prefix.bytes().all(crate::code::is_unreserved) {
             problems.push("mondiapay.code_prefix may only contain A-Z a-z 0-9 . _ ~ -".to_owned());

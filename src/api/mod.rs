@@ -2,6 +2,7 @@
 //! routes. Reachable from the merchant's network only.
 
 mod auth;
+mod callbacks;
 mod problem;
 mod tokens;
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/tokens/{id}",
             get(tokens::get_token).delete(tokens::delete_token),
         )
+        .route("/callbacks", get(callbacks::list))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
         // Answers may carry a token: no cache anywhere may keep them.
         .layer(SetResponseHeaderLayer::overriding(

@@ -93,7 +93,7 @@ pub async fn delete_token(
 }
 
 /// A merchant reference or uuid: empty means absent; long or control characters are refused.
-fn label(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub fn label(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(value)
             if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) =>

@@ -1,6 +1,7 @@
 //! The token store: exchanges (one per code, by keyed hash) and tokens (sealed), on SQLite.
 //! Callers see plaintext records; everything secret is sealed before it reaches the database.
 
+mod callbacks;
 mod record;
 mod sqlite;
 
@@ -10,7 +11,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sqlx::{Row, SqlitePool};
 
-pub use record::{TokenRecord, new_token_id};
+pub use callbacks::{CallbackOutcome, NewCallback, OutcomeKind};
+pub use record::{TokenRecord, new_token_id, rfc3339};
 
 use crate::crypto::{CodeHash, Keyring, UnsealError};
 use crate::mondiapay::{UpstreamError, UserToken};

@@ -55,7 +55,8 @@ impl Serialize for TokenRecord {
     }
 }
 
-fn rfc3339(unix: i64) -> String {
+/// A Unix time as `2026-11-25T06:00:00Z`.
+pub fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())

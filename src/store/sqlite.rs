@@ -10,11 +10,18 @@ use sqlx::{SqlSafeStr, SqlitePool};
 
 use super::StoreError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tokens and exchanges",
-    include_str!("../../migrations/sqlite/0001_tokens_and_exchanges.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tokens and exchanges",
+        include_str!("../../migrations/sqlite/0001_tokens_and_exchanges.sql"),
+    ),
+    (
+        2,
+        "callbacks",
+        include_str!("../../migrations/sqlite/0002_callbacks.sql"),
+    ),
+];
 
 pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {

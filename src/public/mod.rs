@@ -1,15 +1,22 @@
 //! The public listener: what browsers reach from the internet. Every answer carries headers
 //! that keep it out of caches, frames and referrers.
 
+mod callback;
+pub mod pages;
+pub mod query;
+
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::get;
+use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::AppState;
-use crate::middleware;
+use crate::middleware::{self, RequestId};
+use pages::{Page, PageFacts};
 
 /// Browsers send no body to the public routes.
 const MAX_BODY_BYTES: usize = 4 * 1024;
@@ -27,6 +34,8 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let routes = Router::new()
+        .route("/oauth/callback", get(callback::callback))
+        .route("/oauth/result/{id}", get(callback::result))
         .route("/healthz", get(middleware::healthz))
         .fallback(not_found)
         .with_state(state);
@@ -41,6 +50,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         })
 }
 
-async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "Not found")
+async fn not_found(
+    State(state): State<AppState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+) -> Response {
+    not_found_page(&state, &id)
+}
+
+fn not_found_page(state: &AppState, request_id: &str) -> Response {
+    let facts = PageFacts {
+        support_reference: request_id,
+        ..PageFacts::default()
+    };
+    state
+        .pages
+        .render(Page::NotFound, StatusCode::NOT_FOUND, &facts)
 }

@@ -1,0 +1,21 @@
+-- One row per handled browser callback: what the user was shown, and why. A callback that
+-- carried a valid code is keyed by the code's keyed hash, so a replay finds its first outcome.
+-- `outcome` is succeeded, purchase_failed, code_rejected (final) or unavailable (MondiaPay gave
+-- no usable answer; a later callback with the same code may try again).
+CREATE TABLE callbacks (
+    id          TEXT PRIMARY KEY NOT NULL,
+    code_hash   TEXT UNIQUE,
+    outcome     TEXT NOT NULL,
+    page_status INTEGER NOT NULL,
+    request_id  TEXT NOT NULL,
+    ref         TEXT,
+    uuid        TEXT,
+    status      TEXT,
+    error       TEXT,
+    message     TEXT,
+    token_id    TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+CREATE INDEX callbacks_by_ref ON callbacks (ref, created_at);

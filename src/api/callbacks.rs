@@ -1,0 +1,27 @@
+//! `GET /v1/callbacks?ref=…`: what each browser callback for an order ended in, so the order
+//! service learns why a purchase failed.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::problem::ApiError;
+use super::tokens::{ApiQuery, label};
+use crate::app::AppState;
+use crate::store::CallbackOutcome;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForRef {
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ForRef>,
+) -> Result<Json<Vec<CallbackOutcome>>, ApiError> {
+    let reference = label("ref", query.reference)?
+        .ok_or_else(|| ApiError::BadRequest("ref is required".to_owned()))?;
+    Ok(Json(state.store.callbacks_for_ref(&reference).await?))
+}

@@ -1,0 +1,78 @@
+//! `demo`: the whole flow on loopback with no credentials and no configuration: a sandbox
+//! MondiaPay, the service wired to it on a throwaway SQLite store, and what to open and run.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use base64::Engine;
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::app::Application;
+use crate::commands::{fail, shutdown_signal};
+use crate::crypto::random_bytes;
+use crate::sandbox;
+use crate::settings::{LogFormat, Purpose, Settings};
+use crate::telemetry;
+
+pub async fn run(port: u16, internal_port: u16) -> ExitCode {
+    match demo(port, internal_port).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.as_ref()),
+    }
+}
+
+async fn demo(port: u16, internal_port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    telemetry::init(LogFormat::Pretty);
+    let store = tempfile::Builder::new()
+        .prefix("mondiapay-token-proxy-demo-")
+        .tempdir()?;
+    let sandbox_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let sandbox_address = sandbox_listener.local_addr()?;
+    let api_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+    let client_secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+    let env: HashMap<String, String> = [
+        (
+            "MONDIAPAY__TOKEN_URL",
+            format!("http://{sandbox_address}{}", sandbox::TOKEN_PATH),
+        ),
+        ("MONDIAPAY__CLIENT_ID", "demo-merchant".to_owned()),
+        ("MONDIAPAY__CLIENT_SECRET", client_secret),
+        (
+            "MONDIAPAY__REDIRECT_URI",
+            format!("http://127.0.0.1:{port}/oauth/callback"),
+        ),
+        ("PUBLIC__LISTEN", format!("127.0.0.1:{port}")),
+        ("INTERNAL__LISTEN", format!("127.0.0.1:{internal_port}")),
+        ("INTERNAL__API_KEYS", api_key.clone()),
+        (
+            "STORE__URL",
+            format!("sqlite://{}/tokens.db", store.path().display()),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("TOKEN_PROXY__{key}"), value))
+    .collect();
+    let settings = Settings::load(None, Some(env), Purpose::Serve)?;
+    let app = Application::build(&settings).await?;
+    let callback = Url::parse(&format!("http://{}/oauth/callback", app.public_addr()))?;
+    tokio::spawn(axum::serve(sandbox_listener, sandbox::router(Some(callback))).into_future());
+    let internal = app.internal_addr();
+    println!("mondiapay-token-proxy demo: a sandbox MondiaPay and the service, on loopback.");
+    println!();
+    println!("Open in a browser:  http://{sandbox_address}/purchase?ref=ORDER-1");
+    println!(
+        "Fetch the token:    curl -s -H 'Authorization: Bearer {api_key}' 'http://{internal}/v1/tokens?ref=ORDER-1'"
+    );
+    println!(
+        "See what happened:  curl -s -H 'Authorization: Bearer {api_key}' 'http://{internal}/v1/callbacks?ref=ORDER-1'"
+    );
+    println!();
+    println!(
+        "Ctrl-C stops it; the store in {} is deleted.",
+        store.path().display()
+    );
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}

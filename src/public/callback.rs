@@ -1,0 +1,239 @@
+//! `GET /oauth/callback`, where MondiaPay sends the user's browser after a purchase, and
+//! `GET /oauth/result/{id}`, the page it is sent on to. Post/redirect/get: every handled
+//! callback answers `303`, so the code leaves the address bar, the history and any `Referer`.
+
+use axum::Extension;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use url::Url;
+
+use super::pages::{Page, PageFacts, purchase_failure_reason};
+use super::query::{self, CallbackParams};
+use crate::app::AppState;
+use crate::code::Code;
+use crate::crypto::CodeHash;
+use crate::exchange::ExchangeError;
+use crate::middleware::RequestId;
+use crate::mondiapay::NoAnswer;
+use crate::store::{CallbackOutcome, NewCallback, OutcomeKind, Owner, StoreError};
+
+pub async fn callback(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let bad_request = |reason: &dyn std::fmt::Display| {
+        tracing::info!(%reason, "callback refused");
+        state.pages.render(
+            Page::BadRequest,
+            StatusCode::BAD_REQUEST,
+            &PageFacts {
+                support_reference: &request_id,
+                ..PageFacts::default()
+            },
+        )
+    };
+    let params = match query::parse(
+        raw.as_deref().unwrap_or_default(),
+        &state.callback.correlation_param,
+    ) {
+        Ok(params) => params,
+        Err(problem) => return bad_request(&problem),
+    };
+    let code = params
+        .code
+        .as_deref()
+        .map(|code| Code::parse(code, &state.code_prefix));
+    let exchangeable = !params.purchase_failed()
+        || params
+            .error
+            .as_ref()
+            .is_some_and(|error| state.callback.exchange_on_errors.contains(error));
+    let result = match code {
+        Some(Ok(code)) if exchangeable => exchange(&state, &request_id, &params, code).await,
+        Some(Err(problem)) if exchangeable => return bad_request(&problem),
+        // The purchase failed: recorded, and its code (if any) is never sent to MondiaPay.
+        code => {
+            let hash = code
+                .and_then(Result::ok)
+                .map(|code| state.store.keys().hash_code(&code));
+            tracing::info!(
+                mondiapay_error = params.error.as_deref(),
+                mondiapay_status = params.status.as_deref(),
+                "purchase failed"
+            );
+            let failed = outcome(
+                &params,
+                &request_id,
+                OutcomeKind::PurchaseFailed,
+                StatusCode::OK,
+            );
+            state.store.record_callback(hash.as_ref(), &failed).await
+        }
+    };
+    match result {
+        Ok(recorded) => see_other(&state, &recorded),
+        Err(error) => {
+            tracing::error!(%error, "callback outcome could not be recorded");
+            state.pages.render(
+                Page::TryAgain,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &PageFacts {
+                    reference: params.reference.as_deref(),
+                    support_reference: &request_id,
+                    ..PageFacts::default()
+                },
+            )
+        }
+    }
+}
+
+/// Exchanges the code, unless a callback with it already has a final outcome, and records what
+/// happened. A replay (reload, double redirect, prefetch) gets the first outcome back.
+async fn exchange(
+    state: &AppState,
+    request_id: &str,
+    params: &CallbackParams,
+    code: Code,
+) -> Result<CallbackOutcome, StoreError> {
+    let hash: CodeHash = state.store.keys().hash_code(&code);
+    if let Some(previous) = state.store.callback_for_code(&hash).await?
+        && previous.outcome.kind != OutcomeKind::Unavailable
+    {
+        tracing::info!(
+            code = hash.short(),
+            "callback replayed: same answer as before"
+        );
+        return Ok(previous);
+    }
+    let owner = Owner {
+        reference: params.reference.clone(),
+        uuid: params.uuid.clone(),
+    };
+    let mut new = outcome(params, request_id, OutcomeKind::Succeeded, StatusCode::OK);
+    match state.exchanger.exchange(code, owner).await {
+        Ok(record) => new.token_id = Some(record.id),
+        // Exchanged before (through the API) and since deleted or expired: the purchase stands.
+        Err(ExchangeError::TokenGone) => {}
+        Err(ExchangeError::CodeRejected(rejection)) => {
+            new.kind = OutcomeKind::CodeRejected;
+            new.page_status = StatusCode::BAD_REQUEST.as_u16();
+            new.error = Some(rejection.error);
+            new.message = rejection.message;
+        }
+        Err(ExchangeError::Store(error)) => return Err(error),
+        Err(other) => {
+            new.kind = OutcomeKind::Unavailable;
+            let timed_out = matches!(other, ExchangeError::NoAnswer(NoAnswer::TimedOut));
+            new.page_status = if timed_out {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            }
+            .as_u16();
+        }
+    }
+    state.store.record_callback(Some(&hash), &new).await
+}
+
+fn outcome(
+    params: &CallbackParams,
+    request_id: &str,
+    kind: OutcomeKind,
+    page_status: StatusCode,
+) -> NewCallback {
+    NewCallback {
+        kind,
+        page_status: page_status.as_u16(),
+        request_id: request_id.to_owned(),
+        reference: params.reference.clone(),
+        uuid: params.uuid.clone(),
+        status: params.status.clone(),
+        error: params.error.clone(),
+        message: params.message.clone(),
+        token_id: None,
+    }
+}
+
+/// `303` to the merchant's own page when configured, else to the built-in result page.
+fn see_other(state: &AppState, recorded: &CallbackOutcome) -> Response {
+    let outcome = &recorded.outcome;
+    let reference = outcome.reference.as_deref();
+    let target = match (
+        outcome.kind,
+        &state.callback.success_url,
+        &state.callback.failure_url,
+    ) {
+        (OutcomeKind::Succeeded, Some(url), _) => with_params(
+            url,
+            &[
+                ("ref", reference),
+                ("token_id", outcome.token_id.as_deref()),
+            ],
+        ),
+        (kind, _, Some(url)) if kind != OutcomeKind::Succeeded => with_params(
+            url,
+            &[
+                ("ref", reference),
+                ("reason", Some(kind.as_str())),
+                ("mondiapay_error", outcome.error.as_deref()),
+            ],
+        ),
+        _ => format!("/oauth/result/{}", recorded.id),
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response()
+}
+
+fn with_params(url: &Url, params: &[(&str, Option<&str>)]) -> String {
+    let mut url = url.clone();
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in params {
+            if let Some(value) = value {
+                pairs.append_pair(name, value);
+            }
+        }
+    }
+    url.to_string()
+}
+
+pub async fn result(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Response {
+    let recorded = match state.store.callback(&id).await {
+        Ok(Some(recorded)) => recorded,
+        Ok(None) => return super::not_found_page(&state, &request_id),
+        Err(error) => {
+            tracing::error!(%error, "result page unavailable");
+            let facts = PageFacts {
+                support_reference: &request_id,
+                ..PageFacts::default()
+            };
+            return state
+                .pages
+                .render(Page::TryAgain, StatusCode::SERVICE_UNAVAILABLE, &facts);
+        }
+    };
+    let outcome = &recorded.outcome;
+    let page = match outcome.kind {
+        OutcomeKind::Succeeded => Page::Success,
+        OutcomeKind::PurchaseFailed => Page::PurchaseFailed,
+        OutcomeKind::CodeRejected => Page::CodeRejected,
+        OutcomeKind::Unavailable => Page::TryAgain,
+    };
+    let facts = PageFacts {
+        reference: outcome.reference.as_deref(),
+        // The callback's request id: the one support finds in the logs.
+        support_reference: &outcome.request_id,
+        reason: Some(purchase_failure_reason(outcome.error.as_deref())),
+        mondiapay_message: outcome
+            .message
+            .as_deref()
+            .filter(|_| outcome.kind == OutcomeKind::PurchaseFailed),
+    };
+    let status = StatusCode::from_u16(outcome.page_status).unwrap_or(StatusCode::OK);
+    state.pages.render(page, status, &facts)
+}

@@ -1,0 +1,240 @@
+//! The pages a browser sees, rendered with minijinja (HTML autoescaping always on). The built-in
+//! templates are compiled in; a file of the same name in `public.templates_dir` replaces one.
+
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{AutoEscape, Environment, context};
+
+const BUILT_IN: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("success.html", include_str!("../../templates/success.html")),
+    (
+        "purchase_failed.html",
+        include_str!("../../templates/purchase_failed.html"),
+    ),
+    (
+        "code_rejected.html",
+        include_str!("../../templates/code_rejected.html"),
+    ),
+    (
+        "try_again.html",
+        include_str!("../../templates/try_again.html"),
+    ),
+    (
+        "bad_request.html",
+        include_str!("../../templates/bad_request.html"),
+    ),
+    (
+        "not_found.html",
+        include_str!("../../templates/not_found.html"),
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Success,
+    PurchaseFailed,
+    CodeRejected,
+    TryAgain,
+    BadRequest,
+    NotFound,
+}
+
+impl Page {
+    const ALL: [Page; 6] = [
+        Page::Success,
+        Page::PurchaseFailed,
+        Page::CodeRejected,
+        Page::TryAgain,
+        Page::BadRequest,
+        Page::NotFound,
+    ];
+
+    fn template(self) -> &'static str {
+        match self {
+            Self::Success => "success.html",
+            Self::PurchaseFailed => "purchase_failed.html",
+            Self::CodeRejected => "code_rejected.html",
+            Self::TryAgain => "try_again.html",
+            Self::BadRequest => "bad_request.html",
+            Self::NotFound => "not_found.html",
+        }
+    }
+}
+
+/// What a page may show. Never a token, a code, a secret or an upstream body.
+#[derive(Debug, Default)]
+pub struct PageFacts<'a> {
+    pub reference: Option<&'a str>,
+    pub support_reference: &'a str,
+    /// Why a purchase failed, in plain words.
+    pub reason: Option<&'a str>,
+    /// The `message` MondiaPay put in its redirect.
+    pub mondiapay_message: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("public.templates_dir: {template}: {reason}")]
+pub struct TemplateError {
+    template: String,
+    reason: String,
+}
+
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+impl Pages {
+    /// Loads the templates and renders each once, so a broken override stops start-up rather
+    /// than a user's page.
+    pub fn new(templates_dir: Option<PathBuf>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_loader(move |name| {
+            if let Some(dir) = &templates_dir {
+                let path = dir.join(name);
+                if path.is_file() {
+                    return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                        minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, e.to_string())
+                    });
+                }
+            }
+            Ok(BUILT_IN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, source)| (*source).to_owned()))
+        });
+        let pages = Self { env };
+        for page in Page::ALL {
+            pages
+                .try_render(
+                    page,
+                    &PageFacts {
+                        support_reference: "check",
+                        ..PageFacts::default()
+                    },
+                )
+                .map_err(|error| TemplateError {
+                    template: page.template().to_owned(),
+                    reason: error.to_string(),
+                })?;
+        }
+        Ok(pages)
+    }
+
+    pub fn render(&self, page: Page, status: StatusCode, facts: &PageFacts<'_>) -> Response {
+        match self.try_render(page, facts) {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(error) => {
+                tracing::error!(template = page.template(), %error, "a page template failed");
+                (status, "Something went wrong. Please try again later.").into_response()
+            }
+        }
+    }
+
+    fn try_render(&self, page: Page, facts: &PageFacts<'_>) -> Result<String, minijinja::Error> {
+        self.env.get_template(page.template())?.render(context! {
+            reference => facts.reference,
+            support_reference => facts.support_reference,
+            reason => facts.reason,
+            mondiapay_message => facts.mondiapay_message,
+        })
+    }
+}
+
+/// MondiaPay's redirect error codes in words a user understands.
+pub fn purchase_failure_reason(error: Option<&str>) -> &'static str {
+    match error {
+        Some("INSUFFICIENT_FUNDS") => "Your mobile balance was too low to pay for this purchase.",
+        Some("USER_DECLINED_PURCHASE_DURING_CONFIRMATION" | "USER_DECLINED_PURCHASE") => {
+            "The purchase was cancelled during confirmation, so nothing was bought."
+        }
+        Some("USER_ALREADY_SUBSCRIBED") => "You already have this subscription.",
+        Some("OPERATOR_NOT_SUPPORTED" | "CARRIER_NOT_SUPPORTED") => {
+            "Your mobile operator does not support this kind of purchase."
+        }
+        Some("PURCHASE_EXPIRED" | "SESSION_EXPIRED" | "TOKEN_EXPIRED") => {
+            "The purchase took too long and expired before it was confirmed."
+        }
+        Some("USER_BLOCKED" | "USER_BLACKLISTED" | "SPENDING_LIMIT_REACHED") => {
+            "Your mobile operator did not allow this purchase on your line."
+        }
+        _ => "The payment could not be completed.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> PageFacts<'static> {
+        PageFacts {
+            reference: Some("<script>alert(1)</script>"),
+            support_reference: "req-1",
+            reason: Some(purchase_failure_reason(Some("INSUFFICIENT_FUNDS"))),
+            mondiapay_message: Some("<b>low</b>"),
+        }
+    }
+
+    #[test]
+    fn every_page_renders_and_escapes_what_it_shows() {
+        let pages = Pages::new(None).unwrap();
+        for page in Page::ALL {
+            let html = pages.try_render(page, &facts()).unwrap();
+            assert!(html.contains("&lt;script&gt;"), "{page:?}");
+            assert!(!html.contains("<script>"), "{page:?}");
+            assert!(html.contains("req-1") && html.contains("<h1>"), "{page:?}");
+        }
+        let failed = pages.try_render(Page::PurchaseFailed, &facts()).unwrap();
+        assert!(failed.contains("mobile balance was too low") && failed.contains("&lt;b&gt;low"));
+    }
+
+    #[test]
+    fn a_template_in_the_templates_dir_replaces_the_built_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("success.html"),
+            "<p>Merci {{ reference }}</p>",
+        )
+        .unwrap();
+        let pages = Pages::new(Some(dir.path().to_owned())).unwrap();
+        assert_eq!(
+            pages.try_render(Page::Success, &facts()).unwrap(),
+            "<p>Merci &lt;script&gt;alert(1)&lt;&#x2f;script&gt;</p>"
+        );
+        assert!(
+            pages
+                .try_render(Page::NotFound, &facts())
+                .unwrap()
+                .contains("Page not found")
+        );
+    }
+
+    #[test]
+    fn a_broken_override_is_named_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("try_again.html"), "{% if %}").unwrap();
+        let error = Pages::new(Some(dir.path().to_owned()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.starts_with("public.templates_dir: try_again.html"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_purchase_errors_get_a_sensible_fallback() {
+        assert_eq!(
+            purchase_failure_reason(Some("SOMETHING_NEW")),
+            "The payment could not be completed."
+        );
+        assert_eq!(
+            purchase_failure_reason(None),
+            "The payment could not be completed."
+        );
+    }
+}

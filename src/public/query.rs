@@ -1,0 +1,189 @@
+//! Reading the callback's query string: untrusted input from the internet, so size and shape
+//! are checked before anything else looks at it.
+
+/// Longer queries are not MondiaPay redirects.
+pub const MAX_QUERY_BYTES: usize = 4096;
+const MAX_LABEL_CHARS: usize = 256;
+const MAX_ERROR_CHARS: usize = 100;
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The parameters of a MondiaPay redirect, plus the merchant's correlation parameter.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub status: Option<String>,
+    pub message: Option<String>,
+    pub uuid: Option<String>,
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCallback {
+    #[error("the query is longer than {MAX_QUERY_BYTES} bytes")]
+    TooLong,
+    #[error("`{0}` appears more than once")]
+    Repeated(String),
+    #[error("neither `code` nor `error` is present")]
+    NothingToDo,
+    #[error("`{0}` is too long or contains control characters")]
+    BadValue(String),
+}
+
+impl CallbackParams {
+    /// MondiaPay's redirect says the purchase failed: an `error`, or a `status` that is not 2xx.
+    pub fn purchase_failed(&self) -> bool {
+        self.error.is_some()
+            || self
+                .status
+                .as_deref()
+                .is_some_and(|status| !status.parse::<u16>().is_ok_and(|n| (200..300).contains(&n)))
+    }
+}
+
+/// Parses the raw query. Every parameter this service reads may appear once; an empty value
+/// counts as absent (except `code`, whose emptiness is a malformed code).
+pub fn parse(raw: &str, correlation_param: &str) -> Result<CallbackParams, BadCallback> {
+    if raw.len() > MAX_QUERY_BYTES {
+        return Err(BadCallback::TooLong);
+    }
+    let mut params = CallbackParams::default();
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        let slot = match name.as_ref() {
+            "code" => &mut params.code,
+            "error" => &mut params.error,
+            "status" => &mut params.status,
+            "message" => &mut params.message,
+            "uuid" => &mut params.uuid,
+            name if name == correlation_param => &mut params.reference,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(BadCallback::Repeated(name.into_owned()));
+        }
+        *slot = Some(value.into_owned());
+    }
+    for (name, slot, max) in [
+        ("error", &mut params.error, MAX_ERROR_CHARS),
+        ("status", &mut params.status, MAX_ERROR_CHARS),
+        ("uuid", &mut params.uuid, MAX_LABEL_CHARS),
+        (correlation_param, &mut params.reference, MAX_LABEL_CHARS),
+    ] {
+        if let Some(value) = slot.as_deref() {
+            if value.chars().count() > max || value.chars().any(char::is_control) {
+                return Err(BadCallback::BadValue(name.to_owned()));
+            }
+            if value.is_empty() {
+                *slot = None;
+            }
+        }
+    }
+    // MondiaPay's message is shown to the user: kept short and printable rather than refused.
+    params.message = params
+        .message
+        .map(|m| {
+            m.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_MESSAGE_CHARS)
+                .collect::<String>()
+        })
+        .filter(|m| !m.trim().is_empty());
+    if params.code.is_none() && params.error.is_none() {
+        return Err(BadCallback::NothingToDo);
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_mondiapay_success_redirect() {
+        let params = parse(
+            "ref=ORDER-42&code=Adb74b75&message=OK&uuid=8142&status=200",
+            "ref",
+        )
+        .unwrap();
+        assert_eq!(params.code.as_deref(), Some("Adb74b75"));
+        assert_eq!(params.reference.as_deref(), Some("ORDER-42"));
+        assert_eq!(params.uuid.as_deref(), Some("8142"));
+        assert!(!params.purchase_failed());
+    }
+
+    #[test]
+    fn failed_purchases_are_recognised() {
+        assert!(
+            parse("code=A1&error=INSUFFICIENT_FUNDS&status=402", "ref")
+                .unwrap()
+                .purchase_failed()
+        );
+        assert!(
+            parse("code=A1&status=402", "ref")
+                .unwrap()
+                .purchase_failed()
+        );
+        assert!(
+            parse("code=A1&status=abc", "ref")
+                .unwrap()
+                .purchase_failed()
+        );
+        assert!(
+            parse("error=USER_DECLINED_PURCHASE_DURING_CONFIRMATION", "ref")
+                .unwrap()
+                .purchase_failed()
+        );
+        assert!(
+            !parse("code=A1&status=201", "ref")
+                .unwrap()
+                .purchase_failed()
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_redirect() {
+        assert_eq!(
+            parse(&format!("code=A{}", "1".repeat(4096)), "ref"),
+            Err(BadCallback::TooLong)
+        );
+        assert_eq!(
+            parse("code=A1&code=A2", "ref"),
+            Err(BadCallback::Repeated("code".into()))
+        );
+        assert_eq!(
+            parse("code=A1&ref=a&ref=b", "ref"),
+            Err(BadCallback::Repeated("ref".into()))
+        );
+        assert_eq!(parse("", "ref"), Err(BadCallback::NothingToDo));
+        assert_eq!(
+            parse("ref=X&status=200", "ref"),
+            Err(BadCallback::NothingToDo)
+        );
+        assert_eq!(
+            parse("code=A1&ref=a%0Ab", "ref"),
+            Err(BadCallback::BadValue("ref".into()))
+        );
+        assert_eq!(
+            parse(&format!("code=A1&uuid={}", "u".repeat(257)), "ref"),
+            Err(BadCallback::BadValue("uuid".into()))
+        );
+    }
+
+    #[test]
+    fn the_correlation_parameter_is_configurable_and_others_are_ignored() {
+        let params = parse("order=77&ref=ignored&utm_source=x&code=A1", "order").unwrap();
+        assert_eq!(params.reference.as_deref(), Some("77"));
+    }
+
+    #[test]
+    fn messages_are_trimmed_to_something_showable() {
+        let long = "m".repeat(1000);
+        let params = parse(&format!("error=X&message={long}%07"), "ref").unwrap();
+        assert_eq!(params.message.unwrap().len(), 300);
+        assert_eq!(parse("error=X&message=%20", "ref").unwrap().message, None);
+        assert_eq!(
+            parse("code=&error=", "ref").unwrap().code.as_deref(),
+            Some("")
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Callback outcomes: what each browser callback ended in, for the result page, replays, and
+//! `GET /v1/callbacks`.
+
+use base64::Engine;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{StoreError, TokenStore, now_unix, rfc3339};
+use crate::crypto::{CodeHash, random_bytes};
+
+/// At most this many outcomes are listed for one ref.
+const MAX_LISTED: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Succeeded,
+    /// MondiaPay's redirect said the purchase failed.
+    PurchaseFailed,
+    /// MondiaPay rejected the code.
+    CodeRejected,
+    /// MondiaPay gave no usable answer; a later callback with the same code may try again.
+    Unavailable,
+}
+
+impl OutcomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::PurchaseFailed => "purchase_failed",
+            Self::CodeRejected => "code_rejected",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "succeeded" => Self::Succeeded,
+            "purchase_failed" => Self::PurchaseFailed,
+            "code_rejected" => Self::CodeRejected,
+            _ => Self::Unavailable,
+        }
+    }
+}
+
+/// A callback's outcome, as about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    pub kind: OutcomeKind,
+    /// The HTTP status of the result page.
+    pub page_status: u16,
+    pub request_id: String,
+    pub reference: Option<String>,
+    pub uuid: Option<String>,
+    /// MondiaPay's `status` redirect parameter.
+    pub status: Option<String>,
+    /// MondiaPay's `error` redirect parameter, or its error code when it rejected the code.
+    pub error: Option<String>,
+    pub message: Option<String>,
+    pub token_id: Option<String>,
+}
+
+/// A recorded callback outcome; `id` names its result page.
+#[derive(Debug, Clone)]
+pub struct CallbackOutcome {
+    pub id: String,
+    pub created_at: i64,
+    pub outcome: NewCallback,
+}
+
+impl TokenStore {
+    /// Records an outcome. With a code, the first final outcome for that code stays: a replay
+    /// gets it back (same id, same page) instead of recording another.
+    pub async fn record_callback(
+        &self,
+        code: Option<&CodeHash>,
+        new: &NewCallback,
+    ) -> Result<CallbackOutcome, StoreError> {
+        let id = format!(
+            "res_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+        );
+        let now = now_unix();
+        let recorded = sqlx::query(
+            "INSERT INTO callbacks (id, code_hash, outcome, page_status, request_id, ref, uuid, status, error, message, \
+                 token_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+             ON CONFLICT (code_hash) DO UPDATE SET outcome = excluded.outcome, page_status = excluded.page_status, \
+                 error = excluded.error, message = excluded.message, token_id = excluded.token_id, \
+                 updated_at = excluded.updated_at \
+             WHERE callbacks.outcome = 'unavailable' \
+             RETURNING *",
+        )
+        .bind(&id)
+        .bind(code.map(CodeHash::as_str))
+        .bind(new.kind.as_str())
+        .bind(i64::from(new.page_status))
+        .bind(&new.request_id)
+        .bind(new.reference.as_deref())
+        .bind(new.uuid.as_deref())
+        .bind(new.status.as_deref())
+        .bind(new.error.as_deref())
+        .bind(new.message.as_deref())
+        .bind(new.token_id.as_deref())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        match (recorded, code) {
+            (Some(row), _) => outcome(&row),
+            // The code's outcome was already final: that one stands.
+            (None, Some(code)) => self
+                .callback_for_code(code)
+                .await?
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound)),
+            (None, None) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+        }
+    }
+
+    pub async fn callback_for_code(
+        &self,
+        code: &CodeHash,
+    ) -> Result<Option<CallbackOutcome>, StoreError> {
+        let row = sqlx::query("SELECT * FROM callbacks WHERE code_hash = $1")
+            .bind(code.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(outcome).transpose()
+    }
+
+    pub async fn callback(&self, id: &str) -> Result<Option<CallbackOutcome>, StoreError> {
+        let row = sqlx::query("SELECT * FROM callbacks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(outcome).transpose()
+    }
+
+    /// The outcomes recorded for a merchant reference, newest first.
+    pub async fn callbacks_for_ref(
+        &self,
+        reference: &str,
+    ) -> Result<Vec<CallbackOutcome>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM callbacks WHERE ref = $1 ORDER BY created_at DESC, rowid DESC LIMIT $2",
+        )
+        .bind(reference)
+        .bind(MAX_LISTED)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outcome).collect()
+    }
+}
+
+fn outcome(row: &SqliteRow) -> Result<CallbackOutcome, StoreError> {
+    let kind: String = row.try_get("outcome")?;
+    let page_status: i64 = row.try_get("page_status")?;
+    Ok(CallbackOutcome {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        outcome: NewCallback {
+            kind: OutcomeKind::parse(&kind),
+            page_status: u16::try_from(page_status).unwrap_or(500),
+            request_id: row.try_get("request_id")?,
+            reference: row.try_get("ref")?,
+            uuid: row.try_get("uuid")?,
+            status: row.try_get("status")?,
+            error: row.try_get("error")?,
+            message: row.try_get("message")?,
+            token_id: row.try_get("token_id")?,
+        },
+    })
+}
+
+/// The shape `GET /v1/callbacks` lists.
+impl Serialize for CallbackOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let o = &self.outcome;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("time", &rfc3339(self.created_at))?;
+        map.serialize_entry("outcome", o.kind.as_str())?;
+        map.serialize_entry("mondiapay_error", &o.error)?;
+        map.serialize_entry("mondiapay_status", &o.status)?;
+        map.serialize_entry("mondiapay_message", &o.message)?;
+        map.serialize_entry("ref", &o.reference)?;
+        map.serialize_entry("uuid", &o.uuid)?;
+        map.serialize_entry("token_id", &o.token_id)?;
+        map.serialize_entry("request_id", &o.request_id)?;
+        map.end()
+    }
+}
