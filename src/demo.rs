@@ -2,6 +2,7 @@
 //! MondiaPay, the service wired to it on a throwaway SQLite store, and what to open and run.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::process::ExitCode;
 
 use base64::Engine;
@@ -59,20 +60,19 @@ async fn demo(port: u16, internal_port: u16) -> Result<(), Box<dyn std::error::E
     let callback = Url::parse(&format!("http://{}/oauth/callback", app.public_addr()))?;
     tokio::spawn(axum::serve(sandbox_listener, sandbox::router(Some(callback))).into_future());
     let internal = app.internal_addr();
-    println!("mondiapay-token-proxy demo: a sandbox MondiaPay and the service, on loopback.");
-    println!();
-    println!("Open in a browser:  http://{sandbox_address}/purchase?ref=ORDER-1");
-    println!(
-        "Fetch the token:    curl -s -H 'Authorization: Bearer {api_key}' 'http://{internal}/v1/tokens?ref=ORDER-1'"
-    );
-    println!(
-        "See what happened:  curl -s -H 'Authorization: Bearer {api_key}' 'http://{internal}/v1/callbacks?ref=ORDER-1'"
-    );
-    println!();
-    println!(
-        "Ctrl-C stops it; the store in {} is deleted.",
+    let key = format!("Authorization: Bearer {api_key}");
+    let guide = format!(
+        "mondiapay-token-proxy demo: a sandbox MondiaPay and the service, on loopback.\n\n\
+         Open in a browser:  http://{sandbox_address}/purchase?ref=ORDER-1\n\
+         Fetch the token:    curl -s -H '{key}' 'http://{internal}/v1/tokens?ref=ORDER-1'\n\
+         See what happened:  curl -s -H '{key}' 'http://{internal}/v1/callbacks?ref=ORDER-1'\n\n\
+         Ctrl-C stops it; the store in {} is deleted.\n",
         store.path().display()
     );
+    // A closed standard output (a reader that went away) must not stop the demo.
+    let _ = std::io::stdout()
+        .write_all(guide.as_bytes())
+        .and_then(|()| std::io::stdout().flush());
     app.run_until(shutdown_signal()).await?;
     Ok(())
 }

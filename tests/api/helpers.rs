@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mondiapay_token_proxy::app::Application;
 use mondiapay_token_proxy::settings::{Purpose, Settings};
-use reqwest::{Method, RequestBuilder, Response};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -133,6 +133,28 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Response {
         self.api(Method::GET, path).send().await.unwrap()
+    }
+
+    /// What a browser does on the public listener, without following redirects.
+    pub async fn browser_get(&self, path_and_query: &str) -> Response {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("{}{path_and_query}", self.public))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Follows a callback's `303` to the built-in result page; returns the location and the page.
+    pub async fn callback_page(&self, query: &str) -> (String, StatusCode, String) {
+        let response = self.browser_get(&format!("/oauth/callback?{query}")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "callback {query}");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let page = self.browser_get(&location).await;
+        let status = page.status();
+        (location, status, page.text().await.unwrap())
     }
 
     /// A plain GET of a full URL, without an API key.

@@ -1,5 +1,7 @@
 //! The integration tests: the service as its users see it.
 
+mod browser;
+mod callback;
 mod client_auth;
 mod exchange;
 mod helpers;

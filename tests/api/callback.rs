@@ -1,0 +1,346 @@
+//! GET /oauth/callback and the result pages, rule by rule (SPEC.md "The callback").
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use crate::helpers::*;
+
+fn assert_public_headers(response: &reqwest::Response) {
+    let headers = response.headers();
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(headers[name], value, "{name}");
+    }
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+}
+
+#[tokio::test]
+async fn malformed_callbacks_get_a_400_page_and_no_upstream_call() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(0).await;
+    let long_code = format!("code=A{}", "b".repeat(512));
+    let long_query = format!("code=A1&padding={}", "p".repeat(4100));
+    let cases = [
+        "",
+        "ref=ORDER-1",
+        "ref=ORDER-1&status=200",
+        "code=A1&code=A2",
+        "code=",
+        "code=B123",
+        "code=A12%203",
+        "code=A%3Cscript%3E",
+        "code=A%C3%A9",
+        long_code.as_str(),
+        long_query.as_str(),
+        "code=A1&ref=a&ref=b",
+        "code=A1&ref=a%0Ab",
+        "code=A1&uuid=u&uuid=v",
+    ];
+    for query in cases {
+        let response = app.browser_get(&format!("/oauth/callback?{query}")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "query {query:.60}"
+        );
+        assert_public_headers(&response);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = response.text().await.unwrap();
+        assert!(page.contains("This link is not valid"), "query {query:.60}");
+    }
+}
+
+#[tokio::test]
+async fn failed_purchases_are_recorded_and_their_code_is_never_exchanged() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(0).await;
+    let cases = [
+        (
+            format!(
+                "code={}&error=INSUFFICIENT_FUNDS&status=402&uuid=u-1&ref=F1",
+                new_code()
+            ),
+            "F1",
+            "mobile balance was too low",
+        ),
+        (
+            "error=USER_DECLINED_PURCHASE_DURING_CONFIRMATION&status=400&ref=F2".to_owned(),
+            "F2",
+            "cancelled during confirmation",
+        ),
+        (
+            format!("code={}&status=402&ref=F3", new_code()),
+            "F3",
+            "The payment could not be completed.",
+        ),
+        (
+            "error=SOMETHING_NEW&message=Operator+says+no&ref=F4".to_owned(),
+            "F4",
+            "MondiaPay said: Operator says no",
+        ),
+    ];
+    for (query, reference, words) in cases {
+        let (location, status, page) = app.callback_page(&query).await;
+        assert!(location.starts_with("/oauth/result/res_"), "{location}");
+        assert_eq!(status, StatusCode::OK, "{query}");
+        assert!(
+            page.contains("The purchase did not go through") && page.contains(words),
+            "{query}: {page}"
+        );
+        assert!(page.contains(reference));
+        let outcomes = json(app.get(&format!("/v1/callbacks?ref={reference}")).await).await;
+        assert_eq!(outcomes.as_array().unwrap().len(), 1);
+        assert_eq!(outcomes[0]["outcome"], "purchase_failed");
+        assert!(outcomes[0]["token_id"].is_null());
+    }
+    let outcome = &json(app.get("/v1/callbacks?ref=F1").await).await[0];
+    assert_eq!(outcome["mondiapay_error"], "INSUFFICIENT_FUNDS");
+    assert_eq!(outcome["mondiapay_status"], "402");
+    assert_eq!(outcome["uuid"], "u-1");
+    assert!(outcome["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn a_purchase_lands_on_the_thank_you_page_and_its_token_is_stored() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(1).await;
+    let code = new_code();
+    let query = format!("ref=ORDER-42&code={code}&message=OK&uuid=8142-user&status=200");
+    let response = app.browser_get(&format!("/oauth/callback?{query}")).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_public_headers(&response);
+    let support = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/oauth/result/res_")
+            && location.len() >= "/oauth/result/res_".len() + 22
+    );
+    assert!(!location.contains(&code));
+
+    let page = app.browser_get(&location).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_public_headers(&page);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("Thank you for your purchase")
+            && page.contains("ORDER-42")
+            && page.contains(&support)
+    );
+    let token = json(app.get("/v1/tokens?ref=ORDER-42").await).await;
+    assert_eq!(token["uuid"], "8142-user");
+    for secret in [
+        code.as_str(),
+        token["access_token"].as_str().unwrap(),
+        CLIENT_SECRET,
+    ] {
+        assert!(!page.contains(secret));
+    }
+    let outcome = &json(app.get("/v1/callbacks?ref=ORDER-42").await).await[0];
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert_eq!(outcome["token_id"], token["id"]);
+    assert_eq!(outcome["request_id"], support.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_callback_gets_the_same_303_and_causes_no_second_call() {
+    let app = spawn_app().await;
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(success_body("Ureplay"))
+        .set_delay(Duration::from_millis(200));
+    app.mondiapay_answers(slow, 1).await;
+    let url = format!(
+        "{}/oauth/callback?ref=ORDER-R&code={}&status=200",
+        app.public,
+        new_code()
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let concurrent: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(browser.get(&url).send()))
+        .collect();
+    let mut locations = Vec::new();
+    for request in concurrent {
+        let response = request.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        locations.push(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    let later = browser.get(&url).send().await.unwrap();
+    locations.push(later.headers()["location"].to_str().unwrap().to_owned());
+    locations.dedup();
+    assert_eq!(locations.len(), 1, "{locations:?}");
+    assert_eq!(
+        json(app.get("/v1/callbacks?ref=ORDER-R").await)
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn errors_listed_in_exchange_on_errors_still_exchange_their_code() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(1).await;
+    let query = format!(
+        "ref=ORDER-AS&code={}&error=USER_ALREADY_SUBSCRIBED&message=User+already+subscribed+to+service.&status=409",
+        new_code()
+    );
+    let (_, status, page) = app.callback_page(&query).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Thank you"));
+    assert_eq!(
+        app.get("/v1/tokens?ref=ORDER-AS").await.status(),
+        StatusCode::OK
+    );
+
+    let strict = spawn_app_with(&[("MONDIAPAY__EXCHANGE_ON_ERRORS", "")]).await;
+    strict.mondiapay_issues_tokens(0).await;
+    let (_, status, page) = strict.callback_page(&query).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("You already have this subscription"));
+}
+
+#[tokio::test]
+async fn a_rejected_code_shows_the_rejection_page_every_time_with_one_call() {
+    let app = spawn_app().await;
+    let rejection = ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
+    app.mondiapay_answers(rejection, 1).await;
+    let query = format!("ref=ORDER-X&code={}", new_code());
+    let (first, status, page) = app.callback_page(&query).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("We could not confirm your purchase"));
+    let (again, _, _) = app.callback_page(&query).await;
+    assert_eq!(first, again);
+    let outcome = &json(app.get("/v1/callbacks?ref=ORDER-X").await).await[0];
+    assert_eq!(
+        (
+            outcome["outcome"].as_str(),
+            outcome["mondiapay_error"].as_str()
+        ),
+        (Some("code_rejected"), Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_reload_may_retry() {
+    let app = spawn_app().await;
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&app.mondiapay)
+        .await;
+    app.mondiapay_issues_tokens(1).await;
+    let query = format!("ref=ORDER-W&code={}", new_code());
+    let (first, status, page) = app.callback_page(&query).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(page.contains("Please try again in a few minutes"));
+    let (again, status, page) = app.callback_page(&query).await;
+    assert_eq!(
+        again, first,
+        "the same result page, now with the new outcome"
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Thank you"));
+}
+
+#[tokio::test]
+async fn a_hanging_mondiapay_gives_a_504_page() {
+    let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
+    let hanging = ResponseTemplate::new(200)
+        .set_body_json(success_body("Uhang"))
+        .set_delay(Duration::from_secs(5));
+    app.mondiapay_answers(hanging, 1).await;
+    let (_, status, page) = app
+        .callback_page(&format!("ref=ORDER-H&code={}", new_code()))
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(page.contains("Please try again"));
+}
+
+#[tokio::test]
+async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
+    let app = spawn_app_with(&[
+        ("PUBLIC__SUCCESS_URL", "https://shop.example/done?step=3"),
+        ("PUBLIC__FAILURE_URL", "https://shop.example/failed"),
+        ("PUBLIC__CORRELATION_PARAM", "order"),
+    ])
+    .await;
+    app.mondiapay_issues_tokens(1).await;
+    let code = new_code();
+    let success = app
+        .browser_get(&format!("/oauth/callback?order=77&code={code}&status=200"))
+        .await;
+    assert_eq!(success.status(), StatusCode::SEE_OTHER);
+    let token = json(app.get("/v1/tokens?ref=77").await).await;
+    assert_eq!(
+        success.headers()["location"],
+        format!(
+            "https://shop.example/done?step=3&ref=77&token_id={}",
+            token["id"].as_str().unwrap()
+        )
+        .as_str()
+    );
+    let failure = app
+        .browser_get("/oauth/callback?order=78&error=INSUFFICIENT_FUNDS&status=402")
+        .await;
+    assert_eq!(
+        failure.headers()["location"],
+        "https://shop.example/failed?ref=78&reason=purchase_failed&mondiapay_error=INSUFFICIENT_FUNDS"
+    );
+}
+
+#[tokio::test]
+async fn markup_in_what_mondiapay_or_the_merchant_sent_is_escaped() {
+    let app = spawn_app().await;
+    let script = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let (_, _, page) = app
+        .callback_page(&format!("error={script}&message={script}&ref={script}"))
+        .await;
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains("&lt;script&gt;"));
+}
+
+#[tokio::test]
+async fn unknown_result_pages_and_routes_are_404_pages() {
+    let app = spawn_app().await;
+    for path in [
+        "/oauth/result/res_nothing",
+        "/nowhere",
+        "/v1/tokens?ref=X",
+        "/v1/exchange",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        let response = app.browser_get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_public_headers(&response);
+        assert!(
+            response.text().await.unwrap().contains("Page not found"),
+            "{path}"
+        );
+    }
+}
