@@ -12,16 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiKeys};
 use crate::crypto::Keyring;
-use crate::exchange::Exchanger;
+use crate::exchange::{ExchangeLimits, Exchanger};
+use crate::housekeeping::Housekeeping;
 use crate::keyfile::{self, KeyFileError};
+use crate::metrics::Metrics;
 use crate::mondiapay::MondiaPayClient;
 use crate::public;
+use crate::public::limit::ClientLimiter;
 use crate::public::pages::{Pages, TemplateError};
 use crate::settings::{PublicSettings, Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
-
-/// How long exchanges still under way at shutdown get to finish and be stored.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -49,6 +49,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<TokenStore>,
     pub exchanger: Arc<Exchanger>,
+    pub metrics: Arc<Metrics>,
+    pub limiter: ClientLimiter,
     pub api_keys: ApiKeys,
     pub code_prefix: String,
     pub expiry_margin_secs: i64,
@@ -86,6 +88,7 @@ impl Deref for AppState {
 pub struct Engine {
     pub store: Arc<TokenStore>,
     pub exchanger: Arc<Exchanger>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -96,21 +99,31 @@ impl Engine {
             None => generated_key(&backend)?,
         };
         let store = Arc::new(TokenStore::open(&backend, Keyring::new(&master_key)).await?);
-        let mondiapay = MondiaPayClient::new(&settings.mondiapay)?;
+        let metrics = Arc::new(Metrics::default());
+        let mondiapay = MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?;
+        let limits = ExchangeLimits {
+            lease: Duration::from_secs(settings.store.claim_lease_secs),
+            expiry_margin_secs: settings.store.expiry_margin_secs,
+            max_concurrent: settings.mondiapay.max_concurrent_exchanges,
+        };
         let exchanger = Arc::new(Exchanger::new(
             Arc::clone(&store),
             mondiapay,
-            Duration::from_secs(settings.store.claim_lease_secs),
-            settings.store.expiry_margin_secs,
+            Arc::clone(&metrics),
+            limits,
         ));
-        Ok(Self { store, exchanger })
+        Ok(Self {
+            store,
+            exchanger,
+            metrics,
+        })
     }
 
-    /// Lets exchanges under way finish and be stored, then closes the store.
-    pub async fn shut_down(&self) {
-        if !self.exchanger.drain(SHUTDOWN_GRACE).await {
+    /// Lets exchanges under way finish and be stored (at most `grace`), then closes the store.
+    pub async fn shut_down(&self, grace: Duration) {
+        if !self.exchanger.drain(grace).await {
             tracing::error!(
-                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                grace_secs = grace.as_secs(),
                 "exchanges still running at the end of the shutdown grace period"
             );
         }
@@ -135,6 +148,8 @@ pub struct Application {
     internal: TcpListener,
     public_timeout: Duration,
     internal_timeout: Duration,
+    shutdown_grace: Duration,
+    housekeeping: Housekeeping,
 }
 
 impl Application {
@@ -142,27 +157,40 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let pages = Pages::new(settings.public.templates_dir.clone())?;
         let engine = Engine::build(settings).await?;
+        let public = &settings.public;
         let state = AppState(Arc::new(Shared {
             store: Arc::clone(&engine.store),
             exchanger: Arc::clone(&engine.exchanger),
+            metrics: Arc::clone(&engine.metrics),
             api_keys: ApiKeys::new(&settings.internal.api_keys),
             code_prefix: settings.mondiapay.code_prefix.clone(),
             expiry_margin_secs: settings.store.expiry_margin_secs as i64,
             pages,
-            callback: CallbackSettings::new(
-                &settings.public,
-                &settings.mondiapay.exchange_on_errors,
+            callback: CallbackSettings::new(public, &settings.mondiapay.exchange_on_errors),
+            limiter: ClientLimiter::new(
+                public.rate_limit_per_second,
+                public.rate_limit_burst,
+                public
+                    .trusted_proxy_networks()
+                    .expect("public.trusted_proxies was validated"),
             ),
         }));
-        let public = bind("public.listen", settings.public.listen).await?;
-        let internal = bind("internal.listen", settings.internal.listen).await?;
+        let housekeeping = Housekeeping {
+            state: state.clone(),
+            every: Duration::from_secs(settings.store.purge_interval_secs),
+            retention_secs: settings.store.retention_secs as i64,
+        };
+        let public_listener = bind("public.listen", public.listen).await?;
+        let internal_listener = bind("internal.listen", settings.internal.listen).await?;
         Ok(Self {
             engine,
             state,
-            public,
-            internal,
-            public_timeout: Duration::from_secs(settings.public.request_timeout_secs),
+            public: public_listener,
+            internal: internal_listener,
+            public_timeout: Duration::from_secs(public.request_timeout_secs),
             internal_timeout: Duration::from_secs(settings.internal.request_timeout_secs),
+            shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
+            housekeeping,
         })
     }
 
@@ -179,7 +207,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets requests and exchanges under
-    /// way finish, and closes the store.
+    /// way finish within the grace period, and closes the store.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -192,6 +220,7 @@ impl Application {
             tracing::info!("shutting down: no new connections, finishing requests under way");
             trigger.cancel();
         });
+        let housekeeping = tokio::spawn(self.housekeeping.run(stop.clone()));
         let public = axum::serve(
             self.public,
             public::router(self.state.clone(), self.public_timeout)
@@ -204,10 +233,18 @@ impl Application {
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let (public, internal) = tokio::join!(public.into_future(), internal.into_future());
-        self.engine.shut_down().await;
+        let grace = self.shutdown_grace;
+        let served = tokio::select! {
+            (public, internal) = async { tokio::join!(public.into_future(), internal.into_future()) } => public.and(internal),
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::error!(grace_secs = grace.as_secs(), "connections still open at the end of the shutdown grace period: closing them");
+                Ok(())
+            }
+        };
+        let _ = housekeeping.await;
+        self.engine.shut_down(grace).await;
         tracing::info!("stopped");
-        public.and(internal)
+        served
     }
 }
 

@@ -98,7 +98,11 @@ async fn exchange(
     };
     let owner = Owner { reference, uuid };
     let result = engine.exchanger.exchange(code, owner).await;
-    engine.shut_down().await;
+    engine
+        .shut_down(std::time::Duration::from_secs(
+            settings.server.shutdown_grace_secs,
+        ))
+        .await;
     match result {
         Ok(record) => {
             println!(

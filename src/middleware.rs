@@ -1,17 +1,19 @@
-//! What every request of both listeners goes through, in order: a request id (taken or made,
-//! echoed), one span and one log line per request, a time limit and a body size limit.
+//! What every request of both listeners goes through: a request id (taken or made, echoed), one
+//! span, one log line and one metric per request, a time limit and a body size limit. Refusals
+//! (time limit, rate limit) are answered in the listener's own form: a page or a problem.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use base64::Engine;
-use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
+use crate::app::AppState;
 use crate::crypto::random_bytes;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -20,23 +22,31 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-pub fn stack(routes: Router, request_timeout: Duration, max_body_bytes: usize) -> Router {
-    // Outermost last: every answer, a timeout's included, gets its request id and log line.
+/// Answers a refused request: status and request id in, a page or a problem out.
+pub type Refusal = fn(&AppState, StatusCode, &str) -> Response;
+
+/// One listener's edge.
+pub struct Edge {
+    pub listener: &'static str,
+    pub state: AppState,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub refuse: Refusal,
+}
+
+pub fn stack(routes: Router, edge: Edge) -> Router {
+    let max_body_bytes = edge.max_body_bytes;
     routes
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
-        .layer(from_fn(observe))
+        .layer(from_fn_with_state(Arc::new(edge), observe))
 }
 
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Only the route template is logged, never the URI: query strings carry codes.
-async fn observe(mut request: Request, next: Next) -> Response {
+/// Only the route template is logged and counted, never the URI: query strings carry codes.
+async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(&REQUEST_ID)
@@ -52,16 +62,25 @@ async fn observe(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let handled = tokio::time::timeout(
+        edge.request_timeout,
+        next.run(request).instrument(span.clone()),
+    )
+    .await;
+    let mut response =
+        handled.unwrap_or_else(|_| (edge.refuse)(&edge.state, StatusCode::REQUEST_TIMEOUT, &id));
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if matches!(route.as_str(), "/healthz" | "/readyz") {
+        if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
             tracing::debug!(status, latency_ms, "request finished");
         } else {
             tracing::info!(status, latency_ms, "request finished");
         }
     });
+    edge.state
+        .metrics
+        .http_request(edge.listener, &route, status);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -32,11 +32,15 @@ pub const KEYS: &[(&str, bool)] = &[
     ("mondiapay.timeout_secs", false),
     ("mondiapay.connect_timeout_secs", false),
     ("mondiapay.connect_retries", false),
+    ("mondiapay.max_concurrent_exchanges", false),
     ("public.listen", false),
     ("public.correlation_param", false),
     ("public.success_url", false),
     ("public.failure_url", false),
     ("public.templates_dir", false),
+    ("public.rate_limit_per_second", false),
+    ("public.rate_limit_burst", false),
+    ("public.trusted_proxies", false),
     ("public.request_timeout_secs", false),
     ("internal.listen", false),
     ("internal.api_keys", true),
@@ -45,6 +49,9 @@ pub const KEYS: &[(&str, bool)] = &[
     ("store.encryption_key", true),
     ("store.expiry_margin_secs", false),
     ("store.claim_lease_secs", false),
+    ("store.retention_secs", false),
+    ("store.purge_interval_secs", false),
+    ("server.shutdown_grace_secs", false),
     ("log.format", false),
 ];
 
@@ -60,6 +67,7 @@ pub struct Settings {
     pub public: PublicSettings,
     pub internal: InternalSettings,
     pub store: StoreSettings,
+    pub server: ServerSettings,
     pub log: LogSettings,
 }
 
@@ -80,6 +88,8 @@ pub struct MondiaPaySettings {
     pub connect_timeout_secs: u64,
     /// Extra attempts after a failure that provably never reached MondiaPay.
     pub connect_retries: u32,
+    /// Exchanges at once; more are refused at once with a "try again" (the code is not used).
+    pub max_concurrent_exchanges: usize,
 }
 
 /// How the client credentials travel to the token endpoint.
@@ -106,6 +116,12 @@ pub struct PublicSettings {
     pub failure_url: Option<Url>,
     /// Templates here replace the built-in pages of the same name.
     pub templates_dir: Option<PathBuf>,
+    /// Per client address; 0 turns the limit off.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Addresses or networks (CIDR) whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub trusted_proxies: Vec<String>,
     pub request_timeout_secs: u64,
 }
 
@@ -135,6 +151,24 @@ pub struct StoreSettings {
     /// How long a claim on a code holds while its exchange is under way; a claim left by a
     /// process that died is taken over after it.
     pub claim_lease_secs: u64,
+    /// Expired tokens, finished exchanges and callback outcomes are kept this long, then purged.
+    pub retention_secs: u64,
+    pub purge_interval_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// At shutdown, how long requests and exchanges under way get to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -166,6 +200,7 @@ impl Default for MondiaPaySettings {
             timeout_secs: 10,
             connect_timeout_secs: 3,
             connect_retries: 2,
+            max_concurrent_exchanges: 64,
         }
     }
 }
@@ -178,6 +213,9 @@ impl Default for PublicSettings {
             success_url: None,
             failure_url: None,
             templates_dir: None,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+            trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
         }
     }
@@ -202,6 +240,8 @@ impl Default for StoreSettings {
             encryption_key_file: None,
             expiry_margin_secs: 60,
             claim_lease_secs: 60,
+            retention_secs: 7 * 24 * 3600,
+            purge_interval_secs: 3600,
         }
     }
 }
@@ -332,6 +372,9 @@ impl Settings {
         {
             problems.push("public.correlation_param must be a parameter name of its own (not code, error, status, message or uuid)".to_owned());
         }
+        if let Err(problem) = public.trusted_proxy_networks() {
+            problems.push(problem);
+        }
         if let Some(dir) = &public.templates_dir
             && !dir.is_dir()
         {
@@ -355,6 +398,15 @@ impl Settings {
                 self.internal.request_timeout_secs,
             ),
             ("store.claim_lease_secs", self.store.claim_lease_secs),
+            ("store.purge_interval_secs", self.store.purge_interval_secs),
+            (
+                "server.shutdown_grace_secs",
+                self.server.shutdown_grace_secs,
+            ),
+            (
+                "mondiapay.max_concurrent_exchanges",
+                mp.max_concurrent_exchanges as u64,
+            ),
         ] {
             if secs == 0 {
                 problems.push(format!("{key} must be at least 1"));
@@ -419,6 +471,25 @@ impl MondiaPaySettings {
         let backoffs =
             Duration::from_millis(100 * ((1u64 << retries) - 1) + 100 * u64::from(retries));
         self.connect_timeout() * (retries + 1) + backoffs + self.timeout()
+    }
+}
+
+impl PublicSettings {
+    /// `public.trusted_proxies` as networks; a plain address is a network of one.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "public.trusted_proxies: {entry:?} is not an address or a CIDR network"
+                        )
+                    })
+            })
+            .collect()
     }
 }
 

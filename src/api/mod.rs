@@ -9,9 +9,10 @@ mod tokens;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header::CACHE_CONTROL;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -21,7 +22,7 @@ pub use auth::ApiKeys;
 pub use problem::ApiError;
 
 use crate::app::AppState;
-use crate::middleware;
+use crate::middleware::{self, Edge};
 
 /// The JSON bodies of the API are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -45,9 +46,36 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .nest("/v1", v1)
         .route("/healthz", get(middleware::healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(state);
-    middleware::stack(routes, request_timeout, MAX_BODY_BYTES)
+        .with_state(state.clone());
+    let edge = Edge {
+        listener: "internal",
+        state,
+        request_timeout,
+        max_body_bytes: MAX_BODY_BYTES,
+        refuse,
+    };
+    middleware::stack(routes, edge)
+}
+
+/// Refusals on the internal listener are problems, like every other error there.
+fn refuse(_: &AppState, status: StatusCode, _: &str) -> Response {
+    ApiError::Refused(status).into_response()
+}
+
+/// Prometheus text (OpenMetrics); the live token count is read from the store at each scrape.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let live = match state
+        .store
+        .count_live_tokens(state.expiry_margin_secs)
+        .await
+    {
+        Ok(live) => live,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(CONTENT_TYPE, content_type)], state.metrics.render(live)).into_response()
 }
 
 /// Ready when the store answers and MondiaPay did not refuse our credentials last time.

@@ -25,6 +25,10 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("a valid API key is required")]
     Unauthorized,
+    /// Refused at the edge (the request took too long).
+    #[error("the request was refused: {0}")]
+    Refused(StatusCode),
+
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
     #[error(transparent)]
@@ -84,6 +88,11 @@ impl ApiError {
                 "unauthorized",
                 "A valid API key is required",
             ),
+            Self::Refused(status) => problem(
+                *status,
+                "request-timeout",
+                "The request took longer than this service allows",
+            ),
             Self::Exchange(error) => match error {
                 ExchangeError::CodeRejected(upstream) => Problem {
                     mondiapay_error: Some(upstream.error.clone()),
@@ -118,6 +127,11 @@ impl ApiError {
                     "exchange-in-progress",
                     "Another exchange of this code is under way",
                 ),
+                ExchangeError::Busy => problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "exchange-capacity",
+                    "Too many exchanges are under way",
+                ),
                 ExchangeError::Store(_) => store_unavailable(),
                 ExchangeError::Aborted => problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,7 +153,9 @@ impl ApiError {
             Self::Exchange(ExchangeError::CredentialsRejected(_)) => {
                 "the operator must check mondiapay.client_id and mondiapay.client_secret; the code was not used up and may be submitted again".to_owned()
             }
-            Self::Exchange(ExchangeError::NoAnswer(_) | ExchangeError::StillPending) => {
+            Self::Exchange(
+                ExchangeError::NoAnswer(_) | ExchangeError::StillPending | ExchangeError::Busy,
+            ) => {
                 "the code was not used up; submit it again later".to_owned()
             }
             Self::Exchange(ExchangeError::Store(_)) | Self::Store(_) => {
@@ -186,7 +202,9 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Exchange(ExchangeError::StillPending | ExchangeError::Store(_))
+            Self::Exchange(
+                ExchangeError::StillPending | ExchangeError::Busy | ExchangeError::Store(_),
+            )
             | Self::Store(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -11,11 +11,35 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use tokio::sync::Semaphore;
+
 use crate::code::Code;
 use crate::crypto::CodeHash;
+use crate::metrics::Metrics;
 use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError};
 use crate::store::{Claim, ExchangeState, Owner, StoreError, TokenRecord, TokenStore, now_unix};
 use turns::Turns;
+
+/// Whether MondiaPay issued the token for this request (rather than an earlier one).
+type Fresh = bool;
+
+/// The `outcome` label of `token_proxy_exchanges_total`.
+fn outcome_label(result: &Result<(TokenRecord, Fresh), ExchangeError>) -> &'static str {
+    match result {
+        Ok((_, true)) => "issued",
+        Ok((_, false)) => "replayed",
+        Err(ExchangeError::CodeRejected(_)) => "code_rejected",
+        Err(ExchangeError::CredentialsRejected(_)) => "credentials_rejected",
+        Err(ExchangeError::NoAnswer(NoAnswer::TimedOut)) => "timed_out",
+        Err(ExchangeError::NoAnswer(NoAnswer::Unreachable)) => "unreachable",
+        Err(ExchangeError::NoAnswer(NoAnswer::Invalid(_))) => "invalid_answer",
+        Err(ExchangeError::TokenGone) => "token_gone",
+        Err(ExchangeError::StillPending) => "still_pending",
+        Err(ExchangeError::Busy) => "busy",
+        Err(ExchangeError::Store(_)) => "store_unavailable",
+        Err(ExchangeError::Aborted) => "aborted",
+    }
+}
 
 /// How often a request waiting on another process's claim looks again.
 const CLAIM_POLL: Duration = Duration::from_millis(100);
@@ -32,17 +56,31 @@ pub enum ExchangeError {
     TokenGone,
     #[error("another exchange of this code is still under way")]
     StillPending,
+    #[error("too many exchanges are under way; the code was not used")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the exchange stopped unexpectedly")]
     Aborted,
 }
 
+/// The bounds an exchanger works within.
+pub struct ExchangeLimits {
+    /// How long a claim on a code holds.
+    pub lease: Duration,
+    /// Tokens this close to expiry are never handed out.
+    pub expiry_margin_secs: u64,
+    /// Exchanges at once; more are refused at once (the code is not used).
+    pub max_concurrent: usize,
+}
+
 pub struct Exchanger {
     store: Arc<TokenStore>,
     mondiapay: MondiaPayClient,
+    metrics: Arc<Metrics>,
     turns: Turns,
     tasks: TaskTracker,
+    slots: Arc<Semaphore>,
     lease: Duration,
     expiry_margin_secs: i64,
     credentials_refused: AtomicBool,
@@ -52,16 +90,18 @@ impl Exchanger {
     pub fn new(
         store: Arc<TokenStore>,
         mondiapay: MondiaPayClient,
-        lease: Duration,
-        expiry_margin_secs: u64,
+        metrics: Arc<Metrics>,
+        limits: ExchangeLimits,
     ) -> Self {
         Self {
             store,
             mondiapay,
+            metrics,
             turns: Turns::default(),
             tasks: TaskTracker::new(),
-            lease,
-            expiry_margin_secs: expiry_margin_secs as i64,
+            slots: Arc::new(Semaphore::new(limits.max_concurrent)),
+            lease: limits.lease,
+            expiry_margin_secs: limits.expiry_margin_secs as i64,
             credentials_refused: AtomicBool::new(false),
         }
     }
@@ -79,10 +119,25 @@ impl Exchanger {
         let this = Arc::clone(self);
         let hash = self.store.keys().hash_code(&code);
         let span = tracing::info_span!("exchange", code = hash.short());
-        self.tasks
-            .spawn(async move { this.exchange_once(&code, &hash, &owner).await }.instrument(span))
-            .await
-            .map_err(|_| ExchangeError::Aborted)?
+        let result = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => self
+                .tasks
+                .spawn(
+                    async move {
+                        let _slot = slot;
+                        this.exchange_once(&code, &hash, &owner).await
+                    }
+                    .instrument(span),
+                )
+                .await
+                .unwrap_or(Err(ExchangeError::Aborted)),
+            Err(_) => {
+                tracing::warn!("exchange refused: mondiapay.max_concurrent_exchanges reached");
+                Err(ExchangeError::Busy)
+            }
+        };
+        self.metrics.exchange(outcome_label(&result));
+        result.map(|(record, _)| record)
     }
 
     /// Whether MondiaPay refused the merchant's credentials on the last call that got a verdict.
@@ -101,7 +156,7 @@ impl Exchanger {
         code: &Code,
         hash: &CodeHash,
         owner: &Owner,
-    ) -> Result<TokenRecord, ExchangeError> {
+    ) -> Result<(TokenRecord, Fresh), ExchangeError> {
         let _turn = self.turns.take(hash).await;
         let give_up = Instant::now() + self.lease + CLAIM_POLL;
         loop {
@@ -115,7 +170,8 @@ impl Exchanger {
             match row.state {
                 ExchangeState::Succeeded => {
                     tracing::info!("code seen before: returning its stored token");
-                    return self.live(self.stored_token(row.token_id.as_deref()).await?);
+                    let record = self.live(self.stored_token(row.token_id.as_deref()).await?)?;
+                    return Ok((record, false));
                 }
                 ExchangeState::Rejected => {
                     tracing::info!("code seen before: MondiaPay had rejected it");
@@ -144,15 +200,18 @@ impl Exchanger {
         hash: &CodeHash,
         owner: &Owner,
         attempt: i64,
-    ) -> Result<TokenRecord, ExchangeError> {
-        match self.mondiapay.exchange_code(code).await {
+    ) -> Result<(TokenRecord, Fresh), ExchangeError> {
+        let started = std::time::Instant::now();
+        let answer = self.mondiapay.exchange_code(code).await;
+        self.metrics.mondiapay_call(started.elapsed());
+        match answer {
             Answer::Issued(token) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);
                 let record = self.store.complete_success(hash, owner, &token).await.inspect_err(|error| {
                     tracing::error!(%error, "MondiaPay issued a token that could not be stored");
                 })?;
                 tracing::info!(token_id = %record.id, "code exchanged and token stored");
-                self.live(record)
+                Ok((self.live(record)?, true))
             }
             Answer::CodeRejected(error) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);

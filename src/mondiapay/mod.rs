@@ -15,8 +15,11 @@ pub use answer::{
     Answer, DEFAULT_EXPIRES_IN_SECS, NoAnswer, UpstreamError, UserToken, read_answer,
 };
 
+use std::sync::Arc;
+
 use crate::code::Code;
 use crate::crypto::random_bytes;
+use crate::metrics::Metrics;
 use crate::settings::{ClientAuth, MondiaPaySettings};
 
 /// A token answer is a few hundred bytes; anything past this is not one and is not buffered.
@@ -31,11 +34,15 @@ pub struct MondiaPayClient {
     redirect_uri: String,
     client_auth: ClientAuth,
     connect_retries: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl MondiaPayClient {
     /// Builds the client from validated settings.
-    pub fn new(settings: &MondiaPaySettings) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        settings: &MondiaPaySettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(settings.connect_timeout())
@@ -60,6 +67,7 @@ impl MondiaPayClient {
                 .unwrap_or_default(),
             client_auth: settings.client_auth,
             connect_retries: settings.connect_retries,
+            metrics,
         })
     }
 
@@ -74,6 +82,7 @@ impl MondiaPayClient {
                 Ok(response) => break self.read(response, code).await,
                 Err(error) if error.is_connect() && attempt < self.connect_retries => {
                     attempt += 1;
+                    self.metrics.connect_retry();
                     let pause = backoff(attempt);
                     tracing::warn!(attempt, error = %error.without_url(), pause_ms = pause.as_millis() as u64, "MondiaPay unreachable; retrying");
                     tokio::time::sleep(pause).await;

@@ -24,6 +24,7 @@ pub async fn callback(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let bad_request = |reason: &dyn std::fmt::Display| {
+        state.metrics.callback("bad_request");
         tracing::info!(%reason, "callback refused");
         state.pages.render(
             Page::BadRequest,
@@ -73,9 +74,13 @@ pub async fn callback(
         }
     };
     match result {
-        Ok(recorded) => see_other(&state, &recorded),
+        Ok(recorded) => {
+            state.metrics.callback(recorded.outcome.kind.as_str());
+            see_other(&state, &recorded)
+        }
         Err(error) => {
             tracing::error!(%error, "callback outcome could not be recorded");
+            state.metrics.callback("store_unavailable");
             state.pages.render(
                 Page::TryAgain,
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -2,6 +2,7 @@
 //! that keep it out of caches, frames and referrers.
 
 mod callback;
+pub mod limit;
 pub mod pages;
 pub mod query;
 
@@ -9,13 +10,14 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::AppState;
-use crate::middleware::{self, RequestId};
+use crate::middleware::{self, Edge, RequestId};
 use pages::{Page, PageFacts};
 
 /// Browsers send no body to the public routes.
@@ -33,13 +35,23 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 ];
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let routes = Router::new()
+    let limited = Router::new()
         .route("/oauth/callback", get(callback::callback))
         .route("/oauth/result/{id}", get(callback::result))
-        .route("/healthz", get(middleware::healthz))
         .fallback(not_found)
-        .with_state(state);
-    let routes = middleware::stack(routes, request_timeout, MAX_BODY_BYTES);
+        .layer(from_fn_with_state(state.clone(), limit::rate_limit));
+    let routes = Router::new()
+        .route("/healthz", get(middleware::healthz))
+        .merge(limited)
+        .with_state(state.clone());
+    let edge = Edge {
+        listener: "public",
+        state,
+        request_timeout,
+        max_body_bytes: MAX_BODY_BYTES,
+        refuse,
+    };
+    let routes = middleware::stack(routes, edge);
     SECURITY_HEADERS
         .into_iter()
         .fold(routes, |routes, (name, value)| {
@@ -48,6 +60,20 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 HeaderValue::from_static(value),
             ))
         })
+}
+
+/// Refusals on the public listener are pages, like everything else there.
+pub fn refuse(state: &AppState, status: StatusCode, request_id: &str) -> Response {
+    let page = match status {
+        StatusCode::TOO_MANY_REQUESTS => Page::RateLimited,
+        StatusCode::PAYLOAD_TOO_LARGE => Page::BadRequest,
+        _ => Page::TryAgain,
+    };
+    let facts = PageFacts {
+        support_reference: request_id,
+        ..PageFacts::default()
+    };
+    state.pages.render(page, status, &facts)
 }
 
 async fn not_found(

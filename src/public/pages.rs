@@ -7,30 +7,23 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{AutoEscape, Environment, context};
 
-const BUILT_IN: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../templates/base.html")),
-    ("success.html", include_str!("../../templates/success.html")),
-    (
-        "purchase_failed.html",
-        include_str!("../../templates/purchase_failed.html"),
-    ),
-    (
-        "code_rejected.html",
-        include_str!("../../templates/code_rejected.html"),
-    ),
-    (
-        "try_again.html",
-        include_str!("../../templates/try_again.html"),
-    ),
-    (
-        "bad_request.html",
-        include_str!("../../templates/bad_request.html"),
-    ),
-    (
-        "not_found.html",
-        include_str!("../../templates/not_found.html"),
-    ),
-];
+/// The built-in templates, compiled into the binary.
+macro_rules! built_in {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+const BUILT_IN: &[(&str, &str)] = built_in!(
+    "base.html",
+    "success.html",
+    "purchase_failed.html",
+    "code_rejected.html",
+    "try_again.html",
+    "bad_request.html",
+    "not_found.html",
+    "rate_limited.html",
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
@@ -40,16 +33,18 @@ pub enum Page {
     TryAgain,
     BadRequest,
     NotFound,
+    RateLimited,
 }
 
 impl Page {
-    const ALL: [Page; 6] = [
+    const ALL: [Page; 7] = [
         Page::Success,
         Page::PurchaseFailed,
         Page::CodeRejected,
         Page::TryAgain,
         Page::BadRequest,
         Page::NotFound,
+        Page::RateLimited,
     ];
 
     fn template(self) -> &'static str {
@@ -60,6 +55,7 @@ impl Page {
             Self::TryAgain => "try_again.html",
             Self::BadRequest => "bad_request.html",
             Self::NotFound => "not_found.html",
+            Self::RateLimited => "rate_limited.html",
         }
     }
 }

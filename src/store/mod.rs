@@ -83,6 +83,20 @@ pub enum Claim {
     Taken(ExchangeRow),
 }
 
+/// What one purge deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub tokens: u64,
+    pub exchanges: u64,
+    pub callbacks: u64,
+}
+
+impl Purged {
+    pub fn any(&self) -> bool {
+        self.tokens + self.exchanges + self.callbacks > 0
+    }
+}
+
 /// Who the token belongs to, as the caller named them.
 #[derive(Debug, Clone, Default)]
 pub struct Owner {
@@ -332,6 +346,46 @@ impl TokenStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// How many tokens are still valid `margin_secs` from now.
+    pub async fn count_live_tokens(&self, margin_secs: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1")
+            .bind(now_unix() + margin_secs)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("live")?)
+    }
+
+    /// Deletes tokens that expired before `cutoff`, and finished exchanges and callback outcomes
+    /// last touched before it. An exchange whose token is still stored is kept: it is what stops
+    /// that token's code from being exchanged again.
+    pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let exchanges = sqlx::query(
+            "DELETE FROM exchanges WHERE updated_at < $1 AND state <> 'pending' \
+             AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let callbacks = sqlx::query("DELETE FROM callbacks WHERE updated_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Purged {
+            tokens,
+            exchanges,
+            callbacks,
+        })
     }
 
     fn record(&self, row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {

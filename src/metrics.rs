@@ -1,0 +1,161 @@
+//! Prometheus metrics, one registry per running service (tests run many side by side), served
+//! as OpenMetrics text at `GET /metrics` on the internal listener.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRequest {
+    pub listener: &'static str,
+    /// The route template, never the URI: low cardinality, and no code from a query string.
+    pub route: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    callbacks: Family<Outcome, Counter>,
+    exchanges: Family<Outcome, Counter>,
+    mondiapay_duration: Histogram,
+    connect_retries: Counter,
+    http_requests: Family<HttpRequest, Counter>,
+    rate_limited: Counter,
+    live_tokens: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("token_proxy");
+        let callbacks = Family::<Outcome, Counter>::default();
+        let exchanges = Family::<Outcome, Counter>::default();
+        let mondiapay_duration =
+            Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let connect_retries = Counter::default();
+        let http_requests = Family::<HttpRequest, Counter>::default();
+        let rate_limited = Counter::default();
+        let live_tokens = Gauge::default();
+        registry.register(
+            "callbacks",
+            "Browser callbacks handled, by outcome",
+            callbacks.clone(),
+        );
+        registry.register(
+            "exchanges",
+            "Code exchanges requested (API, callback, command), by outcome",
+            exchanges.clone(),
+        );
+        registry.register(
+            "mondiapay_request_duration_seconds",
+            "Duration of MondiaPay token calls, retries included",
+            mondiapay_duration.clone(),
+        );
+        registry.register(
+            "mondiapay_connect_retries",
+            "Token calls attempted again after a connection failure",
+            connect_retries.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by listener, route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Public requests refused by the per-client rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "live_tokens",
+            "Stored tokens not yet expired (at the last scrape)",
+            live_tokens.clone(),
+        );
+        Self {
+            registry,
+            callbacks,
+            exchanges,
+            mondiapay_duration,
+            connect_retries,
+            http_requests,
+            rate_limited,
+            live_tokens,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn callback(&self, outcome: &'static str) {
+        self.callbacks.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn exchange(&self, outcome: &'static str) {
+        self.exchanges.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn mondiapay_call(&self, took: Duration) {
+        self.mondiapay_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn connect_retry(&self) {
+        self.connect_retries.inc();
+    }
+
+    pub fn http_request(&self, listener: &'static str, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpRequest {
+                listener,
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// The exposition, with the live token count taken just now.
+    pub fn render(&self, live_tokens: i64) -> String {
+        self.live_tokens.set(live_tokens);
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openmetrics_text_with_the_documented_names() {
+        let metrics = Metrics::default();
+        metrics.exchange("issued");
+        metrics.callback("succeeded");
+        metrics.http_request("internal", "/v1/exchange", 200);
+        metrics.mondiapay_call(Duration::from_millis(30));
+        let text = metrics.render(3);
+        for line in [
+            "token_proxy_exchanges_total{outcome=\"issued\"} 1",
+            "token_proxy_callbacks_total{outcome=\"succeeded\"} 1",
+            "token_proxy_http_requests_total{listener=\"internal\",route=\"/v1/exchange\",status=\"200\"} 1",
+            "token_proxy_mondiapay_request_duration_seconds_count 1",
+            "token_proxy_live_tokens 3",
+            "token_proxy_rate_limited_total 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,157 @@
+//! Per-client rate limiting on the public listener. The client is the connection's peer, or,
+//! when the peer is a configured trusted proxy, the nearest address in `X-Forwarded-For` that
+//! is not one (so a client cannot pick its own key by sending the header itself).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+
+use crate::app::AppState;
+use crate::middleware::RequestId;
+
+pub struct ClientLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl ClientLimiter {
+    /// `per_second == 0` turns limiting off; `burst == 0` means a burst of `per_second`.
+    pub fn new(per_second: u32, burst: u32, trusted_proxies: Vec<IpNet>) -> Self {
+        let limiter = NonZeroU32::new(per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Self {
+            limiter,
+            trusted_proxies,
+        }
+    }
+
+    fn trusted(&self, address: IpAddr) -> bool {
+        self.trusted_proxies
+            .iter()
+            .any(|net| net.contains(&address))
+    }
+
+    /// The address the limit applies to.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in forwarded.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(address) if self.trusted(address) => client = address,
+                Ok(address) => return address,
+                // Garbage from beyond our proxies: the last trusted hop is all we know.
+                Err(_) => return client,
+            }
+        }
+        client
+    }
+
+    pub fn allows(&self, client: IpAddr) -> bool {
+        self.limiter
+            .as_ref()
+            .is_none_or(|limiter| limiter.check_key(&client).is_ok())
+    }
+
+    /// Drops the state of clients that have been quiet long enough to be back at full burst.
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return next.run(request).await;
+    };
+    let client = state.limiter.client(peer.ip(), request.headers());
+    if state.limiter.allows(client) {
+        return next.run(request).await;
+    }
+    state.metrics.rate_limited();
+    tracing::info!(%client, "rate limited");
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |id| id.0.as_str());
+    let mut response = super::refuse(&state, StatusCode::TOO_MANY_REQUESTS, request_id);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", forwarded.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let limiter = ClientLimiter::new(
+            1,
+            1,
+            vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap(),
+            ],
+        );
+        let untrusted: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            limiter.client(untrusted, &headers("198.51.100.1")),
+            untrusted
+        );
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            limiter.client(proxy, &headers("198.51.100.1")),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            limiter.client(proxy, &headers("6.6.6.6, 198.51.100.1, 192.0.2.7")),
+            "198.51.100.1".parse::<IpAddr>().unwrap(),
+            "the client cannot choose its key by adding entries on the left"
+        );
+        assert_eq!(limiter.client(proxy, &headers("nonsense")), proxy);
+        assert_eq!(limiter.client(proxy, &HeaderMap::new()), proxy);
+    }
+
+    #[test]
+    fn each_client_gets_its_own_bucket() {
+        let limiter = ClientLimiter::new(1, 2, Vec::new());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert!(limiter.allows(a) && limiter.allows(a));
+        assert!(!limiter.allows(a));
+        assert!(limiter.allows(b));
+        assert!(
+            ClientLimiter::new(0, 0, Vec::new()).allows(a),
+            "0 turns it off"
+        );
+    }
+}
