@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::code::Code;
 use crate::crypto::CodeHash;
 use crate::metrics::Metrics;
-use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError};
+use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError, UserToken};
 use crate::store::{Claim, ExchangeState, Owner, StoreError, TokenRecord, TokenStore, now_unix};
 use turns::Turns;
 
@@ -40,6 +40,9 @@ fn outcome_label(result: &Result<(TokenRecord, Fresh), ExchangeError>) -> &'stat
         Err(ExchangeError::Aborted) => "aborted",
     }
 }
+
+/// Attempts at storing an issued token (100 ms, doubling, between them: about 3 s in all).
+const STORE_ATTEMPTS: u32 = 6;
 
 /// How often a request waiting on another process's claim looks again.
 const CLAIM_POLL: Duration = Duration::from_millis(100);
@@ -207,9 +210,7 @@ impl Exchanger {
         match answer {
             Answer::Issued(token) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);
-                let record = self.store.complete_success(hash, owner, &token).await.inspect_err(|error| {
-                    tracing::error!(%error, "MondiaPay issued a token that could not be stored");
-                })?;
+                let record = self.store_issued(hash, owner, &token).await?;
                 tracing::info!(token_id = %record.id, "code exchanged and token stored");
                 Ok((self.live(record)?, true))
             }
@@ -230,6 +231,33 @@ impl Exchanger {
                 tracing::warn!(%reason, "no usable answer from MondiaPay; the code may be tried again");
                 self.store.release(hash, attempt).await?;
                 Err(ExchangeError::NoAnswer(reason))
+            }
+        }
+    }
+
+    /// MondiaPay has spent the code: its token is stored if at all possible, so a passing
+    /// write failure (a busy or briefly full disk) is tried again for a few seconds.
+    async fn store_issued(
+        &self,
+        hash: &CodeHash,
+        owner: &Owner,
+        token: &UserToken,
+    ) -> Result<TokenRecord, StoreError> {
+        let mut pause = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.store.complete_success(hash, owner, token).await {
+                Ok(record) => return Ok(record),
+                Err(error) if attempt < STORE_ATTEMPTS => {
+                    tracing::warn!(attempt, %error, "the issued token could not be stored yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "MondiaPay issued a token that could not be stored: its code is spent");
+                    return Err(error);
+                }
             }
         }
     }

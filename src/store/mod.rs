@@ -5,6 +5,7 @@ mod callbacks;
 mod record;
 mod sqlite;
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
@@ -32,6 +33,11 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Unseal(#[from] UnsealError),
+    #[error(
+        "the disk holding the store has less than {} bytes free",
+        sqlite::MIN_FREE_BYTES
+    )]
+    DiskFull,
 }
 
 /// Where a code's exchange stands.
@@ -107,24 +113,49 @@ pub struct Owner {
 pub struct TokenStore {
     pool: SqlitePool,
     keys: Keyring,
+    /// The directory of the SQLite file, whose free space is checked before an exchange.
+    directory: PathBuf,
 }
 
 impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
-        let pool = match backend {
-            StoreBackend::Sqlite { path } => sqlite::open(path).await?,
+        let StoreBackend::Sqlite { path } = backend;
+        let pool = sqlite::open(path).await?;
+        let directory = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
         };
-        Ok(Self { pool, keys })
+        Ok(Self {
+            pool,
+            keys,
+            directory,
+        })
     }
 
     pub fn keys(&self) -> &Keyring {
         &self.keys
     }
 
-    /// Whether the database answers.
+    /// Whether the database takes a write: readable but full or read-only is not ready.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.ensure_room()?;
+        sqlx::query(
+            "INSERT INTO health (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now_unix())
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Refuses to start an exchange whose token might not fit on the disk.
+    fn ensure_room(&self) -> Result<(), StoreError> {
+        match sqlite::free_bytes(&self.directory) {
+            Ok(free) if free < sqlite::MIN_FREE_BYTES => Err(StoreError::DiskFull),
+            // Unknown free space is SQLite's to find out.
+            _ => Ok(()),
+        }
     }
 
     /// Flushes and closes the connections (the WAL is checkpointed on the last close).
@@ -140,6 +171,7 @@ impl TokenStore {
         owner: &Owner,
         lease_until: i64,
     ) -> Result<Claim, StoreError> {
+        self.ensure_room()?;
         let now = now_unix();
         let claimed = sqlx::query(
             "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, created_at, updated_at) \

@@ -21,7 +21,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "callbacks",
         include_str!("../../migrations/sqlite/0002_callbacks.sql"),
     ),
+    (
+        3,
+        "health",
+        include_str!("../../migrations/sqlite/0003_health.sql"),
+    ),
 ];
+
+/// Below this much free space no new exchange starts: once MondiaPay has answered, its token
+/// must fit on the disk, and SQLite finds out that it does not only when it writes.
+pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// Free space for unprivileged writers on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let stats = rustix::fs::statvfs(path)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
 
 pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {

@@ -3,9 +3,13 @@
 mod browser;
 mod callback;
 mod client_auth;
+mod crash;
 mod exchange;
+mod hardening;
 mod helpers;
+mod observability;
 mod process;
+mod properties;
 mod storage;
 mod tokens;
 mod upstream_answers;

@@ -14,21 +14,21 @@ use crate::helpers::*;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mondiapay-token-proxy");
 
-fn command(env: &HashMap<String, String>) -> Command {
+pub fn command(env: &HashMap<String, String>) -> Command {
     let mut command = Command::new(BINARY);
     command.env_clear().envs(env).env("RUST_LOG", "debug");
     command
 }
 
 /// The binary running `serve`, its log lines collected as they come.
-struct Served {
+pub struct Served {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Served {
-    fn start(env: &HashMap<String, String>) -> (Self, String) {
+    pub fn start(env: &HashMap<String, String>) -> (Self, String) {
         let mut child = command(env)
             .arg("serve")
             .stderr(Stdio::piped())
@@ -54,7 +54,7 @@ impl Served {
     }
 
     /// Reads log lines until one has `message`; the service announces its addresses this way.
-    fn wait_for(&mut self, message: &str) -> Value {
+    pub fn wait_for(&mut self, message: &str) -> Value {
         loop {
             let line = self
                 .lines
@@ -69,7 +69,11 @@ impl Served {
         }
     }
 
-    fn terminate(&self) {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -78,21 +82,21 @@ impl Served {
     }
 
     /// Waits for the exit and returns its code with every log line.
-    fn wait(mut self) -> (Option<i32>, Vec<String>) {
+    pub fn wait(mut self) -> (Option<i32>, Vec<String>) {
         let status = self.child.wait().unwrap();
         self.seen.extend(self.lines.iter());
         (status.code(), self.seen)
     }
 }
 
-async fn mondiapay() -> (MockServer, tempfile::TempDir, HashMap<String, String>) {
+pub async fn mondiapay() -> (MockServer, tempfile::TempDir, HashMap<String, String>) {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let env = test_env(&server, &dir);
     (server, dir, env)
 }
 
-async fn mount(server: &MockServer, template: impl wiremock::Respond + 'static, calls: u64) {
+pub async fn mount(server: &MockServer, template: impl wiremock::Respond + 'static, calls: u64) {
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(template)
         .expect(calls)

@@ -88,3 +88,110 @@ async fn a_configured_key_is_used_and_no_key_file_is_made() {
     assert_eq!(again["access_token"], record["access_token"]);
     assert!(!app.dir.path().join("encryption.key").exists());
 }
+
+/// A small filesystem of its own, unmounted when the test ends.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root (CI runs as root)"
+        );
+        Self { path, _dir: dir }
+    }
+
+    /// Fills the disk to the last byte; returns the filler file.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        while file.write_all(&[0]).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damages_nothing() {
+    let disk = SmallDisk::mount("4m");
+    let url = format!("sqlite://{}/tokens.db", disk.path.display());
+    let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let blocked_code = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        blocked_code.as_str(),
+    ))
+    .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(success_body("Ulater")))
+    .expect(1)
+    .mount(&app.mondiapay)
+    .await;
+    app.mondiapay_issues_tokens(1).await;
+    let before = json(app.exchange_code(&new_code(), "ORDER-BEFORE").await).await;
+
+    let filler = disk.fill();
+    let refused = app.exchange_code(&blocked_code, "ORDER-FULL").await;
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        json(refused).await["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("store-unavailable")
+    );
+    assert!(
+        app.upstream_calls()
+            .await
+            .iter()
+            .all(|call| !call.url.as_str().contains(&blocked_code))
+    );
+    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(ready).await["store"], "unavailable");
+    let page = app
+        .browser_get(&format!(
+            "/oauth/callback?ref=ORDER-FULL&code={blocked_code}"
+        ))
+        .await;
+    assert_eq!(page.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let stored = json(
+        app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        stored["access_token"], before["access_token"],
+        "reads go on while the disk is full"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    let after = json(app.exchange_code(&blocked_code, "ORDER-FULL").await).await;
+    assert_eq!(
+        after["access_token"], "Ulater",
+        "the refused code was not used up"
+    );
+    app.stop().await;
+}

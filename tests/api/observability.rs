@@ -1,0 +1,125 @@
+//! What an operator sees: `/metrics` after real traffic, and the housekeeping purge.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Row;
+use wiremock::ResponseTemplate;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn metrics_answer_how_many_exchanges_failed_and_why() {
+    let app = spawn_app().await;
+    let rejected_code = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        rejected_code.as_str(),
+    ))
+    .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+    .expect(1)
+    .mount(&app.mondiapay)
+    .await;
+    app.mondiapay_issues_tokens(2).await;
+    let code = new_code();
+    assert_eq!(
+        app.exchange_code(&code, "ORDER-M").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.exchange_code(&code, "ORDER-M").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.exchange_code(&rejected_code, "ORDER-M").await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    app.callback_page(&format!("ref=ORDER-M2&code={}", new_code()))
+        .await;
+    app.callback_page("ref=ORDER-M3&error=INSUFFICIENT_FUNDS")
+        .await;
+    assert_eq!(
+        app.browser_get("/oauth/callback?nothing=1").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let response = app.http_get(&format!("{}/metrics", app.internal)).await;
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let metrics = response.text().await.unwrap();
+    for line in [
+        "token_proxy_exchanges_total{outcome=\"issued\"} 2",
+        "token_proxy_exchanges_total{outcome=\"replayed\"} 1",
+        "token_proxy_exchanges_total{outcome=\"code_rejected\"} 1",
+        "token_proxy_callbacks_total{outcome=\"succeeded\"} 1",
+        "token_proxy_callbacks_total{outcome=\"purchase_failed\"} 1",
+        "token_proxy_callbacks_total{outcome=\"bad_request\"} 1",
+        "token_proxy_mondiapay_request_duration_seconds_count 3",
+        "token_proxy_http_requests_total{listener=\"internal\",route=\"/v1/exchange\",status=\"422\"} 1",
+        "token_proxy_http_requests_total{listener=\"public\",route=\"/oauth/callback\",status=\"303\"} 2",
+        "token_proxy_live_tokens 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert!(!metrics.contains(&code) && !metrics.contains(&rejected_code));
+}
+
+async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
+    let query = match table {
+        "tokens" => "SELECT COUNT(*) AS n FROM tokens",
+        "exchanges" => "SELECT COUNT(*) AS n FROM exchanges",
+        _ => "SELECT COUNT(*) AS n FROM callbacks",
+    };
+    sqlx::query(query).fetch_one(pool).await.unwrap().get("n")
+}
+
+#[tokio::test]
+async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period() {
+    let app = spawn_app_with(&[
+        ("STORE__RETENTION_SECS", "1"),
+        ("STORE__PURGE_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let expiring = json!({"access_token": "Ugone", "token_type": "bearer", "expires_in": "0"});
+    let expiring_code = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        expiring_code.as_str(),
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_json(expiring))
+    .expect(1)
+    .mount(&app.mondiapay)
+    .await;
+    app.mondiapay_issues_tokens(1).await;
+    assert_eq!(
+        app.exchange_code(&expiring_code, "ORDER-OLD")
+            .await
+            .status(),
+        StatusCode::GONE
+    );
+    let live = json(app.exchange_code(&new_code(), "ORDER-LIVE").await).await;
+
+    let database = format!("sqlite://{}/tokens.db", app.dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    assert_eq!(count(&pool, "tokens").await, 2);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count(&pool, "tokens").await > 1 || count(&pool, "exchanges").await > 1 {
+        assert!(Instant::now() < deadline, "nothing purged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = json(
+        app.get(&format!("/v1/tokens/{}", live["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        kept["access_token"], live["access_token"],
+        "a live token and its exchange stay"
+    );
+    assert_eq!(count(&pool, "exchanges").await, 1);
+}
