@@ -16,7 +16,7 @@ use crate::crypto::CodeHash;
 use crate::exchange::ExchangeError;
 use crate::middleware::RequestId;
 use crate::mondiapay::NoAnswer;
-use crate::store::{CallbackOutcome, NewCallback, OutcomeKind, Owner, StoreError};
+use crate::store::{CallbackOutcome, NewCallback, OutcomeKind, Owner, ReplayKey, StoreError};
 
 pub async fn callback(
     State(state): State<AppState>,
@@ -56,9 +56,9 @@ pub async fn callback(
         Some(Err(problem)) if exchangeable => return bad_request(&problem),
         // The purchase failed: recorded, and its code (if any) is never sent to MondiaPay.
         code => {
-            let hash = code
+            let key = code
                 .and_then(Result::ok)
-                .map(|code| state.store.keys().hash_code(&code));
+                .map(|code| ReplayKey::failed_purchase(&state.store.keys().hash_code(&code)));
             tracing::info!(
                 mondiapay_error = params.error.as_deref(),
                 mondiapay_status = params.status.as_deref(),
@@ -70,7 +70,7 @@ pub async fn callback(
                 OutcomeKind::PurchaseFailed,
                 StatusCode::OK,
             );
-            state.store.record_callback(hash.as_ref(), &failed).await
+            state.store.record_callback(key.as_ref(), &failed).await
         }
     };
     match result {
@@ -103,7 +103,8 @@ async fn exchange(
     code: Code,
 ) -> Result<CallbackOutcome, StoreError> {
     let hash: CodeHash = state.store.keys().hash_code(&code);
-    if let Some(previous) = state.store.callback_for_code(&hash).await?
+    let key = ReplayKey::exchange(&hash);
+    if let Some(previous) = state.store.callback_for(&key).await?
         && previous.outcome.kind != OutcomeKind::Unavailable
     {
         tracing::info!(
@@ -139,7 +140,7 @@ async fn exchange(
             .as_u16();
         }
     }
-    state.store.record_callback(Some(&hash), &new).await
+    state.store.record_callback(Some(&key), &new).await
 }
 
 fn outcome(

@@ -43,6 +43,23 @@ impl OutcomeKind {
     }
 }
 
+/// What makes two callbacks the same one: the code's keyed hash, with failed purchases apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayKey(String);
+
+impl ReplayKey {
+    /// A callback whose code is exchanged.
+    pub fn exchange(code: &CodeHash) -> Self {
+        Self(code.as_str().to_owned())
+    }
+
+    /// A callback that reported a failed purchase with a code. Kept apart from the exchange key
+    /// so that a forged failure carrying someone's code cannot block that code's real callback.
+    pub fn failed_purchase(code: &CodeHash) -> Self {
+        Self(format!("failed:{}", code.as_str()))
+    }
+}
+
 /// A callback's outcome, as about to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewCallback {
@@ -73,7 +90,7 @@ impl TokenStore {
     /// gets it back (same id, same page) instead of recording another.
     pub async fn record_callback(
         &self,
-        code: Option<&CodeHash>,
+        key: Option<&ReplayKey>,
         new: &NewCallback,
     ) -> Result<CallbackOutcome, StoreError> {
         let id = format!(
@@ -82,17 +99,17 @@ impl TokenStore {
         );
         let now = now_unix();
         let recorded = sqlx::query(
-            "INSERT INTO callbacks (id, code_hash, outcome, page_status, request_id, ref, uuid, status, error, message, \
+            "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, uuid, status, error, message, \
                  token_id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
-             ON CONFLICT (code_hash) DO UPDATE SET outcome = excluded.outcome, page_status = excluded.page_status, \
+             ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, page_status = excluded.page_status, \
                  error = excluded.error, message = excluded.message, token_id = excluded.token_id, \
                  updated_at = excluded.updated_at \
              WHERE callbacks.outcome = 'unavailable' \
              RETURNING *",
         )
         .bind(&id)
-        .bind(code.map(CodeHash::as_str))
+        .bind(key.map(|key| key.0.as_str()))
         .bind(new.kind.as_str())
         .bind(i64::from(new.page_status))
         .bind(&new.request_id)
@@ -105,23 +122,23 @@ impl TokenStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        match (recorded, code) {
+        match (recorded, key) {
             (Some(row), _) => outcome(&row),
             // The code's outcome was already final: that one stands.
-            (None, Some(code)) => self
-                .callback_for_code(code)
+            (None, Some(key)) => self
+                .callback_for(key)
                 .await?
                 .ok_or(StoreError::Database(sqlx::Error::RowNotFound)),
             (None, None) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
         }
     }
 
-    pub async fn callback_for_code(
+    pub async fn callback_for(
         &self,
-        code: &CodeHash,
+        key: &ReplayKey,
     ) -> Result<Option<CallbackOutcome>, StoreError> {
-        let row = sqlx::query("SELECT * FROM callbacks WHERE code_hash = $1")
-            .bind(code.as_str())
+        let row = sqlx::query("SELECT * FROM callbacks WHERE replay_key = $1")
+            .bind(key.0.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(outcome).transpose()

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sqlx::{Row, SqlitePool};
 
-pub use callbacks::{CallbackOutcome, NewCallback, OutcomeKind};
+pub use callbacks::{CallbackOutcome, NewCallback, OutcomeKind, ReplayKey};
 pub use record::{TokenRecord, new_token_id, rfc3339};
 
 use crate::crypto::{CodeHash, Keyring, UnsealError};

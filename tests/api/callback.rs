@@ -344,3 +344,27 @@ async fn unknown_result_pages_and_routes_are_404_pages() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_forged_failure_with_someones_code_does_not_block_their_real_callback() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(1).await;
+    let code = new_code();
+    let (forged, _, page) = app
+        .callback_page(&format!("ref=ORDER-F&code={code}&error=INSUFFICIENT_FUNDS"))
+        .await;
+    assert!(page.contains("did not go through"));
+    let (forged_again, _, _) = app
+        .callback_page(&format!("ref=ORDER-F&code={code}&error=INSUFFICIENT_FUNDS"))
+        .await;
+    assert_eq!(
+        forged, forged_again,
+        "the same failure replayed lands on the same page"
+    );
+    let (real, status, page) = app
+        .callback_page(&format!("ref=ORDER-F&code={code}&status=200"))
+        .await;
+    assert_ne!(real, forged);
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Thank you"));
+}
