@@ -47,6 +47,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/healthz", get(middleware::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state.clone());
     let edge = Edge {
@@ -98,4 +99,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route")
+}
+
+/// The OpenAPI 3.1 description of this listener's API, kept by hand in `openapi.json`.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
 }

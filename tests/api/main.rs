@@ -8,6 +8,7 @@ mod exchange;
 mod hardening;
 mod helpers;
 mod observability;
+mod openapi;
 mod process;
 mod properties;
 mod storage;
