@@ -132,7 +132,9 @@ impl Engine {
 }
 
 fn generated_key(backend: &StoreBackend) -> Result<[u8; 32], KeyFileError> {
-    let StoreBackend::Sqlite { path } = backend;
+    let StoreBackend::Sqlite { path } = backend else {
+        return Err(KeyFileError::NotForPostgres);
+    };
     let key_path = path.with_file_name(keyfile::FILE_NAME);
     let (key, created) = keyfile::load_or_create(&key_path)?;
     if created {

@@ -22,6 +22,8 @@ pub enum KeyFileError {
     },
     #[error("the key file {path} does not hold the base64 of 32 bytes")]
     Malformed { path: PathBuf },
+    #[error("store.encryption_key is required with PostgreSQL")]
+    NotForPostgres,
 }
 
 /// Reads the key at `path`, or creates it (mode 0600). Returns whether it was created.

@@ -45,7 +45,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("internal.listen", false),
     ("internal.api_keys", true),
     ("internal.request_timeout_secs", false),
-    ("store.url", false),
+    ("store.url", true),
     ("store.encryption_key", true),
     ("store.expiry_margin_secs", false),
     ("store.claim_lease_secs", false),
@@ -142,7 +142,9 @@ pub struct InternalSettings {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
+    /// `sqlite://PATH` or `postgres://…` (may hold a password: also readable from `url_file`).
     pub url: String,
+    pub url_file: Option<PathBuf>,
     #[serde(serialize_with = "redacted")]
     pub encryption_key: Option<SecretString>,
     pub encryption_key_file: Option<PathBuf>,
@@ -236,6 +238,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://data/tokens.db".to_owned(),
+            url_file: None,
             encryption_key: None,
             encryption_key_file: None,
             expiry_margin_secs: 60,
@@ -315,6 +318,12 @@ impl Settings {
             &mut problems,
         ) {
             store.encryption_key = Some(key.into());
+        }
+        if let Some(path) = self.store.url_file.clone() {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => self.store.url = text.trim_end_matches(['\r', '\n']).to_owned(),
+                Err(error) => problems.push(unreadable("store.url", &path, &error)),
+            }
         }
         let internal = &mut self.internal;
         if let Some(path) = &internal.api_keys_file {
@@ -420,8 +429,13 @@ impl Settings {
                 mp.longest_exchange().as_secs_f64().ceil()
             ));
         }
-        if let Err(problem) = self.store.backend() {
-            problems.push(problem);
+        match self.store.backend() {
+            Err(problem) => problems.push(problem),
+            Ok(StoreBackend::Postgres { .. }) if self.store.encryption_key.is_none() => problems.push(
+                "store.encryption_key is required with PostgreSQL: every replica must seal and hash with the same key"
+                    .to_owned(),
+            ),
+            Ok(_) => {}
         }
         if let Some(key) = &self.store.encryption_key
             && let Err(problem) = decode_key(key)
@@ -497,6 +511,7 @@ impl PublicSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreBackend {
     Sqlite { path: PathBuf },
+    Postgres { url: String },
 }
 
 impl StoreSettings {
@@ -510,7 +525,15 @@ impl StoreSettings {
                 path: PathBuf::from(path),
             });
         }
-        Err("store.url must start with sqlite:// (a file path)".to_owned())
+        if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+            return Ok(StoreBackend::Postgres {
+                url: self.url.clone(),
+            });
+        }
+        Err(
+            "store.url must start with sqlite:// (a file path) or postgres:// (several replicas)"
+                .to_owned(),
+        )
     }
 
     /// The configured master key, if any; validated at load time.

@@ -3,9 +3,9 @@
 
 use base64::Engine;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::AssertSqlSafe;
 
+use super::pool::{Columns, on_pool};
 use super::{StoreError, TokenStore, now_unix, rfc3339};
 use crate::crypto::{CodeHash, random_bytes};
 
@@ -86,8 +86,8 @@ pub struct CallbackOutcome {
 }
 
 impl TokenStore {
-    /// Records an outcome. With a code, the first final outcome for that code stays: a replay
-    /// gets it back (same id, same page) instead of recording another.
+    /// Records an outcome. With a replay key, the first final outcome stays: a replay gets it
+    /// back (same id, same page) instead of recording another.
     pub async fn record_callback(
         &self,
         key: Option<&ReplayKey>,
@@ -98,33 +98,28 @@ impl TokenStore {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
         );
         let now = now_unix();
-        let recorded = sqlx::query(
-            "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, uuid, status, error, message, \
-                 token_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
-             ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, page_status = excluded.page_status, \
-                 error = excluded.error, message = excluded.message, token_id = excluded.token_id, \
-                 updated_at = excluded.updated_at \
-             WHERE callbacks.outcome = 'unavailable' \
-             RETURNING *",
-        )
-        .bind(&id)
-        .bind(key.map(|key| key.0.as_str()))
-        .bind(new.kind.as_str())
-        .bind(i64::from(new.page_status))
-        .bind(&new.request_id)
-        .bind(new.reference.as_deref())
-        .bind(new.uuid.as_deref())
-        .bind(new.status.as_deref())
-        .bind(new.error.as_deref())
-        .bind(new.message.as_deref())
-        .bind(new.token_id.as_deref())
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let recorded = on_pool!(&self.pool, pool => {
+            sqlx::query(RECORD)
+                .bind(&id)
+                .bind(key.map(|key| key.0.as_str()))
+                .bind(new.kind.as_str())
+                .bind(i64::from(new.page_status))
+                .bind(&new.request_id)
+                .bind(new.reference.as_deref())
+                .bind(new.uuid.as_deref())
+                .bind(new.status.as_deref())
+                .bind(new.error.as_deref())
+                .bind(new.message.as_deref())
+                .bind(new.token_id.as_deref())
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| outcome(&row))
+                .transpose()?
+        });
         match (recorded, key) {
-            (Some(row), _) => outcome(&row),
-            // The code's outcome was already final: that one stands.
+            (Some(recorded), _) => Ok(recorded),
+            // The outcome for this key was already final: that one stands.
             (None, Some(key)) => self
                 .callback_for(key)
                 .await?
@@ -137,19 +132,28 @@ impl TokenStore {
         &self,
         key: &ReplayKey,
     ) -> Result<Option<CallbackOutcome>, StoreError> {
-        let row = sqlx::query("SELECT * FROM callbacks WHERE replay_key = $1")
-            .bind(key.0.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(outcome).transpose()
+        self.callback_where("replay_key", &key.0).await
     }
 
     pub async fn callback(&self, id: &str) -> Result<Option<CallbackOutcome>, StoreError> {
-        let row = sqlx::query("SELECT * FROM callbacks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(outcome).transpose()
+        self.callback_where("id", id).await
+    }
+
+    async fn callback_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<CallbackOutcome>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE {column} = $1");
+        let found = on_pool!(&self.pool, pool => {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(value)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| outcome(&row))
+                .transpose()?
+        });
+        Ok(found)
     }
 
     /// The outcomes recorded for a merchant reference, newest first.
@@ -157,33 +161,51 @@ impl TokenStore {
         &self,
         reference: &str,
     ) -> Result<Vec<CallbackOutcome>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM callbacks WHERE ref = $1 ORDER BY created_at DESC, rowid DESC LIMIT $2",
-        )
-        .bind(reference)
-        .bind(MAX_LISTED)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(outcome).collect()
+        let sql = format!(
+            "SELECT {COLUMNS} FROM callbacks WHERE ref = $1 ORDER BY created_at DESC, {} DESC LIMIT $2",
+            self.pool.newest_first()
+        );
+        let listed = on_pool!(&self.pool, pool => {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(reference)
+                .bind(MAX_LISTED)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(outcome)
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(listed)
     }
 }
 
-fn outcome(row: &SqliteRow) -> Result<CallbackOutcome, StoreError> {
-    let kind: String = row.try_get("outcome")?;
-    let page_status: i64 = row.try_get("page_status")?;
+const COLUMNS: &str =
+    "id, outcome, page_status, request_id, ref, uuid, status, error, message, token_id, created_at";
+
+const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, uuid, status, \
+         error, message, token_id, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+     ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, page_status = excluded.page_status, \
+         error = excluded.error, message = excluded.message, token_id = excluded.token_id, \
+         updated_at = excluded.updated_at \
+     WHERE callbacks.outcome = 'unavailable' \
+     RETURNING id, outcome, page_status, request_id, ref, uuid, status, error, message, token_id, created_at";
+
+fn outcome(row: &impl Columns) -> Result<CallbackOutcome, sqlx::Error> {
+    let page_status = row.int("page_status")?;
     Ok(CallbackOutcome {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
+        id: row.text("id")?,
+        created_at: row.int("created_at")?,
         outcome: NewCallback {
-            kind: OutcomeKind::parse(&kind),
+            kind: OutcomeKind::parse(&row.text("outcome")?),
             page_status: u16::try_from(page_status).unwrap_or(500),
-            request_id: row.try_get("request_id")?,
-            reference: row.try_get("ref")?,
-            uuid: row.try_get("uuid")?,
-            status: row.try_get("status")?,
-            error: row.try_get("error")?,
-            message: row.try_get("message")?,
-            token_id: row.try_get("token_id")?,
+            request_id: row.text("request_id")?,
+            reference: row.optional_text("ref")?,
+            uuid: row.optional_text("uuid")?,
+            status: row.optional_text("status")?,
+            error: row.optional_text("error")?,
+            message: row.optional_text("message")?,
+            token_id: row.optional_text("token_id")?,
         },
     })
 }

@@ -1,0 +1,68 @@
+//! Opening the PostgreSQL store, for several replicas sharing one database. Migrations take an
+//! advisory lock, so replicas starting together apply them once.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::StoreError;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tokens and exchanges",
+        include_str!("../../migrations/postgres/0001_tokens_and_exchanges.sql"),
+    ),
+    (
+        2,
+        "callbacks",
+        include_str!("../../migrations/postgres/0002_callbacks.sql"),
+    ),
+    (
+        3,
+        "health",
+        include_str!("../../migrations/postgres/0003_health.sql"),
+    ),
+];
+
+/// A request waits at most this long for a connection: a database that is down answers
+/// `503` quickly instead of holding the request.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn open(url: &str) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(|source| StoreError::Open {
+        path: "store.url".to_owned(),
+        source,
+    })?;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Open {
+            path: "store.url (PostgreSQL)".to_owned(),
+            source,
+        })?;
+    let migrator = Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|source| StoreError::Migrate(source.into()))?;
+    Ok(pool)
+}

@@ -1,0 +1,166 @@
+//! Stored tokens: lookups (only while valid past the safety margin), deletion, the purge.
+
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+use sqlx::AssertSqlSafe;
+
+use super::pool::{Columns, on_pool};
+use super::{Purged, StoreError, TokenRecord, TokenStore, now_unix};
+use crate::crypto::{Keyring, UnsealError};
+use crate::mondiapay::UserToken;
+
+const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
+
+impl TokenStore {
+    /// The token `id` if it is still valid `margin_secs` from now.
+    pub async fn live_token(
+        &self,
+        id: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let valid_until = now_unix() + margin_secs;
+        let keys = &self.keys;
+        on_pool!(&self.pool, pool => {
+            sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tokens WHERE id = $1 AND expires_at > $2")))
+                .bind(id)
+                .bind(valid_until)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| record(keys, &row))
+                .transpose()
+        })
+    }
+
+    /// The newest token for a merchant reference that is still valid `margin_secs` from now.
+    pub async fn newest_for_ref(
+        &self,
+        reference: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        self.newest("ref", reference, margin_secs).await
+    }
+
+    /// The newest token for a MondiaPay user that is still valid `margin_secs` from now.
+    pub async fn newest_for_uuid(
+        &self,
+        uuid: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        self.newest("uuid", uuid, margin_secs).await
+    }
+
+    async fn newest(
+        &self,
+        column: &'static str,
+        value: &str,
+        margin_secs: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tokens WHERE {column} = $1 AND expires_at > $2 \
+             ORDER BY obtained_at DESC, {} DESC LIMIT 1",
+            self.pool.newest_first()
+        );
+        let valid_until = now_unix() + margin_secs;
+        let keys = &self.keys;
+        on_pool!(&self.pool, pool => {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(value)
+                .bind(valid_until)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| record(keys, &row))
+                .transpose()
+        })
+    }
+
+    /// Deletes a token; deleting one that is gone is not an error.
+    pub async fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        on_pool!(&self.pool, pool => {
+            sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(pool).await.map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// How many tokens are still valid `margin_secs` from now.
+    pub async fn count_live_tokens(&self, margin_secs: i64) -> Result<i64, StoreError> {
+        let valid_until = now_unix() + margin_secs;
+        let live = on_pool!(&self.pool, pool => {
+            sqlx::query("SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1")
+                .bind(valid_until)
+                .fetch_one(pool)
+                .await?
+                .int("live")?
+        });
+        Ok(live)
+    }
+
+    /// Deletes tokens that expired before `cutoff`, and finished exchanges and callback outcomes
+    /// last touched before it. An exchange whose token is still stored is kept: it is what stops
+    /// that token's code from being exchanged again.
+    pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
+        let purged = on_pool!(&self.pool, pool => {
+            let mut tx = pool.begin().await?;
+            let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let exchanges = sqlx::query(
+                "DELETE FROM exchanges WHERE updated_at < $1 AND state <> 'pending' \
+                 AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))",
+            )
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let callbacks = sqlx::query("DELETE FROM callbacks WHERE updated_at < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Purged { tokens, exchanges, callbacks }
+        });
+        Ok(purged)
+    }
+}
+
+fn record(keys: &Keyring, row: &impl Columns) -> Result<TokenRecord, StoreError> {
+    let id = row.text("id")?;
+    let sealed = row.bytes("sealed")?;
+    let secrets: SealedSecrets =
+        serde_json::from_slice(&keys.open(&sealed, id.as_bytes())?).map_err(|_| UnsealError)?;
+    Ok(TokenRecord {
+        id,
+        access_token: secrets.access_token.into(),
+        refresh_token: secrets.refresh_token.map(Into::into),
+        token_type: row.text("token_type")?,
+        obtained_at: row.int("obtained_at")?,
+        expires_at: row.int("expires_at")?,
+        reference: row.optional_text("ref")?,
+        uuid: row.optional_text("uuid")?,
+        extra: secrets.extra,
+    })
+}
+
+/// What is sealed for a token: everything MondiaPay said that is not plain metadata.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedSecrets {
+    access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    extra: Map<String, Value>,
+}
+
+pub(super) fn sealed_secrets(token: &UserToken) -> Vec<u8> {
+    serde_json::to_vec(&SealedSecrets {
+        access_token: token.access_token.expose_secret().to_owned(),
+        refresh_token: token
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        extra: token.extra.clone(),
+    })
+    .expect("strings and JSON values serialize")
+}
