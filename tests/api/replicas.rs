@@ -1,0 +1,224 @@
+//! Several replicas on one PostgreSQL database behave as one service: one exchange per code,
+//! every token visible from each, a dead replica's claim taken over after its lease, and a
+//! database outage answered with 503 until it is back.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::ResponseTemplate;
+
+use crate::helpers::*;
+use crate::postgres::PgCluster;
+use crate::process::{Served, mondiapay};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+async fn exchange(internal: &str, code: &str) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .post(format!("{internal}/v1/exchange"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"code": code, "ref": "ORDER-REPLICAS"}))
+        .send()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_exchange_a_code_once_and_both_see_the_token() {
+    let cluster = PgCluster::start();
+    let (server, _dir, mut env) = mondiapay().await;
+    env.insert("TOKEN_PROXY__STORE__URL".into(), cluster.url());
+    env.insert("TOKEN_PROXY__STORE__ENCRYPTION_KEY".into(), KEY.into());
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(success_body("Ushared"))
+        .set_delay(Duration::from_millis(300));
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(slow)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (a, a_internal) = Served::start(&env);
+    let (b, b_internal) = Served::start(&env);
+
+    let code = new_code();
+    let requests: Vec<_> = (0..20)
+        .map(|n| {
+            let internal = if n % 2 == 0 {
+                a_internal.clone()
+            } else {
+                b_internal.clone()
+            };
+            let code = code.clone();
+            tokio::spawn(async move {
+                exchange(&internal, &code)
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for request in requests {
+        let record = request.await.unwrap();
+        assert_eq!(record["access_token"], "Ushared", "{record}");
+        ids.push(record["id"].as_str().unwrap().to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one record for the code: {ids:?}");
+    for internal in [&a_internal, &b_internal] {
+        let found: Value = reqwest::Client::new()
+            .get(format!("{internal}/v1/tokens?ref=ORDER-REPLICAS"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(found["id"], ids[0].as_str());
+    }
+    for replica in [a, b] {
+        replica.terminate();
+        assert_eq!(replica.wait().0, Some(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
+    let cluster = PgCluster::start();
+    let (server, _dir, mut env) = mondiapay().await;
+    for (key, value) in [
+        ("STORE__URL", cluster.url()),
+        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
+        ("STORE__CLAIM_LEASE_SECS", "7".to_owned()),
+        ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
+        ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
+        ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
+    ] {
+        env.insert(format!("TOKEN_PROXY__{key}"), value);
+    }
+    let hanging = ResponseTemplate::new(200)
+        .set_body_json(success_body("Ulost"))
+        .set_delay(Duration::from_secs(30));
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(hanging)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Utakeover")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (a, a_internal) = Served::start(&env);
+    let (b, b_internal) = Served::start(&env);
+    let code = new_code();
+    let doomed = tokio::spawn({
+        let code = code.clone();
+        async move { exchange(&a_internal, &code).await }
+    });
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let claimed_at = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(a.wait().0, None);
+    assert!(
+        doomed.await.unwrap().is_err(),
+        "the killed replica never answered"
+    );
+
+    let response = exchange(&b_internal, &code).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        claimed_at.elapsed() >= Duration::from_secs(5),
+        "taken over only after the lease"
+    );
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["access_token"],
+        "Utakeover"
+    );
+    b.terminate();
+    assert_eq!(b.wait().0, Some(0));
+}
+
+#[tokio::test]
+async fn a_stopped_database_answers_503_until_it_is_back() {
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let app = spawn_app_with(&[("STORE__URL", &url), ("STORE__ENCRYPTION_KEY", KEY)]).await;
+    let blocked_code = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        blocked_code.as_str(),
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Uafter")))
+    .expect(1)
+    .mount(&app.mondiapay)
+    .await;
+    app.mondiapay_issues_tokens(1).await;
+    let before = json(app.exchange_code(&new_code(), "ORDER-PG").await).await;
+
+    cluster.stop();
+    let refused = app.exchange_code(&blocked_code, "ORDER-PG").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        json(refused).await["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("store-unavailable")
+    );
+    assert_eq!(
+        app.http_get(&format!("{}/readyz", app.internal))
+            .await
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let page = app
+        .browser_get(&format!("/oauth/callback?ref=ORDER-PG&code={blocked_code}"))
+        .await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        app.upstream_calls()
+            .await
+            .iter()
+            .all(|call| !call.url.as_str().contains(&blocked_code))
+    );
+
+    cluster.start_again();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app
+        .http_get(&format!("{}/readyz", app.internal))
+        .await
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not ready after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = json(
+        app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
+    assert_eq!(stored["access_token"], before["access_token"]);
+    assert_eq!(
+        json(app.exchange_code(&blocked_code, "ORDER-PG").await).await["access_token"],
+        "Uafter"
+    );
+}

@@ -1,0 +1,228 @@
+//! One suite of store behaviour, run against both backends: SQLite and PostgreSQL.
+
+use mondiapay_token_proxy::code::Code;
+use mondiapay_token_proxy::crypto::{CodeHash, Keyring};
+use mondiapay_token_proxy::mondiapay::{Answer, UpstreamError, UserToken, read_answer};
+use mondiapay_token_proxy::settings::StoreBackend;
+use mondiapay_token_proxy::store::{
+    Claim, ExchangeState, NewCallback, OutcomeKind, Owner, ReplayKey, TokenStore, now_unix,
+};
+
+use crate::postgres::PgCluster;
+
+fn token(access: &str) -> UserToken {
+    match read_answer(
+        200,
+        format!(r#"{{"access_token":"{access}","refresh_token":"R{access}"}}"#).as_bytes(),
+    ) {
+        Answer::Issued(token) => token,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn owner(reference: &str) -> Owner {
+    Owner {
+        reference: Some(reference.to_owned()),
+        uuid: Some(format!("user-{reference}")),
+    }
+}
+
+fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
+    NewCallback {
+        kind,
+        page_status: 200,
+        request_id: "req".to_owned(),
+        reference: Some(reference.to_owned()),
+        uuid: None,
+        status: None,
+        error: None,
+        message: None,
+        token_id: None,
+    }
+}
+
+async fn exercise(store: &TokenStore) {
+    let keys = store.keys();
+    let hash = |code: &str| -> CodeHash { keys.hash_code(&Code::parse(code, "A").unwrap()) };
+    let lease = now_unix() + 60;
+    store.ping().await.unwrap();
+
+    // A new code is claimed once; a held claim is Taken; a released one is claimed again.
+    let a = hash("Asuite1");
+    assert!(matches!(
+        store.claim(&a, &owner("R1"), lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    ));
+    let Claim::Taken(row) = store.claim(&a, &owner("R1"), lease).await.unwrap() else {
+        panic!("claimed twice")
+    };
+    assert_eq!(row.state, ExchangeState::Pending);
+    store.release(&a, 1).await.unwrap();
+    assert!(matches!(
+        store.claim(&a, &owner("R1"), lease).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    ));
+    // A stale attempt cannot finish the newer claim.
+    store.release(&a, 1).await.unwrap();
+    assert_eq!(
+        store.exchange(&a).await.unwrap().unwrap().state,
+        ExchangeState::Pending
+    );
+
+    // Success is stored with its token; the outcome is final.
+    let first = store
+        .complete_success(&a, &owner("R1"), &token("Ufirst"))
+        .await
+        .unwrap();
+    let Claim::Taken(row) = store.claim(&a, &owner("R1"), lease).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (row.state, row.token_id.as_deref()),
+        (ExchangeState::Succeeded, Some(first.id.as_str()))
+    );
+    let read = store.live_token(&first.id, 60).await.unwrap().unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&read.access_token),
+        "Ufirst"
+    );
+    assert_eq!(read.uuid.as_deref(), Some("user-R1"));
+
+    // The newest of two tokens for one ref, even within the same second.
+    let b = hash("Asuite2");
+    assert!(matches!(
+        store.claim(&b, &owner("R1"), lease).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    let second = store
+        .complete_success(&b, &owner("R1"), &token("Usecond"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.newest_for_ref("R1", 60).await.unwrap().unwrap().id,
+        second.id
+    );
+    assert_eq!(
+        store
+            .newest_for_uuid("user-R1", 60)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        second.id
+    );
+    assert_eq!(store.count_live_tokens(60).await.unwrap(), 2);
+    assert!(
+        store.live_token(&first.id, 50_000).await.unwrap().is_none(),
+        "inside the margin is expired"
+    );
+
+    // A rejection is final and keeps MondiaPay's words.
+    let c = hash("Asuite3");
+    let Claim::Claimed { attempt } = store.claim(&c, &owner("R2"), lease).await.unwrap() else {
+        panic!()
+    };
+    let rejection = UpstreamError {
+        http_status: 400,
+        error: "invalid_grant".into(),
+        message: Some("used".into()),
+    };
+    store
+        .complete_rejection(&c, attempt, &rejection)
+        .await
+        .unwrap();
+    let Claim::Taken(row) = store.claim(&c, &owner("R2"), lease).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(row.state, ExchangeState::Rejected);
+    assert_eq!(row.rejection.unwrap(), rejection);
+
+    // A claim whose lease ran out is taken over.
+    let d = hash("Asuite4");
+    assert!(matches!(
+        store.claim(&d, &owner("R3"), now_unix() - 1).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    ));
+    assert!(matches!(
+        store.claim(&d, &owner("R3"), lease).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    ));
+
+    // Deleting is idempotent.
+    store.delete_token(&first.id).await.unwrap();
+    store.delete_token(&first.id).await.unwrap();
+    assert!(store.live_token(&first.id, 0).await.unwrap().is_none());
+
+    // Callback outcomes: a final one stands for its key, an unavailable one is replaced.
+    let key = ReplayKey::exchange(&hash("Asuite5"));
+    let unavailable = store
+        .record_callback(Some(&key), &outcome(OutcomeKind::Unavailable, "R5"))
+        .await
+        .unwrap();
+    let succeeded = store
+        .record_callback(Some(&key), &outcome(OutcomeKind::Succeeded, "R5"))
+        .await
+        .unwrap();
+    assert_eq!(succeeded.id, unavailable.id);
+    assert_eq!(succeeded.outcome.kind, OutcomeKind::Succeeded);
+    let again = store
+        .record_callback(Some(&key), &outcome(OutcomeKind::CodeRejected, "R5"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.outcome.kind),
+        (succeeded.id.as_str(), OutcomeKind::Succeeded)
+    );
+    store
+        .record_callback(None, &outcome(OutcomeKind::PurchaseFailed, "R5"))
+        .await
+        .unwrap();
+    let listed = store.callbacks_for_ref("R5").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        listed[0].outcome.kind,
+        OutcomeKind::PurchaseFailed,
+        "newest first"
+    );
+    assert_eq!(
+        store
+            .callback(&succeeded.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .outcome
+            .kind,
+        OutcomeKind::Succeeded
+    );
+
+    // The purge keeps live tokens and their exchanges.
+    let purged = store.purge(now_unix() + 1).await.unwrap();
+    assert_eq!(purged.tokens, 0);
+    assert!(store.live_token(&second.id, 60).await.unwrap().is_some());
+    assert!(store.exchange(&b).await.unwrap().is_some());
+    assert!(
+        store.exchange(&c).await.unwrap().is_none(),
+        "a finished exchange without a token goes"
+    );
+    store.close().await;
+}
+
+fn keyring() -> Keyring {
+    Keyring::new(&[9; 32])
+}
+
+#[tokio::test]
+async fn the_store_behaves_the_same_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = StoreBackend::Sqlite {
+        path: dir.path().join("tokens.db"),
+    };
+    exercise(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_store_behaves_the_same_on_postgresql() {
+    let cluster = PgCluster::start();
+    let backend = StoreBackend::Postgres { url: cluster.url() };
+    exercise(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+}
