@@ -36,6 +36,13 @@ pub enum Command {
         #[arg(long)]
         uuid: Option<String>,
     },
+    /// Exit 0 when the running service is ready (`GET /readyz` on the internal listener), else
+    /// 1: for a container's HEALTHCHECK.
+    Healthcheck {
+        /// The readiness URL; by default built from `internal.listen`.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Everything local with no credentials: a sandbox MondiaPay, the service wired to it on a
     /// temporary store, and the URL to open and the curl to fetch the token.
     Demo {

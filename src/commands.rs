@@ -26,10 +26,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             port,
             internal_port,
         } => crate::demo::run(port, internal_port).await,
+        Command::Healthcheck { url } => crate::healthcheck::run(&cli.config, url).await,
     }
 }
 
-fn load(config: &Option<std::path::PathBuf>, purpose: Purpose) -> Result<Settings, ExitCode> {
+pub(crate) fn load(
+    config: &Option<std::path::PathBuf>,
+    purpose: Purpose,
+) -> Result<Settings, ExitCode> {
     Settings::load(config.as_deref(), None, purpose).map_err(|error| {
         for problem in &error.problems {
             eprintln!("error: {problem}");

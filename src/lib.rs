@@ -10,6 +10,7 @@ pub mod commands;
 pub mod crypto;
 pub mod demo;
 pub mod exchange;
+pub mod healthcheck;
 pub mod housekeeping;
 pub mod keyfile;
 pub mod metrics;

@@ -325,3 +325,27 @@ async fn a_port_in_use_stops_start_up_with_one_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
+    let app = spawn_app().await;
+    let ready = Command::new(BINARY)
+        .args(["healthcheck", "--url", &format!("{}/readyz", app.internal)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ready.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/readyz", closed.local_addr().unwrap());
+    drop(closed);
+    let down = Command::new(BINARY)
+        .args(["healthcheck", "--url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).starts_with("unhealthy:"));
+}
