@@ -98,7 +98,7 @@ impl TokenStore {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
         );
         let now = now_unix();
-        let recorded = on_pool!(&self.pool, pool => {
+        let recorded = on_pool!(&self.writer, pool => {
             sqlx::query(RECORD)
                 .bind(&id)
                 .bind(key.map(|key| key.0.as_str()))

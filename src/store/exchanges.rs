@@ -30,7 +30,7 @@ impl TokenStore {
     ) -> Result<Claim, StoreError> {
         self.ensure_room()?;
         let now = now_unix();
-        let attempt: Option<i64> = on_pool!(&self.pool, pool => {
+        let attempt: Option<i64> = on_pool!(&self.writer, pool => {
             let row = sqlx::query(CLAIM)
                 .bind(code.as_str())
                 .bind(lease_until)
@@ -82,7 +82,7 @@ impl TokenStore {
         let obtained_at = now_unix();
         let expires_at = obtained_at + token.expires_in as i64;
         let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
-        on_pool!(&self.pool, pool => {
+        on_pool!(&self.writer, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
@@ -109,7 +109,7 @@ impl TokenStore {
             .await?;
             tx.commit().await?
         });
-        Ok(TokenRecord {
+        let record = TokenRecord {
             id,
             access_token: token.access_token.expose_secret().into(),
             refresh_token: token
@@ -122,7 +122,11 @@ impl TokenStore {
             reference: owner.reference.clone(),
             uuid: owner.uuid.clone(),
             extra: token.extra.clone(),
-        })
+        };
+        if let Some(cache) = &self.cache {
+            cache.put(&record, cache.generation());
+        }
+        Ok(record)
     }
 
     /// Records MondiaPay's final verdict on the code.
@@ -152,7 +156,7 @@ impl TokenStore {
         error: Option<&UpstreamError>,
     ) -> Result<(), StoreError> {
         let now = now_unix();
-        on_pool!(&self.pool, pool => {
+        on_pool!(&self.writer, pool => {
             sqlx::query(
                 "UPDATE exchanges SET state = $3, lease_until = NULL, error = $4, message = $5, \
                      http_status = $6, updated_at = $7 \

@@ -2,6 +2,7 @@
 //! outcomes, on SQLite (one instance) or PostgreSQL (several replicas). Callers see plaintext
 //! records; everything secret is sealed before it reaches the database.
 
+mod cache;
 mod callbacks;
 mod exchanges;
 mod pool;
@@ -113,7 +114,12 @@ pub struct Owner {
 }
 
 pub struct TokenStore {
+    /// Reads go here.
     pool: Pool,
+    /// Writes go here: SQLite's single writer connection, or the same PostgreSQL pool.
+    writer: Pool,
+    /// Lookups by id, for SQLite only (see `cache`).
+    cache: Option<cache::TokenCache>,
     keys: Keyring,
     /// For SQLite, the directory of the file, whose free space is checked before an exchange.
     sqlite_directory: Option<PathBuf>,
@@ -121,18 +127,27 @@ pub struct TokenStore {
 
 impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
-        let (pool, sqlite_directory) = match backend {
+        let (pool, writer, sqlite_directory) = match backend {
             StoreBackend::Sqlite { path } => {
                 let directory = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                     _ => PathBuf::from("."),
                 };
-                (Pool::Sqlite(sqlite::open(path).await?), Some(directory))
+                let (readers, writer) = sqlite::open(path).await?;
+                (Pool::Sqlite(readers), Pool::Sqlite(writer), Some(directory))
             }
-            StoreBackend::Postgres { url } => (Pool::Postgres(postgres::open(url).await?), None),
+            StoreBackend::Postgres { url } => {
+                let pool = postgres::open(url).await?;
+                (Pool::Postgres(pool.clone()), Pool::Postgres(pool), None)
+            }
         };
+        let cache = sqlite_directory
+            .as_ref()
+            .map(|_| cache::TokenCache::default());
         Ok(Self {
             pool,
+            writer,
+            cache,
             keys,
             sqlite_directory,
         })
@@ -146,7 +161,7 @@ impl TokenStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.ensure_room()?;
         let now = now_unix();
-        on_pool!(&self.pool, pool => sqlx::query(
+        on_pool!(&self.writer, pool => sqlx::query(
             "INSERT INTO health (id, checked_at) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
         )
@@ -172,6 +187,7 @@ impl TokenStore {
     /// Flushes and closes the connections (SQLite checkpoints its WAL on the last close).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -25,6 +25,25 @@ pub struct TokenRecord {
     pub extra: Map<String, Value>,
 }
 
+impl Clone for TokenRecord {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            access_token: self.access_token.expose_secret().into(),
+            refresh_token: self
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().into()),
+            token_type: self.token_type.clone(),
+            obtained_at: self.obtained_at,
+            expires_at: self.expires_at,
+            reference: self.reference.clone(),
+            uuid: self.uuid.clone(),
+            extra: self.extra.clone(),
+        }
+    }
+}
+
 /// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
 pub fn new_token_id() -> String {
     format!(

@@ -38,7 +38,10 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
-pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
+/// Opens the file as two pools: readers, and one writer connection. SQLite takes one writer at a
+/// time; queueing writes on one connection spares them the busy-wait sleeps of several
+/// connections contending for the lock (WAL readers never wait for the writer).
+pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
             path: dir.display().to_string(),
@@ -51,19 +54,25 @@ pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
+    let open_error = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .map_err(open_error)?;
+    migrator()
+        .run(&writer)
+        .await
+        .map_err(|source| StoreError::Migrate(source.into()))?;
+    let readers = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
         .await
-        .map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-    migrator()
-        .run(&pool)
-        .await
-        .map_err(|source| StoreError::Migrate(source.into()))?;
-    Ok(pool)
+        .map_err(open_error)?;
+    Ok((readers, writer))
 }
 
 fn migrator() -> Migrator {

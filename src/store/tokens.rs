@@ -19,16 +19,30 @@ impl TokenStore {
         margin_secs: i64,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let valid_until = now_unix() + margin_secs;
+        if let Some(hit) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(id, valid_until))
+        {
+            return Ok(Some(hit));
+        }
+        let generation = self.cache.as_ref().map(|cache| cache.generation());
         let keys = &self.keys;
-        on_pool!(&self.pool, pool => {
-            sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tokens WHERE id = $1 AND expires_at > $2")))
-                .bind(id)
-                .bind(valid_until)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| record(keys, &row))
-                .transpose()
-        })
+        let found = on_pool!(&self.pool, pool => {
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tokens WHERE id = $1 AND expires_at > $2"
+            )))
+            .bind(id)
+            .bind(valid_until)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| record(keys, &row))
+            .transpose()?
+        });
+        if let (Some(cache), Some(generation), Some(record)) = (&self.cache, generation, &found) {
+            cache.put(record, generation);
+        }
+        Ok(found)
     }
 
     /// The newest token for a merchant reference that is still valid `margin_secs` from now.
@@ -75,9 +89,12 @@ impl TokenStore {
 
     /// Deletes a token; deleting one that is gone is not an error.
     pub async fn delete_token(&self, id: &str) -> Result<(), StoreError> {
-        on_pool!(&self.pool, pool => {
+        on_pool!(&self.writer, pool => {
             sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(pool).await.map(drop)
         })?;
+        if let Some(cache) = &self.cache {
+            cache.remove(id);
+        }
         Ok(())
     }
 
@@ -98,7 +115,7 @@ impl TokenStore {
     /// last touched before it. An exchange whose token is still stored is kept: it is what stops
     /// that token's code from being exchanged again.
     pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
-        let purged = on_pool!(&self.pool, pool => {
+        let purged = on_pool!(&self.writer, pool => {
             let mut tx = pool.begin().await?;
             let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
                 .bind(cutoff)
