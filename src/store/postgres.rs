@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::SqlSafeStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreError;
@@ -46,20 +44,7 @@ pub async fn open(url: &str) -> Result<PgPool, StoreError> {
             path: "store.url (PostgreSQL)".to_owned(),
             source,
         })?;
-    let migrator = Migrator::with_migrations(
-        MIGRATIONS
-            .iter()
-            .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    (*description).into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    );
+    let migrator = super::migrator(MIGRATIONS);
     migrator
         .run(&pool)
         .await

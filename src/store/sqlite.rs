@@ -4,9 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
 
 use super::StoreError;
 
@@ -63,7 +62,7 @@ pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
         .connect_with(options.clone())
         .await
         .map_err(open_error)?;
-    migrator()
+    super::migrator(MIGRATIONS)
         .run(&writer)
         .await
         .map_err(|source| StoreError::Migrate(source.into()))?;
@@ -73,21 +72,4 @@ pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
         .await
         .map_err(open_error)?;
     Ok((readers, writer))
-}
-
-fn migrator() -> Migrator {
-    Migrator::with_migrations(
-        MIGRATIONS
-            .iter()
-            .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    (*description).into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
 }
