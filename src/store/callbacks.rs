@@ -117,6 +117,7 @@ impl TokenStore {
                 .map(|row| outcome(&row))
                 .transpose()?
         });
+        self.durable().await?;
         match (recorded, key) {
             (Some(recorded), _) => Ok(recorded),
             // The outcome for this key was already final: that one stands.

@@ -42,6 +42,8 @@ impl TokenStore {
             row.map(|row| row.int("attempt")).transpose()?
         });
         if let Some(attempt) = attempt {
+            // The claim is on disk before MondiaPay sees the code.
+            self.durable().await?;
             return Ok(Claim::Claimed { attempt });
         }
         // The insert did nothing, so the row existed; should it have vanished since, the caller
@@ -109,6 +111,7 @@ impl TokenStore {
             .await?;
             tx.commit().await?
         });
+        self.durable().await?;
         let record = TokenRecord {
             id,
             access_token: token.access_token.expose_secret().into(),
@@ -173,7 +176,7 @@ impl TokenStore {
             .await
             .map(drop)
         })?;
-        Ok(())
+        self.durable().await
     }
 }
 

@@ -5,6 +5,7 @@
 mod cache;
 mod callbacks;
 mod exchanges;
+mod group_sync;
 mod pool;
 mod postgres;
 mod record;
@@ -120,6 +121,8 @@ pub struct TokenStore {
     writer: Pool,
     /// Lookups by id, for SQLite only (see `cache`).
     cache: Option<cache::TokenCache>,
+    /// SQLite's group commit; PostgreSQL syncs its own commits.
+    group_sync: Option<group_sync::GroupSync>,
     keys: Keyring,
     /// For SQLite, the directory of the file, whose free space is checked before an exchange.
     sqlite_directory: Option<PathBuf>,
@@ -127,6 +130,10 @@ pub struct TokenStore {
 
 impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
+        let group_sync = match backend {
+            StoreBackend::Sqlite { path } => Some(group_sync::GroupSync::new(path)),
+            StoreBackend::Postgres { .. } => None,
+        };
         let (pool, writer, sqlite_directory) = match backend {
             StoreBackend::Sqlite { path } => {
                 let directory = match path.parent() {
@@ -148,6 +155,7 @@ impl TokenStore {
             pool,
             writer,
             cache,
+            group_sync,
             keys,
             sqlite_directory,
         })
@@ -170,6 +178,17 @@ impl TokenStore {
         .await
         .map(drop))?;
         Ok(())
+    }
+
+    /// Waits until the writes this caller committed are on disk (SQLite's group commit).
+    async fn durable(&self) -> Result<(), StoreError> {
+        match &self.group_sync {
+            Some(group) => group
+                .durable()
+                .await
+                .map_err(|error| StoreError::Database(error.into())),
+            None => Ok(()),
+        }
     }
 
     /// Refuses to start an exchange whose token might not fit on the disk.

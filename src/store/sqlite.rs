@@ -57,9 +57,10 @@ pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
         path: path.display().to_string(),
         source,
     };
+    // The writer does not sync on commit: `GroupSync` syncs the WAL for many commits at once.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect_with(options.clone())
+        .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
         .await
         .map_err(open_error)?;
     super::migrator(MIGRATIONS)

@@ -92,6 +92,7 @@ impl TokenStore {
         on_pool!(&self.writer, pool => {
             sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(pool).await.map(drop)
         })?;
+        self.durable().await?;
         if let Some(cache) = &self.cache {
             cache.remove(id);
         }
