@@ -72,8 +72,8 @@ impl TokenStore {
         Ok(row)
     }
 
-    /// Stores the token and marks the code succeeded, in one transaction: when this returns, both
-    /// are durable. Success is final whatever happened to the claim meanwhile.
+    /// Stores the token and marks the code succeeded, atomically: when this returns, both are
+    /// durable. Success is final whatever happened to the claim meanwhile.
     pub async fn complete_success(
         &self,
         code: &CodeHash,
@@ -84,8 +84,8 @@ impl TokenStore {
         let obtained_at = now_unix();
         let expires_at = obtained_at + token.expires_in as i64;
         let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
+        // One statement: the trigger of migration 4 marks the exchange succeeded with it.
         on_pool!(&self.writer, pool => {
-            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -98,19 +98,10 @@ impl TokenStore {
             .bind(owner.reference.as_deref())
             .bind(owner.uuid.as_deref())
             .bind(code.as_str())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE exchanges SET state = 'succeeded', token_id = $2, lease_until = NULL, updated_at = $3 \
-                 WHERE code_hash = $1",
-            )
-            .bind(code.as_str())
-            .bind(&id)
-            .bind(obtained_at)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?
-        });
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
         self.durable().await?;
         let record = TokenRecord {
             id,

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health",
         include_str!("../../migrations/postgres/0003_health.sql"),
     ),
+    (
+        4,
+        "a stored token marks its exchange",
+        include_str!("../../migrations/postgres/0004_token_marks_exchange.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health",
         include_str!("../../migrations/sqlite/0003_health.sql"),
     ),
+    (
+        4,
+        "a stored token marks its exchange",
+        include_str!("../../migrations/sqlite/0004_token_marks_exchange.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token
@@ -68,7 +73,7 @@ pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
         .await
         .map_err(|source| StoreError::Migrate(source.into()))?;
     let readers = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(4)
         .connect_with(options)
         .await
         .map_err(open_error)?;
