@@ -12,7 +12,10 @@ beside a ceiling measured on the same machine at the same time:
   RSS idle and under 256 connections, start-to-ready time, stripped binary size
 
 Writes BENCHMARKS.md (or prints only, with --smoke: a short run that checks the harness and the
-service work, for CI; its numbers mean nothing).
+service work, for CI; its numbers mean nothing). With --profile it builds a release binary with
+symbols (target/profiling), records the service with `perf record -g` during the lookup and the
+callback runs, and writes the hottest functions to bench/profile-lookups.txt and
+bench/profile-callbacks.txt.
 
 Needs: cargo, wrk and nginx (Debian: apt-get install -y wrk nginx-light), python3.
 """
@@ -91,6 +94,32 @@ def wrk(url, duration, connections, script=None, headers=(), env=None):
     }
 
 
+class profiled:
+    """`perf record -g` of the service while the block runs; the top of the report goes to
+    bench/profile-NAME.txt."""
+
+    def __init__(self, enabled, pid, name):
+        self.enabled, self.pid, self.name = enabled, pid, name
+        self.data = Path(tempfile.gettempdir()) / f"token-proxy-{name}.perf"
+
+    def __enter__(self):
+        if self.enabled:
+            self.perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(self.pid), "-o", str(self.data)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+
+    def __exit__(self, *_):
+        if not self.enabled:
+            return
+        self.perf.send_signal(2)
+        self.perf.wait()
+        report = subprocess.run(["perf", "report", "-i", str(self.data), "--stdio", "--no-children", "--sort", "symbol",
+                                 "--percent-limit", "1.5", "-g", "none"], capture_output=True, text=True).stdout
+        lines = [line.split("  -  ")[0].rstrip() for line in report.splitlines() if line.strip() and not line.startswith("#")]
+        header = f"# perf profile of the service during the {self.name} run (self time, functions over 1.5%)\n"
+        (ROOT / "bench" / f"profile-{self.name}.txt").write_text(header + "\n".join(lines[:40]) + "\n")
+
+
 def sqlite_commit_rate(directory, seconds):
     """Durable one-row transactions in a tight loop: the machine's synchronous-commit ceiling."""
     connection = sqlite3.connect(os.path.join(directory, "commits.db"), isolation_level=None)
@@ -155,11 +184,19 @@ http {{
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a short run for CI: checks that everything works, writes nothing")
+    parser.add_argument("--profile", action="store_true", help="also record perf profiles of the lookup and callback runs")
     args = parser.parse_args()
     duration = "1s" if args.smoke else "10s"
     commit_seconds = 0.5 if args.smoke else 5
 
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mondiapay-token-proxy"], cwd=ROOT, check=True)
+    binary = BINARY
+    if args.profile:
+        binary = ROOT / "target" / "profiling" / "release" / "mondiapay-token-proxy"
+        symbols = {"CARGO_PROFILE_RELEASE_STRIP": "false", "CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only"}
+        subprocess.run(["cargo", "build", "--release", "--locked", "--target-dir", "target/profiling", "--bin", "mondiapay-token-proxy"],
+                       cwd=ROOT, check=True, env={**os.environ, **symbols})
+    else:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mondiapay-token-proxy"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="token-proxy-bench-")
     upstream, static, public, internal = free_port(), free_port(), free_port(), free_port()
     processes = []
@@ -191,7 +228,7 @@ def main():
             "TOKEN_PROXY__STORE__ENCRYPTION_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         }
         started = time.monotonic()
-        service = subprocess.Popen([str(BINARY), "serve"], env=env)
+        service = subprocess.Popen([str(binary), "serve"], env=env)
         processes.append(service)
         wait_http(f"http://127.0.0.1:{internal}/readyz")
         start_to_ready_ms = (time.monotonic() - started) * 1000
@@ -204,9 +241,11 @@ def main():
 
         results = {}
         results["static"] = wrk(f"http://127.0.0.1:{static}/record", duration, 64)
-        results["lookups"] = wrk(f"http://127.0.0.1:{internal}/v1/tokens/{token_id}", duration, 64, headers=[f"Authorization: Bearer {API_KEY}"])
+        with profiled(args.profile, service.pid, "lookups"):
+            results["lookups"] = wrk(f"http://127.0.0.1:{internal}/v1/tokens/{token_id}", duration, 64, headers=[f"Authorization: Bearer {API_KEY}"])
         results["upstream"] = wrk(f"http://127.0.0.1:{upstream}/v1/api/oauth/token", duration, 64, script="upstream.lua")
-        results["callbacks"] = wrk(f"http://127.0.0.1:{public}/oauth/callback", duration, 64, script="callback.lua")
+        with profiled(args.profile, service.pid, "callbacks"):
+            results["callbacks"] = wrk(f"http://127.0.0.1:{public}/oauth/callback", duration, 64, script="callback.lua")
         results["upstream_1"] = wrk(f"http://127.0.0.1:{upstream}/v1/api/oauth/token", duration, 1, script="upstream.lua")
         results["exchange_1"] = wrk(f"http://127.0.0.1:{internal}/v1/exchange", duration, 1, script="exchange.lua", env={"BENCH_API_KEY": API_KEY})
         peak = PeakRss(service.pid)
@@ -266,6 +305,9 @@ def render(r, commits, rss_idle, rss_peak, ready_ms, binary_kib, duration):
     for name, value, ceiling, ceiling_value, ratio_value, target in rows:
         shown_ratio = f"{ratio_value:.2f}×" if ratio_value is not None else ""
         lines.append(f"| {name} | {value} | {ceiling} | {ceiling_value} | {shown_ratio} | {target} |")
+    analysis = ROOT / "bench" / "analysis.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
