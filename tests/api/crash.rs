@@ -160,21 +160,7 @@ async fn sigterm_refuses_new_connections_and_exits_within_the_grace_period() {
         .set_delay(Duration::from_secs(15));
     mount(&server, hanging, 1).await;
     let (mut served, internal) = Served::start(&env);
-    let stuck = tokio::spawn(
-        reqwest::Client::new()
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": new_code()}))
-            .send(),
-    );
-    while server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let stuck = exchange_in_flight(&server, &internal).await;
     let terminated = Instant::now();
     served.terminate();
     served.wait_for("shutting down: no new connections, finishing requests under way");

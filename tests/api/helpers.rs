@@ -234,3 +234,37 @@ pub fn new_code() -> String {
 pub async fn json(response: Response) -> Value {
     response.json().await.expect("a JSON body")
 }
+
+/// Waits (bounded) until the MondiaPay mock has received a call: the exchange is under way.
+pub async fn until_mondiapay_is_called(server: &wiremock::MockServer) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MondiaPay was never called"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts `POST /v1/exchange` of a fresh code against `internal` and returns once MondiaPay has
+/// it, with the request still waiting for its answer.
+pub async fn exchange_in_flight(
+    server: &wiremock::MockServer,
+    internal: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<Response>> {
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{internal}/v1/exchange"))
+            .bearer_auth(API_KEY)
+            .json(&json!({"code": new_code()}))
+            .send(),
+    );
+    until_mondiapay_is_called(server).await;
+    request
+}

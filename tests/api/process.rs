@@ -197,21 +197,7 @@ async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
         .set_delay(Duration::from_millis(1500));
     mount(&server, slow, 1).await;
     let (mut served, internal) = Served::start(&env);
-    let request = tokio::spawn(
-        reqwest::Client::new()
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": new_code()}))
-            .send(),
-    );
-    while server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let request = exchange_in_flight(&server, &internal).await;
     served.terminate();
     served.wait_for("shutting down: no new connections, finishing requests under way");
     let response = request.await.unwrap().unwrap();

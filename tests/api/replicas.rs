@@ -120,14 +120,7 @@ async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
         let code = code.clone();
         async move { exchange(&a_internal, &code).await }
     });
-    while server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_mondiapay_is_called(&server).await;
     let claimed_at = Instant::now();
     let status = std::process::Command::new("kill")
         .args(["-KILL", &a.pid().to_string()])
