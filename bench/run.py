@@ -296,7 +296,7 @@ def render(r, commits, rss_idle, rss_peak, ready_ms, binary_kib, duration):
         f"Measured by `python3 bench/run.py` on {platform.node() and 'this machine'}: {os.cpu_count()} cores, "
         f"{platform.machine()}, Linux {platform.release()}; wrk with 2 threads for {duration} per figure, "
         "nginx (1 worker) as the zero-latency MondiaPay stand-in and the static ceiling, the service on "
-        "SQLite (WAL, synchronous = FULL) on the same disk. Load generator, ceilings and service share "
+        "SQLite (WAL, group commit: every write synced before it is acknowledged) on the same disk. Load generator, ceilings and service share "
         "the same 2 cores, so every ratio compares figures taken under the same conditions in one run.",
         "",
         "| figure | measured | ceiling | ceiling value | ratio | target |",
