@@ -1,0 +1,278 @@
+//! The settings' sections, their defaults, and what each section derives from its values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::checks::decode_key;
+use super::values::{
+    list_or_comma_separated, redacted, redacted_list, secret_list_or_comma_separated,
+};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub mondiapay: MondiaPaySettings,
+    pub public: PublicSettings,
+    pub internal: InternalSettings,
+    pub store: StoreSettings,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MondiaPaySettings {
+    pub token_url: Url,
+    pub client_id: Option<String>,
+    #[serde(serialize_with = "redacted")]
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    pub redirect_uri: Option<Url>,
+    pub client_auth: ClientAuth,
+    pub code_prefix: String,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub exchange_on_errors: Vec<String>,
+    pub timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Extra attempts after a failure that provably never reached MondiaPay.
+    pub connect_retries: u32,
+    /// Exchanges at once; more are refused at once with a "try again" (the code is not used).
+    pub max_concurrent_exchanges: usize,
+}
+
+/// How the client credentials travel to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// In the POST's query string with an empty body, as every MondiaPay example does.
+    #[default]
+    Query,
+    /// In the form-encoded body.
+    Form,
+    /// HTTP Basic for id and secret (RFC 6749 §2.3.1), the rest in the form body.
+    Basic,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicSettings {
+    pub listen: SocketAddr,
+    /// The merchant's own query parameter in the thank-you URL that keys the token.
+    pub correlation_param: String,
+    /// When set, handled callbacks answer `303` there instead of the built-in result page.
+    pub success_url: Option<Url>,
+    pub failure_url: Option<Url>,
+    /// Templates here replace the built-in pages of the same name.
+    pub templates_dir: Option<PathBuf>,
+    /// Per client address; 0 turns the limit off.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Addresses or networks (CIDR) whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub trusted_proxies: Vec<String>,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalSettings {
+    pub listen: SocketAddr,
+    #[serde(
+        deserialize_with = "secret_list_or_comma_separated",
+        serialize_with = "redacted_list"
+    )]
+    pub api_keys: Vec<SecretString>,
+    /// One key a line; blank lines and lines starting with `#` are skipped.
+    pub api_keys_file: Option<PathBuf>,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `sqlite://PATH` or `postgres://…` (may hold a password: also readable from `url_file`).
+    pub url: String,
+    pub url_file: Option<PathBuf>,
+    #[serde(serialize_with = "redacted")]
+    pub encryption_key: Option<SecretString>,
+    pub encryption_key_file: Option<PathBuf>,
+    /// A token this close to its expiry counts as expired and is never handed out.
+    pub expiry_margin_secs: u64,
+    /// How long a claim on a code holds while its exchange is under way; a claim left by a
+    /// process that died is taken over after it.
+    pub claim_lease_secs: u64,
+    /// Expired tokens, finished exchanges and callback outcomes are kept this long, then purged.
+    pub retention_secs: u64,
+    pub purge_interval_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// At shutdown, how long requests and exchanges under way get to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+impl Default for MondiaPaySettings {
+    fn default() -> Self {
+        Self {
+            token_url: Url::parse("https://gateway.mondiapay.com/v1/api/oauth/token")
+                .expect("the default token URL is valid"),
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            redirect_uri: None,
+            client_auth: ClientAuth::Query,
+            code_prefix: "A".to_owned(),
+            exchange_on_errors: vec!["USER_ALREADY_SUBSCRIBED".to_owned()],
+            timeout_secs: 10,
+            connect_timeout_secs: 3,
+            connect_retries: 2,
+            max_concurrent_exchanges: 64,
+        }
+    }
+}
+
+impl Default for PublicSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            correlation_param: "ref".to_owned(),
+            success_url: None,
+            failure_url: None,
+            templates_dir: None,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+            trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for InternalSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/tokens.db".to_owned(),
+            url_file: None,
+            encryption_key: None,
+            encryption_key_file: None,
+            expiry_margin_secs: 60,
+            claim_lease_secs: 60,
+            retention_secs: 7 * 24 * 3600,
+            purge_interval_secs: 3600,
+        }
+    }
+}
+
+impl MondiaPaySettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The most one exchange can take: every connect attempt timing out, the longest backoffs
+    /// between them, then the whole-request timeout. A claim must outlast it.
+    pub fn longest_exchange(&self) -> Duration {
+        let retries = self.connect_retries.min(10);
+        let backoffs =
+            Duration::from_millis(100 * ((1u64 << retries) - 1) + 100 * u64::from(retries));
+        self.connect_timeout() * (retries + 1) + backoffs + self.timeout()
+    }
+}
+
+impl PublicSettings {
+    /// `public.trusted_proxies` as networks; a plain address is a network of one.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "public.trusted_proxies: {entry:?} is not an address or a CIDR network"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Which database `store.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+impl StoreSettings {
+    pub fn backend(&self) -> Result<StoreBackend, String> {
+        if let Some(path) = self.url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("store.url: a sqlite:// URL needs a file path".to_owned());
+            }
+            return Ok(StoreBackend::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+            return Ok(StoreBackend::Postgres {
+                url: self.url.clone(),
+            });
+        }
+        Err(
+            "store.url must start with sqlite:// (a file path) or postgres:// (several replicas)"
+                .to_owned(),
+        )
+    }
+
+    /// The configured master key, if any; validated at load time.
+    pub fn master_key(&self) -> Option<[u8; 32]> {
+        self.encryption_key
+            .as_ref()
+            .and_then(|key| decode_key(key).ok())
+    }
+}
