@@ -98,8 +98,10 @@ impl TokenStore {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
         );
         let now = now_unix();
+        // An explicit transaction, so that a failed commit is seen (see `TokenStore::claim`).
         let recorded = on_pool!(&self.writer, pool => {
-            sqlx::query(RECORD)
+            let mut tx = pool.begin().await?;
+            let recorded = sqlx::query(RECORD)
                 .bind(&id)
                 .bind(key.map(|key| key.0.as_str()))
                 .bind(new.kind.as_str())
@@ -112,10 +114,12 @@ impl TokenStore {
                 .bind(new.message.as_deref())
                 .bind(new.token_id.as_deref())
                 .bind(now)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await?
                 .map(|row| outcome(&row))
-                .transpose()?
+                .transpose()?;
+            tx.commit().await?;
+            recorded
         });
         self.durable().await?;
         match (recorded, key) {

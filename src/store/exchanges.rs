@@ -30,16 +30,21 @@ impl TokenStore {
     ) -> Result<Claim, StoreError> {
         self.ensure_room()?;
         let now = now_unix();
+        // An explicit transaction: with `RETURNING`, SQLite hands out the row before its
+        // autocommit commits, and a failed commit would go unnoticed — and the code out.
         let attempt: Option<i64> = on_pool!(&self.writer, pool => {
+            let mut tx = pool.begin().await?;
             let row = sqlx::query(CLAIM)
                 .bind(code.as_str())
                 .bind(lease_until)
                 .bind(owner.reference.as_deref())
                 .bind(owner.uuid.as_deref())
                 .bind(now)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-            row.map(|row| row.int("attempt")).transpose()?
+            let attempt = row.map(|row| row.int("attempt")).transpose()?;
+            tx.commit().await?;
+            attempt
         });
         if let Some(attempt) = attempt {
             // The claim is on disk before MondiaPay sees the code.

@@ -195,3 +195,123 @@ async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damage
     );
     app.stop().await;
 }
+
+/// A small ext4 filesystem on a loop device, whose files can be made immutable: even root
+/// cannot write them then, which is how a store turns read-only under a running service.
+struct Ext4Disk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Ext4Disk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "{program}: this test needs root, losetup and e2fsprogs (CI has them)"
+            );
+        };
+        run(
+            "truncate",
+            &["-s".as_ref(), "32M".as_ref(), image.as_os_str()],
+        );
+        run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+        );
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                path.as_os_str(),
+            ],
+        );
+        Self { path, _dir: dir }
+    }
+
+    fn set_immutable(&self, immutable: bool, files: &[&str]) {
+        let flag = if immutable { "+i" } else { "-i" };
+        let status = std::process::Command::new("chattr")
+            .arg(flag)
+            .args(files.iter().map(|file| self.path.join(file)))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Ext4Disk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(&self.path)
+            .status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recovers() {
+    let disk = Ext4Disk::mount();
+    let url = format!("sqlite://{}/tokens.db", disk.path.display());
+    let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let blocked_code = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        blocked_code.as_str(),
+    ))
+    .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(success_body("Ulater")))
+    .expect(1)
+    .mount(&app.mondiapay)
+    .await;
+    app.mondiapay_issues_tokens(1).await;
+    let before = json(app.exchange_code(&new_code(), "ORDER-RO").await).await;
+
+    // The shared-memory index stays writable: SQLite maps it, and a read-only map would crash.
+    disk.set_immutable(true, &["tokens.db", "tokens.db-wal"]);
+    let refused = app.exchange_code(&blocked_code, "ORDER-RO2").await;
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        json(refused).await["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("store-unavailable")
+    );
+    assert!(
+        app.upstream_calls()
+            .await
+            .iter()
+            .all(|call| !call.url.as_str().contains(&blocked_code))
+    );
+    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let by_ref = json(app.get("/v1/tokens?ref=ORDER-RO").await).await;
+    assert_eq!(
+        by_ref["access_token"], before["access_token"],
+        "reads go on from a read-only store"
+    );
+
+    disk.set_immutable(false, &["tokens.db", "tokens.db-wal"]);
+    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    let after = json(app.exchange_code(&blocked_code, "ORDER-RO2").await).await;
+    assert_eq!(
+        after["access_token"], "Ulater",
+        "the refused code was not used up"
+    );
+    app.stop().await;
+}
