@@ -254,7 +254,7 @@ def main():
         peak.running = False
         peak.join()
         commits = sqlite_commit_rate(work, commit_seconds)
-        binary_kib = BINARY.stat().st_size // 1024
+        binary_kib = binary.stat().st_size // 1024
 
         for name, figures in results.items():
             if figures["bad"] or figures["socket_errors"]:
