@@ -103,12 +103,18 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
         StatusCode::GONE
     );
     let live = json(app.exchange_code(&new_code(), "ORDER-LIVE").await).await;
+    app.callback_page("ref=ORDER-OLD&error=INSUFFICIENT_FUNDS")
+        .await;
 
     let database = format!("sqlite://{}/tokens.db", app.dir.path().display());
     let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
     assert_eq!(count(&pool, "tokens").await, 2);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while count(&pool, "tokens").await > 1 || count(&pool, "exchanges").await > 1 {
+    assert_eq!(count(&pool, "callbacks").await, 1);
+    while count(&pool, "tokens").await > 1
+        || count(&pool, "exchanges").await > 1
+        || count(&pool, "callbacks").await > 0
+    {
         assert!(Instant::now() < deadline, "nothing purged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
