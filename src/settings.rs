@@ -120,14 +120,36 @@ impl Settings {
     }
 }
 
+/// `store.url` as printed: the password hidden, in the user-info part and in a `password` query
+/// parameter; a URL that does not parse is not printed at all (it may be a password gone wrong).
 fn redact_url_password(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("[redacted]"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+    if raw.starts_with("sqlite://") {
+        return raw.to_owned();
     }
+    let Ok(mut url) = Url::parse(raw) else {
+        return "[redacted: not a valid URL]".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("[redacted]"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let hidden = name.contains("password");
+                (
+                    name.into_owned(),
+                    if hidden {
+                        "[redacted]".to_owned()
+                    } else {
+                        value.into_owned()
+                    },
+                )
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]

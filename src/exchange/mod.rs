@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::code::Code;
 use crate::crypto::CodeHash;
 use crate::metrics::Metrics;
-use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError, UserToken};
+use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError};
 use crate::store::{Claim, ExchangeState, Owner, StoreError, TokenRecord, TokenStore, now_unix};
 use turns::Turns;
 
@@ -41,7 +41,7 @@ fn outcome_label(result: &Result<(TokenRecord, Fresh), ExchangeError>) -> &'stat
     }
 }
 
-/// Attempts at storing an issued token (100 ms, doubling, between them: about 3 s in all).
+/// Attempts at storing MondiaPay's verdict (100 ms, doubling, between them: about 3 s in all).
 const STORE_ATTEMPTS: u32 = 6;
 
 /// How often a request waiting on another process's claim looks again.
@@ -210,14 +210,21 @@ impl Exchanger {
         match answer {
             Answer::Issued(token) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);
-                let record = self.store_issued(hash, owner, &token).await?;
+                let record = self
+                    .record_verdict("the issued token", || {
+                        self.store.complete_success(hash, owner, &token)
+                    })
+                    .await?;
                 tracing::info!(token_id = %record.id, "code exchanged and token stored");
                 Ok((self.live(record)?, true))
             }
             Answer::CodeRejected(error) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);
                 tracing::info!(mondiapay_error = %error.error, http_status = error.http_status, "MondiaPay rejected the code");
-                self.store.complete_rejection(hash, attempt, &error).await?;
+                self.record_verdict("the rejection", || {
+                    self.store.complete_rejection(hash, attempt, &error)
+                })
+                .await?;
                 Err(ExchangeError::CodeRejected(error))
             }
             Answer::CredentialsRejected(error) => {
@@ -235,27 +242,31 @@ impl Exchanger {
         }
     }
 
-    /// MondiaPay has spent the code: its token is stored if at all possible, so a passing
-    /// write failure (a busy or briefly full disk) is tried again for a few seconds.
-    async fn store_issued(
+    /// Once MondiaPay has given a verdict, it must be recorded — the token above all, but a
+    /// rejection too, or the code would be sent again after its lease — so a passing write
+    /// failure (a busy or briefly full disk) is tried again for a few seconds.
+    async fn record_verdict<T, Write, Written>(
         &self,
-        hash: &CodeHash,
-        owner: &Owner,
-        token: &UserToken,
-    ) -> Result<TokenRecord, StoreError> {
+        what: &'static str,
+        write: Write,
+    ) -> Result<T, StoreError>
+    where
+        Write: Fn() -> Written,
+        Written: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut pause = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            match self.store.complete_success(hash, owner, token).await {
-                Ok(record) => return Ok(record),
+            match write().await {
+                Ok(written) => return Ok(written),
                 Err(error) if attempt < STORE_ATTEMPTS => {
-                    tracing::warn!(attempt, %error, "the issued token could not be stored yet; trying again");
+                    tracing::warn!(attempt, %error, what, "MondiaPay's verdict could not be stored yet; trying again");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                     attempt += 1;
                 }
                 Err(error) => {
-                    tracing::error!(%error, "MondiaPay issued a token that could not be stored: its code is spent");
+                    tracing::error!(%error, what, "MondiaPay's verdict could not be stored: its code is spent");
                     return Err(error);
                 }
             }

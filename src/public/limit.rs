@@ -41,6 +41,8 @@ impl ClientLimiter {
 
     /// The address the limit applies to.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        // An IPv4 proxy reaching a dual-stack listener arrives as ::ffff:a.b.c.d.
+        let peer = peer.to_canonical();
         if !self.trusted(peer) {
             return peer;
         }
@@ -53,7 +55,7 @@ impl ClientLimiter {
             .collect();
         let mut client = peer;
         for hop in forwarded.iter().rev() {
-            match hop.parse::<IpAddr>() {
+            match hop.parse::<IpAddr>().map(|address| address.to_canonical()) {
                 Ok(address) if self.trusted(address) => client = address,
                 Ok(address) => return address,
                 // Garbage from beyond our proxies: the last trusted hop is all we know.
@@ -66,7 +68,7 @@ impl ClientLimiter {
     pub fn allows(&self, client: IpAddr) -> bool {
         self.limiter
             .as_ref()
-            .is_none_or(|limiter| limiter.check_key(&client).is_ok())
+            .is_none_or(|limiter| limiter.check_key(&bucket(client)).is_ok())
     }
 
     /// Drops the state of clients that have been quiet long enough to be back at full burst.
@@ -74,6 +76,18 @@ impl ClientLimiter {
         if let Some(limiter) = &self.limiter {
             limiter.retain_recent();
         }
+    }
+}
+
+/// The key of a client's bucket: an IPv4 address, or an IPv6 /64 — one IPv6 client usually has a
+/// whole /64 and could otherwise take a fresh bucket for every request.
+fn bucket(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(address) => {
+            let prefix = u128::from(address) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -140,6 +154,25 @@ mod tests {
         );
         assert_eq!(limiter.client(proxy, &headers("nonsense")), proxy);
         assert_eq!(limiter.client(proxy, &HeaderMap::new()), proxy);
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64_and_mapped_ipv4_is_ipv4() {
+        let limiter = ClientLimiter::new(1, 1, vec!["10.0.0.0/8".parse().unwrap()]);
+        assert!(limiter.allows("2001:db8:1:2::1".parse().unwrap()));
+        assert!(
+            !limiter.allows("2001:db8:1:2:ffff::9".parse().unwrap()),
+            "same /64"
+        );
+        assert!(
+            limiter.allows("2001:db8:1:3::1".parse().unwrap()),
+            "another /64"
+        );
+        let mapped_proxy: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(
+            limiter.client(mapped_proxy, &headers("198.51.100.1")),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -212,12 +212,15 @@ impl MondiaPaySettings {
     }
 
     /// The most one exchange can take: every connect attempt timing out, the longest backoffs
-    /// between them, then the whole-request timeout. A claim must outlast it.
+    /// between them, the whole-request timeout, then the pauses of storing the verdict again.
+    /// A claim must outlast it.
     pub fn longest_exchange(&self) -> Duration {
         let retries = self.connect_retries.min(10);
         let backoffs =
             Duration::from_millis(100 * ((1u64 << retries) - 1) + 100 * u64::from(retries));
-        self.connect_timeout() * (retries + 1) + backoffs + self.timeout()
+        // …and the pauses between attempts at storing the verdict (0.1 s, doubling, 5 times).
+        let verdict_retries = Duration::from_millis(3_100);
+        self.connect_timeout() * (retries + 1) + backoffs + self.timeout() + verdict_retries
     }
 }
 

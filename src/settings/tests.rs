@@ -260,3 +260,21 @@ fn readme_and_env_example_document_every_key() {
         }
     }
 }
+
+#[test]
+fn database_passwords_are_never_printed() {
+    assert_eq!(
+        redact_url_password("postgres://app:s3cret@db:5432/tokens?sslmode=require"),
+        "postgres://app:%5Bredacted%5D@db:5432/tokens?sslmode=require"
+    );
+    let query = redact_url_password("postgres://app@db/tokens?password=s3cret&sslmode=require");
+    assert!(
+        !query.contains("s3cret") && query.contains("sslmode=require"),
+        "{query}"
+    );
+    assert!(!redact_url_password("postgres://u:pa/ss@db/x").contains("pa/ss"));
+    assert_eq!(
+        redact_url_password("sqlite://data/tokens.db"),
+        "sqlite://data/tokens.db"
+    );
+}

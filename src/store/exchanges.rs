@@ -89,6 +89,8 @@ impl TokenStore {
         let obtained_at = now_unix();
         let expires_at = obtained_at + token.expires_in as i64;
         let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
+        // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
+        let generation = self.cache.as_ref().map(|cache| cache.generation());
         // One statement: the trigger of migration 4 marks the exchange succeeded with it.
         on_pool!(&self.writer, pool => {
             sqlx::query(
@@ -122,8 +124,8 @@ impl TokenStore {
             uuid: owner.uuid.clone(),
             extra: token.extra.clone(),
         };
-        if let Some(cache) = &self.cache {
-            cache.put(&record, cache.generation());
+        if let (Some(cache), Some(generation)) = (&self.cache, generation) {
+            cache.put(&record, generation);
         }
         Ok(record)
     }

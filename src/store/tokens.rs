@@ -39,6 +39,10 @@ impl TokenStore {
             .map(|row| record(keys, &row))
             .transpose()?
         });
+        if found.is_some() {
+            // The row may be committed but not yet synced: hand it out only once it is on disk.
+            self.durable().await?;
+        }
         if let (Some(cache), Some(generation), Some(record)) = (&self.cache, generation, &found) {
             cache.put(record, generation);
         }
@@ -76,7 +80,7 @@ impl TokenStore {
         );
         let valid_until = now_unix() + margin_secs;
         let keys = &self.keys;
-        on_pool!(&self.pool, pool => {
+        let found = on_pool!(&self.pool, pool => {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(value)
                 .bind(valid_until)
@@ -84,7 +88,12 @@ impl TokenStore {
                 .await?
                 .map(|row| record(keys, &row))
                 .transpose()
-        })
+        })?;
+        if found.is_some() {
+            // The row may be committed but not yet synced: hand it out only once it is on disk.
+            self.durable().await?;
+        }
+        Ok(found)
     }
 
     /// Deletes a token; deleting one that is gone is not an error.

@@ -92,7 +92,7 @@ async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
     for (key, value) in [
         ("STORE__URL", cluster.url()),
         ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
-        ("STORE__CLAIM_LEASE_SECS", "7".to_owned()),
+        ("STORE__CLAIM_LEASE_SECS", "10".to_owned()),
         ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
         ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
         ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
