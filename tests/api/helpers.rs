@@ -268,3 +268,62 @@ pub async fn exchange_in_flight(
     until_mondiapay_is_called(server).await;
     request
 }
+
+/// A fresh code held back for after a store fault: MondiaPay issues `Ulater` for it, exactly once.
+pub async fn code_for_after_the_fault(app: &TestApp) -> String {
+    let code = new_code();
+    Mock::given(wiremock::matchers::query_param("code", code.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Ulater")))
+        .expect(1)
+        .mount(&app.mondiapay)
+        .await;
+    code
+}
+
+/// While the store cannot be written: the API and the callback answer 503, `/readyz` is 503,
+/// and MondiaPay never sees `code`.
+pub async fn assert_store_refuses(app: &TestApp, code: &str) {
+    let refused = app.exchange_code(code, "ORDER-FAULT").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        json(refused).await["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("store-unavailable")
+    );
+    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(ready).await["store"], "unavailable");
+    let page = app
+        .browser_get(&format!("/oauth/callback?ref=ORDER-FAULT&code={code}"))
+        .await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        app.upstream_calls()
+            .await
+            .iter()
+            .all(|call| !call.url.as_str().contains(code))
+    );
+}
+
+/// Once the store is back: ready again (waited for, bounded), and `code` was not used up.
+pub async fn assert_store_recovers(app: &TestApp, code: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app
+        .http_get(&format!("{}/readyz", app.internal))
+        .await
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready after the store came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = json(app.exchange_code(code, "ORDER-FAULT").await).await;
+    assert_eq!(
+        after["access_token"], "Ulater",
+        "the refused code was not used up"
+    );
+}

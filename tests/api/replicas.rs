@@ -152,66 +152,19 @@ async fn a_stopped_database_answers_503_until_it_is_back() {
     let cluster = PgCluster::start();
     let url = cluster.url();
     let app = spawn_app_with(&[("STORE__URL", &url), ("STORE__ENCRYPTION_KEY", KEY)]).await;
-    let blocked_code = new_code();
-    wiremock::Mock::given(wiremock::matchers::query_param(
-        "code",
-        blocked_code.as_str(),
-    ))
-    .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Uafter")))
-    .expect(1)
-    .mount(&app.mondiapay)
-    .await;
+    let blocked_code = code_for_after_the_fault(&app).await;
     app.mondiapay_issues_tokens(1).await;
     let before = json(app.exchange_code(&new_code(), "ORDER-PG").await).await;
 
     cluster.stop();
-    let refused = app.exchange_code(&blocked_code, "ORDER-PG").await;
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        json(refused).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("store-unavailable")
-    );
-    assert_eq!(
-        app.http_get(&format!("{}/readyz", app.internal))
-            .await
-            .status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    let page = app
-        .browser_get(&format!("/oauth/callback?ref=ORDER-PG&code={blocked_code}"))
-        .await;
-    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        app.upstream_calls()
-            .await
-            .iter()
-            .all(|call| !call.url.as_str().contains(&blocked_code))
-    );
+    assert_store_refuses(&app, &blocked_code).await;
 
     cluster.start_again();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while app
-        .http_get(&format!("{}/readyz", app.internal))
-        .await
-        .status()
-        != StatusCode::OK
-    {
-        assert!(
-            Instant::now() < deadline,
-            "not ready after the database came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_store_recovers(&app, &blocked_code).await;
     let stored = json(
         app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
             .await,
     )
     .await;
     assert_eq!(stored["access_token"], before["access_token"]);
-    assert_eq!(
-        json(app.exchange_code(&blocked_code, "ORDER-PG").await).await["access_token"],
-        "Uafter"
-    );
 }

@@ -139,42 +139,12 @@ async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damage
     let disk = SmallDisk::mount("4m");
     let url = format!("sqlite://{}/tokens.db", disk.path.display());
     let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
-    let blocked_code = new_code();
-    wiremock::Mock::given(wiremock::matchers::query_param(
-        "code",
-        blocked_code.as_str(),
-    ))
-    .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(success_body("Ulater")))
-    .expect(1)
-    .mount(&app.mondiapay)
-    .await;
+    let blocked_code = code_for_after_the_fault(&app).await;
     app.mondiapay_issues_tokens(1).await;
     let before = json(app.exchange_code(&new_code(), "ORDER-BEFORE").await).await;
 
     let filler = disk.fill();
-    let refused = app.exchange_code(&blocked_code, "ORDER-FULL").await;
-    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        json(refused).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("store-unavailable")
-    );
-    assert!(
-        app.upstream_calls()
-            .await
-            .iter()
-            .all(|call| !call.url.as_str().contains(&blocked_code))
-    );
-    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
-    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(json(ready).await["store"], "unavailable");
-    let page = app
-        .browser_get(&format!(
-            "/oauth/callback?ref=ORDER-FULL&code={blocked_code}"
-        ))
-        .await;
-    assert_eq!(page.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_store_refuses(&app, &blocked_code).await;
     let stored = json(
         app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
             .await,
@@ -186,13 +156,7 @@ async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damage
     );
 
     std::fs::remove_file(filler).unwrap();
-    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
-    assert_eq!(ready.status(), reqwest::StatusCode::OK);
-    let after = json(app.exchange_code(&blocked_code, "ORDER-FULL").await).await;
-    assert_eq!(
-        after["access_token"], "Ulater",
-        "the refused code was not used up"
-    );
+    assert_store_recovers(&app, &blocked_code).await;
     app.stop().await;
 }
 
@@ -269,36 +233,13 @@ async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recover
     let disk = Ext4Disk::mount();
     let url = format!("sqlite://{}/tokens.db", disk.path.display());
     let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
-    let blocked_code = new_code();
-    wiremock::Mock::given(wiremock::matchers::query_param(
-        "code",
-        blocked_code.as_str(),
-    ))
-    .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(success_body("Ulater")))
-    .expect(1)
-    .mount(&app.mondiapay)
-    .await;
+    let blocked_code = code_for_after_the_fault(&app).await;
     app.mondiapay_issues_tokens(1).await;
     let before = json(app.exchange_code(&new_code(), "ORDER-RO").await).await;
 
     // The shared-memory index stays writable: SQLite maps it, and a read-only map would crash.
     disk.set_immutable(true, &["tokens.db", "tokens.db-wal"]);
-    let refused = app.exchange_code(&blocked_code, "ORDER-RO2").await;
-    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        json(refused).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("store-unavailable")
-    );
-    assert!(
-        app.upstream_calls()
-            .await
-            .iter()
-            .all(|call| !call.url.as_str().contains(&blocked_code))
-    );
-    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
-    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_store_refuses(&app, &blocked_code).await;
     let by_ref = json(app.get("/v1/tokens?ref=ORDER-RO").await).await;
     assert_eq!(
         by_ref["access_token"], before["access_token"],
@@ -306,12 +247,6 @@ async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recover
     );
 
     disk.set_immutable(false, &["tokens.db", "tokens.db-wal"]);
-    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
-    assert_eq!(ready.status(), reqwest::StatusCode::OK);
-    let after = json(app.exchange_code(&blocked_code, "ORDER-RO2").await).await;
-    assert_eq!(
-        after["access_token"], "Ulater",
-        "the refused code was not used up"
-    );
+    assert_store_recovers(&app, &blocked_code).await;
     app.stop().await;
 }
