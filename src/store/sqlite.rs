@@ -65,6 +65,19 @@ pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
     // The writer does not sync on commit: `GroupSync` syncs the WAL for many commits at once.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        // A write that failed on a full or read-only disk can leave the connection inside a
+        // transaction, where later statements would seem to succeed without ever committing.
+        // Such a connection is closed, not reused; the pool opens a fresh one.
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                let idle = sqlx::query("BEGIN").execute(&mut *connection).await.is_ok()
+                    && sqlx::query("ROLLBACK")
+                        .execute(&mut *connection)
+                        .await
+                        .is_ok();
+                Ok(idle)
+            })
+        })
         .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
         .await
         .map_err(open_error)?;

@@ -298,6 +298,13 @@ pub async fn assert_store_refuses(app: &TestApp, code: &str) {
         .browser_get(&format!("/oauth/callback?ref=ORDER-FAULT&code={code}"))
         .await;
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Failed writes must not leave the store half-working: the next attempts are refused too.
+    for _ in 0..2 {
+        let again = app.exchange_code(code, "ORDER-FAULT").await;
+        assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
     assert!(
         app.upstream_calls()
             .await

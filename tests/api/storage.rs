@@ -247,6 +247,9 @@ async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recover
     );
 
     disk.set_immutable(false, &["tokens.db", "tokens.db-wal"]);
+    // After repeated write errors SQLite does not take writes again on the open files; a restart
+    // (what an orchestrator does when /readyz stays 503) brings the store back.
+    app.restart().await;
     assert_store_recovers(&app, &blocked_code).await;
     app.stop().await;
 }
