@@ -20,6 +20,7 @@ use crate::mondiapay::MondiaPayClient;
 use crate::public;
 use crate::public::limit::ClientLimiter;
 use crate::public::pages::{Pages, TemplateError};
+use crate::serve::{self, BareAnswers, ConnectionLimits, FdLimitError, Listener};
 use crate::settings::{PublicSettings, Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
 
@@ -33,6 +34,8 @@ pub enum StartupError {
     Templates(#[from] TemplateError),
     #[error("cannot build the HTTP client for MondiaPay")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    FdLimit(#[from] FdLimitError),
     #[error("{key}: cannot listen on {address}")]
     Bind {
         key: &'static str,
@@ -150,6 +153,10 @@ pub struct Application {
     internal: TcpListener,
     public_timeout: Duration,
     internal_timeout: Duration,
+    public_limits: ConnectionLimits,
+    internal_limits: ConnectionLimits,
+    public_bare: Arc<BareAnswers>,
+    internal_bare: Arc<BareAnswers>,
     shutdown_grace: Duration,
     housekeeping: Housekeeping,
 }
@@ -158,6 +165,11 @@ impl Application {
     /// Opens the store and binds both listeners (port 0 picks a free port, for tests).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let pages = Pages::new(settings.public.templates_dir.clone())?;
+        let public_cap = serve::fit_connection_caps(
+            settings.public.max_connections,
+            settings.internal.max_connections,
+            settings.mondiapay.max_concurrent_exchanges,
+        )?;
         let engine = Engine::build(settings).await?;
         let public = &settings.public;
         let state = AppState(Arc::new(Shared {
@@ -184,6 +196,15 @@ impl Application {
         };
         let public_listener = bind("public.listen", public.listen).await?;
         let internal_listener = bind("internal.listen", settings.internal.listen).await?;
+        let internal = &settings.internal;
+        let page_state = state.clone();
+        let public_bare =
+            BareAnswers::prepare("public", Arc::clone(&engine.metrics), |status, id| {
+                public::bare_answer(&page_state, status, id)
+            })
+            .await;
+        let internal_bare =
+            BareAnswers::prepare("internal", Arc::clone(&engine.metrics), api::bare_answer).await;
         Ok(Self {
             engine,
             state,
@@ -191,6 +212,18 @@ impl Application {
             internal: internal_listener,
             public_timeout: Duration::from_secs(public.request_timeout_secs),
             internal_timeout: Duration::from_secs(settings.internal.request_timeout_secs),
+            public_limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(public.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(public.idle_timeout_secs),
+                max_connections: public_cap,
+            },
+            internal_limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(internal.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(internal.idle_timeout_secs),
+                max_connections: internal.max_connections,
+            },
+            public_bare: Arc::new(public_bare),
+            internal_bare: Arc::new(internal_bare),
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             housekeeping,
         })
@@ -223,30 +256,31 @@ impl Application {
             trigger.cancel();
         });
         let housekeeping = tokio::spawn(self.housekeeping.run(stop.clone()));
-        let public = axum::serve(
-            self.public,
-            public::router(self.state.clone(), self.public_timeout)
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let internal = axum::serve(
-            self.internal,
-            api::router(self.state.clone(), self.internal_timeout)
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let public = Listener {
+            name: "public",
+            socket: self.public,
+            router: public::router(self.state.clone(), self.public_timeout),
+            limits: self.public_limits,
+            bare: self.public_bare,
+        };
+        let internal = Listener {
+            name: "internal",
+            socket: self.internal,
+            router: api::router(self.state.clone(), self.internal_timeout),
+            limits: self.internal_limits,
+            bare: self.internal_bare,
+        };
         let grace = self.shutdown_grace;
-        let served = tokio::select! {
-            (public, internal) = async { tokio::join!(public.into_future(), internal.into_future()) } => public.and(internal),
+        tokio::select! {
+            ((), ()) = async { tokio::join!(public.serve(stop.clone()), internal.serve(stop.clone())) } => {}
             () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::error!(grace_secs = grace.as_secs(), "connections still open at the end of the shutdown grace period: closing them");
-                Ok(())
             }
         };
         let _ = housekeeping.await;
         self.engine.shut_down(grace).await;
         tracing::info!("stopped");
-        served
+        Ok(())
     }
 }
 

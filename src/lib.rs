@@ -18,6 +18,7 @@ pub mod middleware;
 pub mod mondiapay;
 pub mod public;
 pub mod sandbox;
+pub mod serve;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -1,13 +1,15 @@
-//! What every request of both listeners goes through: a request id (taken or made, echoed), one
-//! span, one log line and one metric per request, a time limit and a body size limit. Refusals
-//! (time limit, rate limit) are answered in the listener's own form: a page or a problem.
+//! What every request of both listeners goes through: a request id (made, or on the internal
+//! listener taken from the caller; echoed), one span, one log line and one metric per request,
+//! a time limit and a body size limit. Refusals (time limit, rate limit) and every error answer
+//! the framework gives by itself (an empty `405`, a plain-text extractor rejection) are answered
+//! in the listener's own form: a page or a problem.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use base64::Engine;
@@ -18,7 +20,8 @@ use crate::crypto::random_bytes;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request id, for handlers that show it (the support reference on pages).
+/// The request id, for handlers that show it (the support reference on pages). On the public
+/// listener it is always one the service made, so a page never shows a caller's text.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
@@ -32,6 +35,9 @@ pub struct Edge {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub refuse: Refusal,
+    /// Whether a caller's plain `X-Request-Id` becomes the request id (internal services
+    /// tracing a call); otherwise it is only logged, as `client_request_id`.
+    pub takes_caller_request_id: bool,
 }
 
 pub fn stack(routes: Router, edge: Edge) -> Router {
@@ -47,12 +53,16 @@ pub async fn healthz() -> &'static str {
 
 /// Only the route template is logged and counted, never the URI: query strings carry codes.
 async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
-    let id = request
+    let caller_id = request
         .headers()
         .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_acceptable_id(id))
-        .map_or_else(new_request_id, str::to_owned);
+        .map(str::to_owned);
+    let id = match &caller_id {
+        Some(caller_id) if edge.takes_caller_request_id => caller_id.clone(),
+        _ => new_request_id(),
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -60,7 +70,16 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
         .to_owned();
     let method = request.method().clone();
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        client_request_id = tracing::field::Empty,
+        %method,
+        %route
+    );
+    if let Some(caller_id) = caller_id.filter(|caller_id| *caller_id != id) {
+        span.record("client_request_id", caller_id);
+    }
     let started = Instant::now();
     let handled = tokio::time::timeout(
         edge.request_timeout,
@@ -69,6 +88,9 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     .await;
     let mut response =
         handled.unwrap_or_else(|_| (edge.refuse)(&edge.state, StatusCode::REQUEST_TIMEOUT, &id));
+    if !is_in_listener_form(&response) {
+        response = reshaped(&edge, &response, &id);
+    }
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -87,6 +109,29 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     response
 }
 
+/// An error answer is in the listener's form when a handler or refusal shaped it: it has a
+/// type other than plain text (axum's own `405`s have no body, its rejections are plain text).
+fn is_in_listener_form(response: &Response) -> bool {
+    let status = response.status();
+    !(status.is_client_error() || status.is_server_error())
+        || response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| !value.as_bytes().starts_with(b"text/plain"))
+}
+
+/// The listener's own answer for `response`'s status, keeping the headers that tell the client
+/// what to do next.
+fn reshaped(edge: &Edge, response: &Response, id: &str) -> Response {
+    let mut shaped = (edge.refuse)(&edge.state, response.status(), id);
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = response.headers().get(&name) {
+            shaped.headers_mut().insert(name, value.clone());
+        }
+    }
+    shaped
+}
+
 /// A caller's id is kept only if it is short and plain, so it cannot forge log lines or pages.
 fn is_acceptable_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -95,7 +140,7 @@ fn is_acceptable_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<12>())
 }
 

@@ -3,6 +3,7 @@
 //! file named by `<key>_file`, for container secrets.
 
 mod checks;
+mod connections;
 mod sections;
 mod values;
 
@@ -42,9 +43,15 @@ pub const KEYS: &[(&str, bool)] = &[
     ("public.rate_limit_burst", false),
     ("public.trusted_proxies", false),
     ("public.request_timeout_secs", false),
+    ("public.header_read_timeout_secs", false),
+    ("public.idle_timeout_secs", false),
+    ("public.max_connections", false),
     ("internal.listen", false),
     ("internal.api_keys", true),
     ("internal.request_timeout_secs", false),
+    ("internal.header_read_timeout_secs", false),
+    ("internal.idle_timeout_secs", false),
+    ("internal.max_connections", false),
     ("store.url", true),
     ("store.encryption_key", true),
     ("store.expiry_margin_secs", false),

@@ -56,12 +56,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         request_timeout,
         max_body_bytes: MAX_BODY_BYTES,
         refuse,
+        // Internal services may trace a call through with their own id.
+        takes_caller_request_id: true,
     };
     middleware::stack(routes, edge)
 }
 
 /// Refusals on the internal listener are problems, like every other error there.
 fn refuse(_: &AppState, status: StatusCode, _: &str) -> Response {
+    ApiError::Refused(status).into_response()
+}
+
+/// The problem for a request hyper refused before routing (see `serve`).
+pub fn bare_answer(status: StatusCode, _: &str) -> Response {
     ApiError::Refused(status).into_response()
 }
 

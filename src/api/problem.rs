@@ -25,7 +25,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("a valid API key is required")]
     Unauthorized,
-    /// Refused at the edge (the request took too long).
+    /// Refused at the edge: the request took too long, or the framework refused it (a wrong
+    /// method, an unreadable path or head).
     #[error("the request was refused: {0}")]
     Refused(StatusCode),
 
@@ -88,11 +89,7 @@ impl ApiError {
                 "unauthorized",
                 "A valid API key is required",
             ),
-            Self::Refused(status) => problem(
-                *status,
-                "request-timeout",
-                "The request took longer than this service allows",
-            ),
+            Self::Refused(status) => refused(*status),
             Self::Exchange(error) => match error {
                 ExchangeError::CodeRejected(upstream) => Problem {
                     mondiapay_error: Some(upstream.error.clone()),
@@ -163,6 +160,33 @@ impl ApiError {
             }
             other => other.to_string(),
         }
+    }
+}
+
+fn refused(status: StatusCode) -> Problem {
+    let (kind, title) = match status {
+        StatusCode::REQUEST_TIMEOUT => (
+            "request-timeout",
+            "The request took longer than this service allows",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "This method is not allowed on this route",
+        ),
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The body is too large"),
+        StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "request-too-large",
+            "The request's address or headers are too large",
+        ),
+        status if status.is_server_error() => ("internal", "The request could not be handled"),
+        _ => ("bad-request", "The request is malformed"),
+    };
+    Problem {
+        status,
+        kind,
+        title,
+        mondiapay_error: None,
     }
 }
 

@@ -50,6 +50,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         request_timeout,
         max_body_bytes: MAX_BODY_BYTES,
         refuse,
+        takes_caller_request_id: false,
     };
     let routes = middleware::stack(routes, edge);
     SECURITY_HEADERS
@@ -66,7 +67,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 pub fn refuse(state: &AppState, status: StatusCode, request_id: &str) -> Response {
     let page = match status {
         StatusCode::TOO_MANY_REQUESTS => Page::RateLimited,
-        StatusCode::PAYLOAD_TOO_LARGE => Page::BadRequest,
+        StatusCode::NOT_FOUND => Page::NotFound,
+        StatusCode::REQUEST_TIMEOUT => Page::TryAgain,
+        status if status.is_client_error() => Page::BadRequest,
         _ => Page::TryAgain,
     };
     let facts = PageFacts {
@@ -74,6 +77,18 @@ pub fn refuse(state: &AppState, status: StatusCode, request_id: &str) -> Respons
         ..PageFacts::default()
     };
     state.pages.render(page, status, &facts)
+}
+
+/// The page for a request hyper refused before routing (see `serve`): the security headers are
+/// set here, as the router's layers never see it.
+pub fn bare_answer(state: &AppState, status: StatusCode, request_id: &str) -> Response {
+    let mut response = refuse(state, status, request_id);
+    for (name, value) in SECURITY_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn not_found(

@@ -132,6 +132,7 @@ impl Settings {
                 problems.push(format!("{key} must be at least 1"));
             }
         }
+        self.check_connection_limits(&mut problems);
         if mp.connect_retries > 10 {
             problems.push("mondiapay.connect_retries must be at most 10".to_owned());
         } else if Duration::from_secs(self.store.claim_lease_secs) <= mp.longest_exchange() {

@@ -76,6 +76,13 @@ pub struct PublicSettings {
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub trusted_proxies: Vec<String>,
     pub request_timeout_secs: u64,
+    /// How long a client may take to send a request's headers (also the longest wait for the
+    /// next request on a kept-alive connection).
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves either way this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Open connections at once; beyond it new ones wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -90,6 +97,9 @@ pub struct InternalSettings {
     /// One key a line; blank lines and lines starting with `#` are skipped.
     pub api_keys_file: Option<PathBuf>,
     pub request_timeout_secs: u64,
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -172,6 +182,9 @@ impl Default for PublicSettings {
             rate_limit_burst: 100,
             trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -183,6 +196,9 @@ impl Default for InternalSettings {
             api_keys: Vec::new(),
             api_keys_file: None,
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 256,
         }
     }
 }

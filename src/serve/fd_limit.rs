@@ -1,0 +1,59 @@
+//! Fitting both listeners' connection caps under the process's open-file limit, so that a
+//! flooded public listener runs into its own cap, never into `EMFILE`, and the internal
+//! listener, the store and MondiaPay always have descriptors left.
+
+use rustix::process::{Resource, getrlimit, setrlimit};
+
+/// Descriptors kept beside the caps for the store's connections, the process's own files and
+/// sockets, on top of one per concurrent exchange (its connection to MondiaPay).
+pub const RESERVED_DESCRIPTORS: u64 = 128;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the open-file limit ({limit}) cannot hold internal.max_connections ({internal}) plus {reserved} descriptors kept for the store and MondiaPay: raise it (ulimit -n) or lower internal.max_connections"
+)]
+pub struct FdLimitError {
+    limit: u64,
+    internal: u64,
+    reserved: u64,
+}
+
+/// Raises the soft open-file limit to the hard one, then returns the public cap to use: as
+/// configured, or lowered (with a warning) so that public + internal + reserve fit. The
+/// internal cap is never lowered: it is what keeps the service operable under a flood.
+pub fn fit_connection_caps(
+    public: usize,
+    internal: usize,
+    concurrent_exchanges: usize,
+) -> Result<usize, FdLimitError> {
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(%error, "cannot raise the open-file limit");
+        }
+    }
+    let Some(limit) = getrlimit(Resource::Nofile).current else {
+        return Ok(public);
+    };
+    let reserved = RESERVED_DESCRIPTORS + concurrent_exchanges as u64;
+    let internal = internal as u64;
+    let room = limit.saturating_sub(reserved + internal);
+    if room == 0 {
+        return Err(FdLimitError {
+            limit,
+            internal,
+            reserved,
+        });
+    }
+    if public as u64 > room {
+        tracing::warn!(
+            limit,
+            configured = public,
+            lowered_to = room,
+            "public.max_connections does not fit under the open-file limit: lowered"
+        );
+        return Ok(usize::try_from(room).unwrap_or(public));
+    }
+    Ok(public)
+}
