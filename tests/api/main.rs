@@ -3,8 +3,11 @@
 mod browser;
 mod callback;
 mod client_auth;
+mod connections;
 mod crash;
+mod edge_answers;
 mod exchange;
+mod fuzz_listeners;
 mod hardening;
 mod helpers;
 mod observability;

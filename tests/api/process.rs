@@ -29,11 +29,15 @@ pub struct Served {
 
 impl Served {
     pub fn start(env: &HashMap<String, String>) -> (Self, String) {
-        let mut child = command(env)
-            .arg("serve")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let (served, listening) = Self::spawn(command(env));
+        let internal = format!("http://{}", listening["internal"].as_str().unwrap());
+        (served, internal)
+    }
+
+    /// Runs `serve` with a command prepared by the caller (limits, extra variables); returns
+    /// the `listening` log line, which holds both addresses.
+    pub fn spawn(mut command: Command) -> (Self, Value) {
+        let mut child = command.arg("serve").stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (send, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -49,8 +53,7 @@ impl Served {
             seen: Vec::new(),
         };
         let listening = served.wait_for("listening");
-        let internal = format!("http://{}", listening["internal"].as_str().unwrap());
-        (served, internal)
+        (served, listening)
     }
 
     /// Reads log lines until one has `message`; the service announces its addresses this way.

@@ -1,0 +1,213 @@
+//! Answers the service did not plan for (a wrong method, a path that is not UTF-8, a request
+//! the HTTP parser refuses) come in the listener's own form, and pages show a support reference
+//! the service made.
+
+use std::net::SocketAddr;
+
+use reqwest::{Method, StatusCode};
+
+use crate::fuzz_listeners::{SECURITY_HEADERS, send_raw};
+use crate::helpers::*;
+
+fn socket(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://").parse().unwrap()
+}
+
+fn assert_page(response: &reqwest::Response) {
+    let headers = response.headers();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    for name in SECURITY_HEADERS {
+        assert!(headers.contains_key(name), "{name} missing: {headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_and_unreadable_paths_get_a_page_or_a_problem() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+
+    let wrong_method = http
+        .post(format!("{}/oauth/callback?code=A1", app.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        wrong_method.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .contains("GET")
+    );
+    assert_page(&wrong_method);
+    assert!(wrong_method.text().await.unwrap().contains("<h1>"));
+
+    let bad_id = app.browser_get("/oauth/result/%FF").await;
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    assert_page(&bad_id);
+
+    for (method, path, allowed) in [
+        (Method::GET, "/v1/exchange", "POST"),
+        (Method::DELETE, "/v1/tokens", "GET"),
+        (Method::POST, "/readyz", "GET"),
+    ] {
+        let answer = app.api(method.clone(), path).send().await.unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(
+            answer.headers()["allow"]
+                .to_str()
+                .unwrap()
+                .contains(allowed)
+        );
+        assert_eq!(answer.headers()["content-type"], "application/problem+json");
+        let problem = json(answer).await;
+        assert_eq!(problem["status"], 405);
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("method-not-allowed")
+        );
+    }
+
+    let not_utf8 = app.get("/v1/tokens/%FF").await;
+    assert_eq!(not_utf8.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        not_utf8.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(json(not_utf8).await["status"], 400);
+}
+
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_the_listeners_own_answer() {
+    let app = spawn_app().await;
+    let many_headers: String = (0..101).map(|n| format!("X-H{n}: v\r\n")).collect();
+    let refused: [(&str, Vec<u8>, u16); 4] = [
+        (
+            "a 70 KB query",
+            format!(
+                "GET /oauth/callback?ref={} HTTP/1.1\r\nHost: p\r\n\r\n",
+                "a".repeat(70 * 1024)
+            )
+            .into_bytes(),
+            414,
+        ),
+        (
+            "101 headers",
+            format!("GET /healthz HTTP/1.1\r\nHost: p\r\n{many_headers}\r\n").into_bytes(),
+            431,
+        ),
+        (
+            "a header line without a colon",
+            b"GET /healthz HTTP/1.1\r\nHost: p\r\nno colon here\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "two Content-Lengths",
+            b"GET /healthz HTTP/1.1\r\nHost: p\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+    ];
+    for (what, request, status) in &refused {
+        let page = send_raw(socket(&app.public), request)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(page.status, *status, "{what}");
+        assert!(page.is_page(), "{what}: {page:?}");
+        let reference = page.header("x-request-id").unwrap().to_owned();
+        assert!(
+            page.text().contains(&reference),
+            "{what}: support reference"
+        );
+        assert_eq!(
+            page.header("content-length").unwrap(),
+            page.body.len().to_string()
+        );
+
+        let problem = send_raw(socket(&app.internal), request)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(problem.status, *status, "{what}");
+        assert!(problem.is_problem(), "{what}: {problem:?}");
+        let body: serde_json::Value = serde_json::from_slice(&problem.body).unwrap();
+        assert_eq!(body["status"], *status);
+    }
+}
+
+#[tokio::test]
+async fn pages_show_a_support_reference_the_service_generated_not_the_callers_request_id() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(1).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let forged = "CALL-555-0100";
+    let callback = http
+        .get(format!(
+            "{}/oauth/callback?ref=ORDER-RID&code={}",
+            app.public,
+            new_code()
+        ))
+        .header("x-request-id", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), StatusCode::SEE_OTHER);
+    let generated = callback.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(generated, forged);
+    let location = callback.headers()["location"].to_str().unwrap().to_owned();
+
+    let result = http
+        .get(format!("{}{location}", app.public))
+        .header("x-request-id", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(result.status(), StatusCode::OK);
+    assert_ne!(result.headers()["x-request-id"], forged);
+    let page = result.text().await.unwrap();
+    assert!(!page.contains(forged), "{page}");
+    assert!(
+        page.contains(&generated),
+        "the support reference is the callback's own id"
+    );
+
+    let missing = http
+        .get(format!("{}/oauth/result/res_missing", app.public))
+        .header("x-request-id", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let own = missing.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(own, forged);
+    let page = missing.text().await.unwrap();
+    assert!(!page.contains(forged) && page.contains(&own), "{page}");
+
+    // The internal listener still takes an internal caller's id, to trace a call through.
+    let traced = app
+        .api(Method::GET, "/v1/tokens?ref=ORDER-RID")
+        .header("x-request-id", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.headers()["x-request-id"], forged);
+}
