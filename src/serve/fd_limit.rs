@@ -33,7 +33,22 @@ pub fn fit_connection_caps(
             tracing::debug!(%error, "cannot raise the open-file limit");
         }
     }
-    let Some(limit) = getrlimit(Resource::Nofile).current else {
+    public_cap(
+        getrlimit(Resource::Nofile).current,
+        public,
+        internal,
+        concurrent_exchanges,
+    )
+}
+
+/// The public cap that fits under `limit` (`None`: unlimited).
+fn public_cap(
+    limit: Option<u64>,
+    public: usize,
+    internal: usize,
+    concurrent_exchanges: usize,
+) -> Result<usize, FdLimitError> {
+    let Some(limit) = limit else {
         return Ok(public);
     };
     let reserved = RESERVED_DESCRIPTORS + concurrent_exchanges as u64;
@@ -56,4 +71,24 @@ pub fn fit_connection_caps(
         return Ok(usize::try_from(room).unwrap_or(public));
     }
     Ok(public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_cap_is_lowered_to_fit_and_the_internal_one_never() {
+        assert_eq!(public_cap(None, 4096, 256, 64).unwrap(), 4096);
+        assert_eq!(public_cap(Some(1 << 20), 4096, 256, 64).unwrap(), 4096);
+        // 1024 - (128 + 64) - 256 = 576
+        assert_eq!(public_cap(Some(1024), 4096, 256, 64).unwrap(), 576);
+        let error = public_cap(Some(256), 4096, 256, 64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("open-file limit (256)") && error.contains("internal.max_connections"),
+            "{error}"
+        );
+    }
 }

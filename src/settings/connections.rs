@@ -40,3 +40,29 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_are_checked_per_listener_and_name_their_key() {
+        let mut problems = Vec::new();
+        Settings::default().check_connection_limits(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+
+        let mut settings = Settings::default();
+        settings.public.idle_timeout_secs = 30;
+        settings.internal.max_connections = 0;
+        settings.internal.header_read_timeout_secs = 0;
+        settings.check_connection_limits(&mut problems);
+        assert_eq!(
+            problems,
+            [
+                "public.idle_timeout_secs must be longer than public.request_timeout_secs (30 s)",
+                "internal.header_read_timeout_secs must be at least 1",
+                "internal.max_connections must be at least 1",
+            ]
+        );
+    }
+}
