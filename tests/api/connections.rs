@@ -225,3 +225,46 @@ async fn a_client_slower_than_the_header_read_timeout_is_disconnected_on_both_li
         );
     }
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_that_sends_no_next_request_is_closed_after_the_header_read_timeout()
+ {
+    let app = spawn_app_with(&[("INTERNAL__HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let address = app.internal.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        .await
+        .unwrap();
+    read_health_answer(&mut stream).await;
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer))
+        .await
+        .expect("the service closes a connection whose next request does not come");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
+    let app = spawn_app_with(&[("PUBLIC__MAX_CONNECTIONS", "2")]).await;
+    let address = app.public.trim_start_matches("http://").to_owned();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        read_health_answer(&mut stream).await;
+        held.push(stream);
+    }
+    let mut third = TcpStream::connect(&address).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buffer = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut buffer))
+            .await
+            .is_err(),
+        "a third connection is not served while two are open"
+    );
+    drop(held.pop());
+    read_health_answer(&mut third).await;
+}
