@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use reqwest::{Method, StatusCode};
 
-use crate::fuzz_listeners::{SECURITY_HEADERS, send_raw};
 use crate::helpers::*;
+use crate::raw_http::{SECURITY_HEADERS, send_raw};
 
 fn socket(base: &str) -> SocketAddr {
     base.trim_start_matches("http://").parse().unwrap()

@@ -15,6 +15,7 @@ mod openapi;
 mod postgres;
 mod process;
 mod properties;
+mod raw_http;
 mod replicas;
 mod storage;
 mod store_suite;
