@@ -9,6 +9,8 @@ mod hardening;
 mod helpers;
 mod observability;
 mod openapi;
+mod outcomes;
+mod ownership;
 mod postgres;
 mod process;
 mod properties;
