@@ -5,6 +5,7 @@ mod callback;
 mod client_auth;
 mod crash;
 mod exchange;
+mod hangups;
 mod hardening;
 mod helpers;
 mod observability;
