@@ -27,53 +27,68 @@ impl Respond for SlowTokens {
     }
 }
 
-/// What one client saw: a reference whose token it was promised, if any.
+/// What a client asks for.
+#[derive(Clone, Copy, Debug)]
+enum Ask {
+    /// A callback whose code is exchanged, then its outcome recorded.
+    Callback,
+    /// A failed purchase's callback: its outcome recorded at once.
+    FailedPurchase,
+    /// `POST /v1/exchange`.
+    Exchange,
+}
+
+/// What one client saw.
 enum Seen {
     /// `POST /v1/exchange` answered `200` with this token id.
     Exchanged(String),
-    /// The callback answered `303`: its outcome was recorded.
-    Recorded,
+    /// A callback answered `303`: its outcome was recorded.
+    Recorded(Ask),
     /// The client hung up first.
     HungUp,
 }
 
-async fn client(public: &str, internal: &str, n: usize, patience: Duration) -> Seen {
+async fn client(public: &str, internal: &str, ask: Ask, n: usize, patience: Duration) -> Seen {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(patience)
         .build()
         .unwrap();
     let reference = format!("HANG-{n}");
-    if n % 2 == 0 {
-        let sent = http
-            .get(format!(
+    let sent = match ask {
+        Ask::Callback => {
+            http.get(format!(
                 "{public}/oauth/callback?ref={reference}&code={}",
                 new_code()
             ))
             .send()
-            .await;
-        match sent {
-            Ok(response) if response.status() == StatusCode::SEE_OTHER => Seen::Recorded,
-            Ok(response) => panic!("callback {n}: {}", response.status()),
-            Err(_) => Seen::HungUp,
+            .await
         }
-    } else {
-        let sent = http
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": new_code(), "ref": reference}))
+        Ask::FailedPurchase => {
+            http.get(format!(
+                "{public}/oauth/callback?ref={reference}&error=INSUFFICIENT_FUNDS"
+            ))
             .send()
-            .await;
-        match sent {
-            Ok(response) if response.status() == StatusCode::OK => {
-                match response.json::<Value>().await {
-                    Ok(record) => Seen::Exchanged(record["id"].as_str().unwrap().to_owned()),
-                    Err(_) => Seen::HungUp,
-                }
-            }
-            Ok(response) => panic!("exchange {n}: {}", response.status()),
-            Err(_) => Seen::HungUp,
+            .await
         }
+        Ask::Exchange => {
+            http.post(format!("{internal}/v1/exchange"))
+                .bearer_auth(API_KEY)
+                .json(&json!({"code": new_code(), "ref": reference}))
+                .send()
+                .await
+        }
+    };
+    match (ask, sent) {
+        (Ask::Exchange, Ok(response)) if response.status() == StatusCode::OK => {
+            match response.json::<Value>().await {
+                Ok(record) => Seen::Exchanged(record["id"].as_str().unwrap().to_owned()),
+                Err(_) => Seen::HungUp,
+            }
+        }
+        (_, Ok(response)) if response.status() == StatusCode::SEE_OTHER => Seen::Recorded(ask),
+        (_, Ok(response)) => panic!("{ask:?} {n}: {}", response.status()),
+        (_, Err(_)) => Seen::HungUp,
     }
 }
 
@@ -103,26 +118,56 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
     let (served, internal) = Served::start(&env);
     let public = format!("http://127.0.0.1:{public_port}");
 
-    // Hundreds of clients giving up after 2 to 30 ms, spread finely over the time a request
-    // spends in the store; then as many that wait, so the pool hands every connection out again.
     let mut seen = Vec::new();
-    for round in 0..2 {
-        for batch in 0..8 {
-            let clients: Vec<_> = (0..50)
+    let mut n = 0;
+    for ask in [Ask::Callback, Ask::FailedPurchase, Ask::Exchange] {
+        // How long this kind of request takes here, now: the hang-ups are spread around it.
+        let mut took = Vec::new();
+        for _ in 0..5 {
+            n += 1;
+            let started = std::time::Instant::now();
+            let answer = client(&public, &internal, ask, n, Duration::from_secs(30)).await;
+            took.push(started.elapsed());
+            seen.push((n, answer));
+        }
+        took.sort();
+        let typical = took[2];
+        // 200 clients giving up between a fifth of that and three times it, a few at a time,
+        // so some drop their request while a store transaction is starting.
+        for batch in 0..20 {
+            let clients: Vec<_> = (0..10)
                 .map(|i| {
-                    let n = round * 1000 + batch * 50 + i;
-                    let patience = if round == 0 {
-                        Duration::from_micros(2_000 + (n as u64 * 571) % 28_000)
-                    } else {
-                        Duration::from_secs(30)
-                    };
-                    let (public, internal) = (public.clone(), internal.clone());
-                    tokio::spawn(async move { (n, client(&public, &internal, n, patience).await) })
+                    n += 1;
+                    let step = (batch * 10 + i) as u32;
+                    let patience = typical * (20 + (step * 7919) % 280) / 100;
+                    let (public, internal, n) = (public.clone(), internal.clone(), n);
+                    tokio::spawn(
+                        async move { (n, client(&public, &internal, ask, n, patience).await) },
+                    )
                 })
                 .collect();
             for client in clients {
                 seen.push(client.await.unwrap());
             }
+        }
+    }
+    // As many that wait, so the pool hands every connection out again.
+    for batch in 0..10 {
+        let clients: Vec<_> = (0..30)
+            .map(|i| {
+                n += 1;
+                let ask = [Ask::Callback, Ask::FailedPurchase, Ask::Exchange][(batch + i) % 3];
+                let (public, internal, n) = (public.clone(), internal.clone(), n);
+                tokio::spawn(async move {
+                    (
+                        n,
+                        client(&public, &internal, ask, n, Duration::from_secs(30)).await,
+                    )
+                })
+            })
+            .collect();
+        for client in clients {
+            seen.push(client.await.unwrap());
         }
     }
     let hung_up = seen
@@ -131,7 +176,7 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
         .count();
     assert!(hung_up >= 100, "only {hung_up} clients hung up");
 
-    // Every acknowledged token is still there.
+    // Every acknowledged token and outcome is still there.
     let http = reqwest::Client::new();
     let get = |path: String| {
         http.get(format!("{internal}{path}"))
@@ -144,19 +189,22 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
                 let found = get(format!("/v1/tokens/{id}")).await.unwrap();
                 assert_eq!(found.status(), StatusCode::OK, "exchange {n}: {id}");
             }
-            Seen::Recorded => {
+            Seen::Recorded(ask) => {
                 let outcomes: Value = get(format!("/v1/callbacks?ref=HANG-{n}"))
                     .await
                     .unwrap()
                     .json()
                     .await
                     .unwrap();
-                assert_eq!(
-                    outcomes[0]["outcome"], "succeeded",
-                    "callback {n}: {outcomes}"
-                );
-                let found = get(format!("/v1/tokens?ref=HANG-{n}")).await.unwrap();
-                assert_eq!(found.status(), StatusCode::OK, "callback {n}");
+                let expected = match ask {
+                    Ask::FailedPurchase => "purchase_failed",
+                    _ => "succeeded",
+                };
+                assert_eq!(outcomes[0]["outcome"], expected, "{ask:?} {n}: {outcomes}");
+                if expected == "succeeded" {
+                    let found = get(format!("/v1/tokens?ref=HANG-{n}")).await.unwrap();
+                    assert_eq!(found.status(), StatusCode::OK, "callback {n}");
+                }
             }
             Seen::HungUp => {}
         }
