@@ -26,9 +26,10 @@ pub const MAX_FAILURES_PER_REF: i64 = 20;
 /// The default of `store.max_failure_outcomes`: failure outcomes kept in all.
 pub const DEFAULT_MAX_FAILURE_OUTCOMES: i64 = 10_000;
 
-/// The cap on failure outcomes in all is enforced whenever a new outcome's sequence number is a
-/// multiple of this (and by every purge): between two enforcements, at most this many more.
-pub const TRIM_EVERY: i64 = 64;
+/// The cap on failure outcomes in all is enforced at every this many failures a process records
+/// (and by every purge): each process adds fewer than this many between two enforcements. A
+/// count of our own, so that no sender can steer which requests enforce it.
+pub const TRIM_EVERY: u64 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeKind {
@@ -144,15 +145,20 @@ impl TokenStore {
         } else {
             code.clone()
         };
+        let trim_all = failure
+            && self
+                .failures_recorded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % TRIM_EVERY
+                == TRIM_EVERY - 1;
         let new = new.clone();
         let recorded = self
             .to_completion(move |store| async move {
-                let seq = store.writer.newest_first();
                 let record = format!(
-                    "{RECORD} {} RETURNING {COLUMNS}, {seq} AS seq",
+                    "{RECORD} {} RETURNING {COLUMNS}",
                     if by_failure { ON_FAILURE } else { ON_CODE }
                 );
-                let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}, {seq} AS seq");
+                let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}");
                 let cap = store.max_failure_outcomes;
                 // An explicit transaction, so that a failed commit is seen (see `claim`).
                 let recorded = on_pool!(&store.writer, pool => {
@@ -184,11 +190,8 @@ impl TokenStore {
                             .fetch_optional(&mut *tx)
                             .await?;
                     }
-                    let recorded = match row {
-                        Some(row) => Some((outcome(&row)?, row.int("seq")?)),
-                        None => None,
-                    };
-                    if let (true, Some((kept, seq))) = (failure, &recorded) {
+                    let recorded = row.map(|row| outcome(&row)).transpose()?;
+                    if let (true, Some(kept)) = (failure, &recorded) {
                         // Older failures make room for the one just recorded.
                         let with_ref = kept.outcome.reference.is_some();
                         sqlx::query(AssertSqlSafe(trim_ref_sql(&store.writer, with_ref)))
@@ -197,7 +200,7 @@ impl TokenStore {
                             .bind(MAX_FAILURES_PER_REF - 1)
                             .execute(&mut *tx)
                             .await?;
-                        if seq % TRIM_EVERY == 0 {
+                        if trim_all {
                             sqlx::query(AssertSqlSafe(trim_failures_sql(&store.writer)))
                                 .bind(cap - 1)
                                 .bind(&kept.id)
@@ -206,7 +209,7 @@ impl TokenStore {
                         }
                     }
                     tx.commit().await?;
-                    recorded.map(|(kept, _)| kept)
+                    recorded
                 });
                 store.durable().await?;
                 Ok(recorded)

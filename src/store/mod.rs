@@ -136,6 +136,8 @@ pub struct TokenStore {
     sqlite_directory: Option<Arc<Path>>,
     /// At most this many failure outcomes are kept in all (see `callbacks`).
     max_failure_outcomes: i64,
+    /// Failure outcomes this process recorded: every `callbacks::TRIM_EVERY`th enforces the cap.
+    failures_recorded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TokenStore {
@@ -173,6 +175,7 @@ impl TokenStore {
             keys: Arc::new(keys),
             sqlite_directory,
             max_failure_outcomes: callbacks::DEFAULT_MAX_FAILURE_OUTCOMES,
+            failures_recorded: Arc::default(),
         })
     }
 
