@@ -101,7 +101,11 @@ impl Engine {
             Some(key) => key,
             None => generated_key(&backend)?,
         };
-        let store = Arc::new(TokenStore::open(&backend, Keyring::new(&master_key)).await?);
+        let store = Arc::new(
+            TokenStore::open(&backend, Keyring::new(&master_key))
+                .await?
+                .with_max_failure_outcomes(settings.store.max_failure_outcomes),
+        );
         let metrics = Arc::new(Metrics::default());
         let mondiapay = MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?;
         let limits = ExchangeLimits {

@@ -58,6 +58,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("store.claim_lease_secs", false),
     ("store.retention_secs", false),
     ("store.purge_interval_secs", false),
+    ("store.max_failure_outcomes", false),
     ("server.shutdown_grace_secs", false),
     ("log.format", false),
 ];

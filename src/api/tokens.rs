@@ -71,8 +71,8 @@ pub async fn find_token(
 ) -> Result<Json<TokenRecord>, ApiError> {
     let margin = state.expiry_margin_secs;
     let found = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
-        (Some(reference), None) => state.store.newest_for_ref(&reference, margin).await?,
-        (None, Some(uuid)) => state.store.newest_for_uuid(&uuid, margin).await?,
+        (Some(reference), None) => state.store.first_for_ref(&reference, margin).await?,
+        (None, Some(uuid)) => state.store.first_for_uuid(&uuid, margin).await?,
         _ => {
             return Err(ApiError::BadRequest(
                 "give exactly one of ref or uuid".to_owned(),

@@ -162,11 +162,13 @@ impl Exchanger {
     ) -> Result<(TokenRecord, Fresh), ExchangeError> {
         let _turn = self.turns.take(hash).await;
         let give_up = Instant::now() + self.lease + CLAIM_POLL;
+        // The lease runs on the database's clock, the same for every replica.
+        let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX);
         loop {
-            let lease_until = now_unix() + self.lease.as_secs() as i64;
-            let row = match self.store.claim(hash, owner, lease_until).await? {
-                Claim::Claimed { attempt } => {
-                    return self.call_mondiapay(code, hash, owner, attempt).await;
+            let row = match self.store.claim(hash, owner, lease_secs).await? {
+                // The token goes to the code's first claimer, who may not be this caller.
+                Claim::Claimed { attempt, owner } => {
+                    return self.call_mondiapay(code, hash, &owner, attempt).await;
                 }
                 Claim::Taken(row) => row,
             };

@@ -55,10 +55,8 @@ pub async fn callback(
         Some(Ok(code)) if exchangeable => exchange(&state, &request_id, &params, code).await,
         Some(Err(problem)) if exchangeable => return bad_request(&problem),
         // The purchase failed: recorded, and its code (if any) is never sent to MondiaPay.
-        code => {
-            let key = code
-                .and_then(Result::ok)
-                .map(|code| ReplayKey::failed_purchase(&state.store.keys().hash_code(&code)));
+        // Failures are recorded once per (ref, outcome, error), whatever code they carry.
+        _ => {
             tracing::info!(
                 mondiapay_error = params.error.as_deref(),
                 mondiapay_status = params.status.as_deref(),
@@ -70,7 +68,7 @@ pub async fn callback(
                 OutcomeKind::PurchaseFailed,
                 StatusCode::OK,
             );
-            state.store.record_callback(key.as_ref(), &failed).await
+            state.store.record_callback(None, &failed).await
         }
     };
     match result {
@@ -126,7 +124,6 @@ async fn exchange(
             new.kind = OutcomeKind::CodeRejected;
             new.page_status = StatusCode::BAD_REQUEST.as_u16();
             new.error = Some(rejection.error);
-            new.message = rejection.message;
         }
         Err(ExchangeError::Store(error)) => return Err(error),
         Err(other) => {
@@ -157,7 +154,6 @@ fn outcome(
         uuid: params.uuid.clone(),
         status: params.status.clone(),
         error: params.error.clone(),
-        message: params.message.clone(),
         token_id: None,
     }
 }
@@ -235,10 +231,8 @@ pub async fn result(
         // The callback's request id: the one support finds in the logs.
         support_reference: &outcome.request_id,
         reason: Some(purchase_failure_reason(outcome.error.as_deref())),
-        mondiapay_message: outcome
-            .message
-            .as_deref()
-            .filter(|_| outcome.kind == OutcomeKind::PurchaseFailed),
+        // MondiaPay's free text is not stored: the page says what its error code means.
+        mondiapay_message: None,
     };
     let status = StatusCode::from_u16(outcome.page_status).unwrap_or(StatusCode::OK);
     state.pages.render(page, status, &facts)

@@ -120,6 +120,10 @@ impl Settings {
             ("store.claim_lease_secs", self.store.claim_lease_secs),
             ("store.purge_interval_secs", self.store.purge_interval_secs),
             (
+                "store.max_failure_outcomes",
+                self.store.max_failure_outcomes,
+            ),
+            (
                 "server.shutdown_grace_secs",
                 self.server.shutdown_grace_secs,
             ),

@@ -119,6 +119,8 @@ pub struct StoreSettings {
     /// Expired tokens, finished exchanges and callback outcomes are kept this long, then purged.
     pub retention_secs: u64,
     pub purge_interval_secs: u64,
+    /// Failure outcomes of callbacks (anyone can forge one) kept in all, the oldest trimmed.
+    pub max_failure_outcomes: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -214,6 +216,7 @@ impl Default for StoreSettings {
             claim_lease_secs: 60,
             retention_secs: 7 * 24 * 3600,
             purge_interval_secs: 3600,
+            max_failure_outcomes: 10_000,
         }
     }
 }

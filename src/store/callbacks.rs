@@ -1,16 +1,35 @@
 //! Callback outcomes: what each browser callback ended in, for the result page, replays, and
 //! `GET /v1/callbacks`.
+//!
+//! Anyone can send a browser to the callback with `error=…&ref=…`, so failures are bounded: a
+//! failed purchase or a rejected code is recorded once per (`ref`, outcome, error) — a repeat
+//! refreshes it — and an `unavailable` outcome once per code, until a retry of the code replaces
+//! it; a `ref` (or the group of callbacks without one) keeps its newest `MAX_FAILURES_PER_REF`
+//! failures, and the store at most `max_failure_outcomes` in all. A `succeeded` outcome takes a
+//! code MondiaPay exchanged: those are never pushed out by failures.
 
 use base64::Engine;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
-use super::pool::{Columns, on_pool};
+use super::pool::{Columns, Pool, on_pool};
 use super::{StoreError, TokenStore, now_unix, rfc3339};
 use crate::crypto::{CodeHash, random_bytes};
 
-/// At most this many outcomes are listed for one ref.
-const MAX_LISTED: i64 = 100;
+/// At most this many `succeeded` outcomes are listed for one ref, newest first.
+const MAX_LISTED_SUCCEEDED: i64 = 100;
+
+/// Failure outcomes kept for one ref (and for the group of callbacks without a ref).
+pub const MAX_FAILURES_PER_REF: i64 = 20;
+
+/// The default of `store.max_failure_outcomes`: failure outcomes kept in all.
+pub const DEFAULT_MAX_FAILURE_OUTCOMES: i64 = 10_000;
+
+/// The cap on failure outcomes in all is enforced at every this many failures a process records
+/// (and by every purge): each process adds fewer than this many between two enforcements. A
+/// count of our own, so that no sender can steer which requests enforce it.
+pub const TRIM_EVERY: u64 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeKind {
@@ -43,7 +62,9 @@ impl OutcomeKind {
     }
 }
 
-/// What makes two callbacks the same one: the code's keyed hash, with failed purchases apart.
+/// What makes two successful callbacks the same one: the code's keyed hash. (A failure's key is
+/// its `ref`, outcome and error, see `failure_key`; a replayed code that failed finds its verdict
+/// in the exchanges, and its outcome again under that key.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayKey(String);
 
@@ -52,12 +73,21 @@ impl ReplayKey {
     pub fn exchange(code: &CodeHash) -> Self {
         Self(code.as_str().to_owned())
     }
+}
 
-    /// A callback that reported a failed purchase with a code. Kept apart from the exchange key
-    /// so that a forged failure carrying someone's code cannot block that code's real callback.
-    pub fn failed_purchase(code: &CodeHash) -> Self {
-        Self(format!("failed:{}", code.as_str()))
-    }
+/// The key of a failure outcome: one row per (`ref`, outcome, error). Hashed, so the unique
+/// index holds short keys whatever the query carried; the prefix keeps it apart from code keys.
+fn failure_key(new: &NewCallback) -> String {
+    let identity = serde_json::to_vec(&(
+        new.kind.as_str(),
+        new.error.as_deref(),
+        new.reference.as_deref(),
+    ))
+    .expect("strings serialize");
+    format!(
+        "failure:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(identity))
+    )
 }
 
 /// A callback's outcome, as about to be recorded.
@@ -72,8 +102,8 @@ pub struct NewCallback {
     /// MondiaPay's `status` redirect parameter.
     pub status: Option<String>,
     /// MondiaPay's `error` redirect parameter, or its error code when it rejected the code.
+    /// (Its free-text `message` is never stored: it may say anything.)
     pub error: Option<String>,
-    pub message: Option<String>,
     pub token_id: Option<String>,
 }
 
@@ -86,11 +116,17 @@ pub struct CallbackOutcome {
 }
 
 impl TokenStore {
-    /// Records an outcome. With a replay key, the first final outcome stays: a replay gets it
-    /// back (same id, same page) instead of recording another.
+    /// Records an outcome and returns the one that stands.
+    ///
+    /// A `succeeded` or `unavailable` outcome is keyed by its code (`code_key`): a replay gets
+    /// the first final outcome back (same id, same page) instead of recording another, and a
+    /// final outcome replaces an `unavailable` one of its code. A failed purchase or a rejected
+    /// code is keyed by (`ref`, outcome, error) — unless it replaces its code's `unavailable`
+    /// outcome — and a repeat gets the recorded one back, refreshed. Failures beyond the bounds
+    /// go, oldest first; the outcome recorded stays.
     pub async fn record_callback(
         &self,
-        key: Option<&ReplayKey>,
+        code_key: Option<&ReplayKey>,
         new: &NewCallback,
     ) -> Result<CallbackOutcome, StoreError> {
         let id = format!(
@@ -98,33 +134,90 @@ impl TokenStore {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
         );
         let now = now_unix();
-        // An explicit transaction, so that a failed commit is seen (see `TokenStore::claim`).
-        let recorded = on_pool!(&self.writer, pool => {
-            let mut tx = pool.begin().await?;
-            let recorded = sqlx::query(RECORD)
-                .bind(&id)
-                .bind(key.map(|key| key.0.as_str()))
-                .bind(new.kind.as_str())
-                .bind(i64::from(new.page_status))
-                .bind(&new.request_id)
-                .bind(new.reference.as_deref())
-                .bind(new.uuid.as_deref())
-                .bind(new.status.as_deref())
-                .bind(new.error.as_deref())
-                .bind(new.message.as_deref())
-                .bind(new.token_id.as_deref())
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| outcome(&row))
-                .transpose()?;
-            tx.commit().await?;
-            recorded
-        });
-        self.durable().await?;
-        match (recorded, key) {
+        let failure = new.kind != OutcomeKind::Succeeded;
+        let by_failure = matches!(
+            new.kind,
+            OutcomeKind::PurchaseFailed | OutcomeKind::CodeRejected
+        );
+        let code = code_key.map(|key| key.0.clone());
+        let key = if by_failure {
+            Some(failure_key(new))
+        } else {
+            code.clone()
+        };
+        let trim_all = failure
+            && self
+                .failures_recorded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % TRIM_EVERY
+                == TRIM_EVERY - 1;
+        let new = new.clone();
+        let recorded = self
+            .to_completion(move |store| async move {
+                let record = format!(
+                    "{RECORD} {} RETURNING {COLUMNS}",
+                    if by_failure { ON_FAILURE } else { ON_CODE }
+                );
+                let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}");
+                let cap = store.max_failure_outcomes;
+                // An explicit transaction, so that a failed commit is seen (see `claim`).
+                let recorded = on_pool!(&store.writer, pool => {
+                    let mut tx = pool.begin().await?;
+                    let mut row = None;
+                    if let (true, Some(code)) = (by_failure, &code) {
+                        row = sqlx::query(AssertSqlSafe(finish))
+                            .bind(code)
+                            .bind(new.kind.as_str())
+                            .bind(i64::from(new.page_status))
+                            .bind(new.error.as_deref())
+                            .bind(now)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    }
+                    if row.is_none() {
+                        row = sqlx::query(AssertSqlSafe(record))
+                            .bind(&id)
+                            .bind(key.as_deref())
+                            .bind(new.kind.as_str())
+                            .bind(i64::from(new.page_status))
+                            .bind(&new.request_id)
+                            .bind(new.reference.as_deref())
+                            .bind(new.uuid.as_deref())
+                            .bind(new.status.as_deref())
+                            .bind(new.error.as_deref())
+                            .bind(new.token_id.as_deref())
+                            .bind(now)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    }
+                    let recorded = row.map(|row| outcome(&row)).transpose()?;
+                    if let (true, Some(kept)) = (failure, &recorded) {
+                        // Older failures make room for the one just recorded.
+                        let with_ref = kept.outcome.reference.is_some();
+                        sqlx::query(AssertSqlSafe(trim_ref_sql(&store.writer, with_ref)))
+                            .bind(kept.outcome.reference.as_deref())
+                            .bind(&kept.id)
+                            .bind(MAX_FAILURES_PER_REF - 1)
+                            .execute(&mut *tx)
+                            .await?;
+                        if trim_all {
+                            sqlx::query(AssertSqlSafe(trim_failures_sql(&store.writer)))
+                                .bind(cap - 1)
+                                .bind(&kept.id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    recorded
+                });
+                store.durable().await?;
+                Ok(recorded)
+            })
+            .await?;
+        match (recorded, code_key) {
             (Some(recorded), _) => Ok(recorded),
-            // The outcome for this key was already final: that one stands.
+            // The outcome for this code was already final: that one stands.
             (None, Some(key)) => self
                 .callback_for(key)
                 .await?
@@ -161,40 +254,89 @@ impl TokenStore {
         Ok(found)
     }
 
-    /// The outcomes recorded for a merchant reference, newest first.
+    /// The outcomes recorded for a merchant reference, newest first: its newest
+    /// `MAX_LISTED_SUCCEEDED` successes and its failures (at most `MAX_FAILURES_PER_REF`), so
+    /// no number of failures can push a success out of the list.
     pub async fn callbacks_for_ref(
         &self,
         reference: &str,
     ) -> Result<Vec<CallbackOutcome>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM callbacks WHERE ref = $1 ORDER BY created_at DESC, {} DESC LIMIT $2",
-            self.pool.newest_first()
-        );
-        let listed = on_pool!(&self.pool, pool => {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(reference)
-                .bind(MAX_LISTED)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(outcome)
-                .collect::<Result<Vec<_>, _>>()?
-        });
-        Ok(listed)
+        let seq = self.pool.newest_first();
+        let mut listed = Vec::new();
+        for (outcomes, limit) in [
+            ("outcome = 'succeeded'", MAX_LISTED_SUCCEEDED),
+            ("outcome <> 'succeeded'", MAX_FAILURES_PER_REF),
+        ] {
+            let sql = format!(
+                "SELECT {COLUMNS}, {seq} AS seq FROM callbacks WHERE ref = $1 AND {outcomes} \
+                 ORDER BY created_at DESC, {seq} DESC LIMIT $2"
+            );
+            let rows = on_pool!(&self.pool, pool => {
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(reference)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|row| Ok::<_, sqlx::Error>((outcome(row)?, row.int("seq")?)))
+                    .collect::<Result<Vec<_>, _>>()?
+            });
+            listed.extend(rows);
+        }
+        listed.sort_by_key(|(outcome, seq)| std::cmp::Reverse((outcome.created_at, *seq)));
+        Ok(listed.into_iter().map(|(outcome, _)| outcome).collect())
     }
 }
 
 const COLUMNS: &str =
-    "id, outcome, page_status, request_id, ref, uuid, status, error, message, token_id, created_at";
+    "id, outcome, page_status, request_id, ref, uuid, status, error, token_id, created_at";
 
 const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, uuid, status, \
-         error, message, token_id, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
-     ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, page_status = excluded.page_status, \
-         error = excluded.error, message = excluded.message, token_id = excluded.token_id, \
+         error, token_id, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
+
+/// A code's outcome is final once it is not `unavailable`.
+const ON_CODE: &str = "ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, \
+         page_status = excluded.page_status, error = excluded.error, token_id = excluded.token_id, \
          updated_at = excluded.updated_at \
-     WHERE callbacks.outcome = 'unavailable' \
-     RETURNING id, outcome, page_status, request_id, ref, uuid, status, error, message, token_id, created_at";
+     WHERE callbacks.outcome = 'unavailable'";
+
+/// A code's `unavailable` outcome (`$1`) becomes its final one: the same result page, now
+/// saying what happened.
+const FINISH_UNAVAILABLE: &str = "UPDATE callbacks SET outcome = $2, page_status = $3, error = $4, \
+         token_id = NULL, updated_at = $5 \
+     WHERE replay_key = $1 AND outcome = 'unavailable'";
+
+/// A failure seen again is the same outcome, last seen now.
+const ON_FAILURE: &str = "ON CONFLICT (replay_key) DO UPDATE SET updated_at = excluded.updated_at";
+
+/// Deletes a ref's failures (`$1`; without a ref, those without one) beyond the newest `$3`,
+/// sparing `$2`.
+fn trim_ref_sql(pool: &Pool, with_ref: bool) -> String {
+    let seq = pool.newest_first();
+    // `ref IS NULL` rather than a null-safe comparison, which PostgreSQL cannot look up in the
+    // index; `$1 IS NULL` keeps the parameter in the statement.
+    let of_ref = if with_ref {
+        "ref = $1"
+    } else {
+        "ref IS NULL AND $1 IS NULL"
+    };
+    format!(
+        "DELETE FROM callbacks WHERE {of_ref} AND outcome <> 'succeeded' AND id <> $2 \
+         AND id NOT IN (SELECT id FROM callbacks WHERE {of_ref} AND outcome <> 'succeeded' \
+             AND id <> $2 ORDER BY updated_at DESC, {seq} DESC LIMIT $3)"
+    )
+}
+
+/// Deletes failures beyond the newest `$1` of all, sparing `$2`.
+pub(super) fn trim_failures_sql(pool: &Pool) -> String {
+    let seq = pool.newest_first();
+    format!(
+        "DELETE FROM callbacks WHERE outcome <> 'succeeded' AND id <> $2 \
+         AND id NOT IN (SELECT id FROM callbacks WHERE outcome <> 'succeeded' AND id <> $2 \
+             ORDER BY updated_at DESC, {seq} DESC LIMIT $1)"
+    )
+}
 
 fn outcome(row: &impl Columns) -> Result<CallbackOutcome, sqlx::Error> {
     let page_status = row.int("page_status")?;
@@ -209,7 +351,6 @@ fn outcome(row: &impl Columns) -> Result<CallbackOutcome, sqlx::Error> {
             uuid: row.optional_text("uuid")?,
             status: row.optional_text("status")?,
             error: row.optional_text("error")?,
-            message: row.optional_text("message")?,
             token_id: row.optional_text("token_id")?,
         },
     })
@@ -224,7 +365,9 @@ impl Serialize for CallbackOutcome {
         map.serialize_entry("outcome", o.kind.as_str())?;
         map.serialize_entry("mondiapay_error", &o.error)?;
         map.serialize_entry("mondiapay_status", &o.status)?;
-        map.serialize_entry("mondiapay_message", &o.message)?;
+        // MondiaPay's free text is not stored, so never listed: the key stays for clients that
+        // read it.
+        map.serialize_entry("mondiapay_message", &None::<String>)?;
         map.serialize_entry("ref", &o.reference)?;
         map.serialize_entry("uuid", &o.uuid)?;
         map.serialize_entry("token_id", &o.token_id)?;

@@ -2,54 +2,77 @@
 
 use secrecy::ExposeSecret;
 
-use super::pool::{Columns, on_pool};
+use super::pool::{Columns, Pool, on_pool};
 use super::tokens::sealed_secrets;
 use super::{Claim, ExchangeRow, ExchangeState, Owner, StoreError, TokenRecord, TokenStore};
 use super::{new_token_id, now_unix};
 use crate::crypto::CodeHash;
 use crate::mondiapay::{UpstreamError, UserToken};
 
-const CLAIM: &str = "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, created_at, updated_at) \
-     VALUES ($1, 'pending', $2, 1, $3, $4, $5, $5) \
-     ON CONFLICT (code_hash) DO UPDATE SET state = 'pending', lease_until = excluded.lease_until, \
-         attempt = exchanges.attempt + 1, updated_at = excluded.updated_at, \
-         ref = COALESCE(exchanges.ref, excluded.ref), uuid = COALESCE(exchanges.uuid, excluded.uuid) \
-     WHERE exchanges.state = 'failed' \
-         OR (exchanges.state = 'pending' AND exchanges.lease_until <= excluded.updated_at) \
-     RETURNING attempt";
+/// The claim, with `$NOW` for the database's clock. The lease is taken and compared on that one
+/// clock: replicas whose own clocks disagree cannot both hold a code. The first claim's `ref`
+/// and `uuid` stay on the row, and are what a claim returns: a code's token belongs to the
+/// request that first claimed the code, not to whoever replays it after a failed attempt.
+macro_rules! claim {
+    ($now:literal) => {
+        concat!(
+            "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, created_at, updated_at) \
+             VALUES ($1, 'pending', ", $now, " + $2, 1, $3, $4, ", $now, ", ", $now, ") \
+             ON CONFLICT (code_hash) DO UPDATE SET state = 'pending', lease_until = excluded.lease_until, \
+                 attempt = exchanges.attempt + 1, updated_at = excluded.updated_at \
+             WHERE exchanges.state = 'failed' \
+                 OR (exchanges.state = 'pending' AND exchanges.lease_until <= excluded.updated_at) \
+             RETURNING attempt, ref, uuid"
+        )
+    };
+}
+
+const CLAIM_SQLITE: &str = claim!("unixepoch()");
+const CLAIM_POSTGRES: &str = claim!("CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)");
 
 impl TokenStore {
     /// Claims `code` for one exchange, atomically, also across replicas: a new code, a code
     /// whose last exchange got no usable answer, or a code whose claim outlived its lease (its
-    /// process died). Anything else is `Taken`.
+    /// process died). Anything else is `Taken`. The claim holds for `lease_secs` seconds of
+    /// the database's clock.
     pub async fn claim(
         &self,
         code: &CodeHash,
         owner: &Owner,
-        lease_until: i64,
+        lease_secs: i64,
     ) -> Result<Claim, StoreError> {
         self.ensure_room()?;
-        let now = now_unix();
-        // An explicit transaction: with `RETURNING`, SQLite hands out the row before its
-        // autocommit commits, and a failed commit would go unnoticed — and the code out.
-        let attempt: Option<i64> = on_pool!(&self.writer, pool => {
-            let mut tx = pool.begin().await?;
-            let row = sqlx::query(CLAIM)
-                .bind(code.as_str())
-                .bind(lease_until)
-                .bind(owner.reference.as_deref())
-                .bind(owner.uuid.as_deref())
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let attempt = row.map(|row| row.int("attempt")).transpose()?;
-            tx.commit().await?;
-            attempt
-        });
-        if let Some(attempt) = attempt {
-            // The claim is on disk before MondiaPay sees the code.
-            self.durable().await?;
-            return Ok(Claim::Claimed { attempt });
+        let (code_hash, owner) = (code.clone(), owner.clone());
+        let claimed = self
+            .to_completion(move |store| async move {
+                // An explicit transaction: with `RETURNING`, SQLite hands out the row before its
+                // autocommit commits, and a failed commit would go unnoticed — and the code out.
+                let claimed = on_pool!(&store.writer, pool => {
+                    let sql = match &store.writer {
+                        Pool::Sqlite(_) => CLAIM_SQLITE,
+                        Pool::Postgres(_) => CLAIM_POSTGRES,
+                    };
+                    let mut tx = pool.begin().await?;
+                    let row = sqlx::query(sql)
+                        .bind(code_hash.as_str())
+                        .bind(lease_secs)
+                        .bind(owner.reference.as_deref())
+                        .bind(owner.uuid.as_deref())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let claimed = row.map(|row| claimed(&row)).transpose()?;
+                    tx.commit().await?;
+                    claimed
+                });
+                if claimed.is_some() {
+                    // The claim is on disk before MondiaPay sees the code.
+                    store.durable().await?;
+                }
+                Ok(claimed)
+            })
+            .await?;
+        if let Some((attempt, owner)) = claimed {
+            return Ok(Claim::Claimed { attempt, owner });
         }
         // The insert did nothing, so the row existed; should it have vanished since, the caller
         // sees a released code and claims again.
@@ -65,7 +88,7 @@ impl TokenStore {
     pub async fn exchange(&self, code: &CodeHash) -> Result<Option<ExchangeRow>, StoreError> {
         let row = on_pool!(&self.pool, pool => {
             sqlx::query(
-                "SELECT state, lease_until, token_id, error, message, http_status FROM exchanges \
+                "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
                  WHERE code_hash = $1",
             )
             .bind(code.as_str())
@@ -91,25 +114,6 @@ impl TokenStore {
         let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
         // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
         let generation = self.cache.as_ref().map(|cache| cache.generation());
-        // One statement: the trigger of migration 4 marks the exchange succeeded with it.
-        on_pool!(&self.writer, pool => {
-            sqlx::query(
-                "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&id)
-            .bind(&sealed)
-            .bind(&token.token_type)
-            .bind(obtained_at)
-            .bind(expires_at)
-            .bind(owner.reference.as_deref())
-            .bind(owner.uuid.as_deref())
-            .bind(code.as_str())
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
-        self.durable().await?;
         let record = TokenRecord {
             id,
             access_token: token.access_token.expose_secret().into(),
@@ -124,10 +128,33 @@ impl TokenStore {
             uuid: owner.uuid.clone(),
             extra: token.extra.clone(),
         };
-        if let (Some(cache), Some(generation)) = (&self.cache, generation) {
-            cache.put(&record, generation);
-        }
-        Ok(record)
+        let code_hash = code.clone();
+        self.to_completion(move |store| async move {
+            // One statement: the trigger of migration 4 marks the exchange succeeded with it.
+            on_pool!(&store.writer, pool => {
+                sqlx::query(
+                    "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&record.id)
+                .bind(&sealed)
+                .bind(&record.token_type)
+                .bind(obtained_at)
+                .bind(expires_at)
+                .bind(record.reference.as_deref())
+                .bind(record.uuid.as_deref())
+                .bind(code_hash.as_str())
+                .execute(pool)
+                .await
+                .map(drop)
+            })?;
+            store.durable().await?;
+            if let (Some(cache), Some(generation)) = (&store.cache, generation) {
+                cache.put(&record, generation);
+            }
+            Ok(record)
+        })
+        .await
     }
 
     /// Records MondiaPay's final verdict on the code.
@@ -157,31 +184,37 @@ impl TokenStore {
         error: Option<&UpstreamError>,
     ) -> Result<(), StoreError> {
         let now = now_unix();
-        on_pool!(&self.writer, pool => {
-            sqlx::query(
-                "UPDATE exchanges SET state = $3, lease_until = NULL, error = $4, message = $5, \
-                     http_status = $6, updated_at = $7 \
-                 WHERE code_hash = $1 AND attempt = $2 AND state = 'pending'",
-            )
-            .bind(code.as_str())
-            .bind(attempt)
-            .bind(state.as_str())
-            .bind(error.map(|e| e.error.as_str()))
-            .bind(error.and_then(|e| e.message.as_deref()))
-            .bind(error.map(|e| i64::from(e.http_status)))
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
-        self.durable().await
+        let code_hash = code.clone();
+        // MondiaPay's error code and status only: its free-text `message` may carry anything
+        // (even what was sent to it) and is never stored.
+        let error_code = error.map(|e| e.error.clone());
+        let http_status = error.map(|e| i64::from(e.http_status));
+        self.to_completion(move |store| async move {
+            on_pool!(&store.writer, pool => {
+                sqlx::query(
+                    "UPDATE exchanges SET state = $3, lease_until = NULL, error = $4, \
+                         http_status = $5, updated_at = $6 \
+                     WHERE code_hash = $1 AND attempt = $2 AND state = 'pending'",
+                )
+                .bind(code_hash.as_str())
+                .bind(attempt)
+                .bind(state.as_str())
+                .bind(error_code.as_deref())
+                .bind(http_status)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(drop)
+            })?;
+            store.durable().await
+        })
+        .await
     }
 }
 
 fn exchange_row(row: &impl Columns) -> Result<ExchangeRow, sqlx::Error> {
     let error = row.optional_text("error")?;
     let http_status = row.optional_int("http_status")?;
-    let message = row.optional_text("message")?;
     Ok(ExchangeRow {
         state: ExchangeState::parse(&row.text("state")?),
         lease_until: row.optional_int("lease_until")?,
@@ -189,7 +222,18 @@ fn exchange_row(row: &impl Columns) -> Result<ExchangeRow, sqlx::Error> {
         rejection: error.map(|error| UpstreamError {
             http_status: u16::try_from(http_status.unwrap_or_default()).unwrap_or_default(),
             error,
-            message,
+            message: None,
         }),
     })
+}
+
+/// What a claim returns: its attempt and the code's owner.
+fn claimed(row: &impl Columns) -> Result<(i64, Owner), sqlx::Error> {
+    Ok((
+        row.int("attempt")?,
+        Owner {
+            reference: row.optional_text("ref")?,
+            uuid: row.optional_text("uuid")?,
+        },
+    ))
 }

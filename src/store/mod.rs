@@ -12,7 +12,8 @@ mod record;
 mod sqlite;
 mod tokens;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::{CallbackOutcome, NewCallback, OutcomeKind, ReplayKey};
@@ -42,6 +43,8 @@ pub enum StoreError {
         sqlite::MIN_FREE_BYTES
     )]
     DiskFull,
+    #[error("a store operation stopped unexpectedly")]
+    Interrupted,
 }
 
 /// Where a code's exchange stands.
@@ -87,8 +90,10 @@ pub struct ExchangeRow {
 /// The result of trying to claim a code for an exchange.
 #[derive(Debug)]
 pub enum Claim {
-    /// This caller holds the code; `attempt` identifies the claim when it completes.
-    Claimed { attempt: i64 },
+    /// This caller holds the code; `attempt` identifies the claim when it completes. `owner`
+    /// is whom the code's token belongs to: whoever first claimed the code, which is not
+    /// necessarily this caller when an earlier attempt got no usable answer.
+    Claimed { attempt: i64, owner: Owner },
     /// Someone else holds it, or its outcome is final.
     Taken(ExchangeRow),
 }
@@ -114,24 +119,31 @@ pub struct Owner {
     pub uuid: Option<String>,
 }
 
+/// Cheap to clone: every part is shared, so a write can run as a task of its own (see
+/// `to_completion`).
+#[derive(Clone)]
 pub struct TokenStore {
     /// Reads go here.
     pool: Pool,
     /// Writes go here: SQLite's single writer connection, or the same PostgreSQL pool.
     writer: Pool,
     /// Lookups by id, for SQLite only (see `cache`).
-    cache: Option<cache::TokenCache>,
+    cache: Option<Arc<cache::TokenCache>>,
     /// SQLite's group commit; PostgreSQL syncs its own commits.
-    group_sync: Option<group_sync::GroupSync>,
-    keys: Keyring,
+    group_sync: Option<Arc<group_sync::GroupSync>>,
+    keys: Arc<Keyring>,
     /// For SQLite, the directory of the file, whose free space is checked before an exchange.
-    sqlite_directory: Option<PathBuf>,
+    sqlite_directory: Option<Arc<Path>>,
+    /// At most this many failure outcomes are kept in all (see `callbacks`).
+    max_failure_outcomes: i64,
+    /// Failure outcomes this process recorded: every `callbacks::TRIM_EVERY`th enforces the cap.
+    failures_recorded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
         let group_sync = match backend {
-            StoreBackend::Sqlite { path } => Some(group_sync::GroupSync::new(path)),
+            StoreBackend::Sqlite { path } => Some(Arc::new(group_sync::GroupSync::new(path))),
             StoreBackend::Postgres { .. } => None,
         };
         let (pool, writer, sqlite_directory) = match backend {
@@ -141,7 +153,11 @@ impl TokenStore {
                     _ => PathBuf::from("."),
                 };
                 let (readers, writer) = sqlite::open(path).await?;
-                (Pool::Sqlite(readers), Pool::Sqlite(writer), Some(directory))
+                (
+                    Pool::Sqlite(readers),
+                    Pool::Sqlite(writer),
+                    Some(Arc::from(directory)),
+                )
             }
             StoreBackend::Postgres { url } => {
                 let pool = postgres::open(url).await?;
@@ -150,15 +166,39 @@ impl TokenStore {
         };
         let cache = sqlite_directory
             .as_ref()
-            .map(|_| cache::TokenCache::default());
+            .map(|_| Arc::new(cache::TokenCache::default()));
         Ok(Self {
             pool,
             writer,
             cache,
             group_sync,
-            keys,
+            keys: Arc::new(keys),
             sqlite_directory,
+            max_failure_outcomes: callbacks::DEFAULT_MAX_FAILURE_OUTCOMES,
+            failures_recorded: Arc::default(),
         })
+    }
+
+    /// Keeps at most `limit` failure outcomes in all (`store.max_failure_outcomes`).
+    pub fn with_max_failure_outcomes(mut self, limit: u64) -> Self {
+        self.max_failure_outcomes = i64::try_from(limit).unwrap_or(i64::MAX).max(1);
+        self
+    }
+
+    /// Runs a store operation to completion as a task of its own, whatever becomes of the
+    /// caller. A request future dropped mid-operation (a client that hangs up) would otherwise
+    /// cancel it part-way: sqlx 0.9 on PostgreSQL then returns a connection whose `BEGIN` was
+    /// sent but not yet answered to the pool as if idle, and the next borrower's statements run
+    /// inside that stale transaction (transact-rs/sqlx issue 4393). Every write goes through here.
+    async fn to_completion<T, Op, Done>(&self, op: Op) -> Result<T, StoreError>
+    where
+        Op: FnOnce(TokenStore) -> Done,
+        Done: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::spawn(op(self.clone()))
+            .await
+            .unwrap_or(Err(StoreError::Interrupted))
     }
 
     pub fn keys(&self) -> &Keyring {
@@ -169,15 +209,18 @@ impl TokenStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.ensure_room()?;
         let now = now_unix();
-        on_pool!(&self.writer, pool => sqlx::query(
-            "INSERT INTO health (id, checked_at) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-        )
-        .bind(now)
-        .execute(pool)
+        self.to_completion(move |store| async move {
+            on_pool!(&store.writer, pool => sqlx::query(
+                "INSERT INTO health (id, checked_at) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+            Ok(())
+        })
         .await
-        .map(drop))?;
-        Ok(())
     }
 
     /// Waits until the writes this caller committed are on disk (SQLite's group commit).

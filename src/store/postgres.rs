@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "a stored token marks its exchange",
         include_str!("../../migrations/postgres/0004_token_marks_exchange.sql"),
     ),
+    (
+        5,
+        "bounded failure outcomes, no free text from MondiaPay",
+        include_str!("../../migrations/postgres/0005_bounded_outcomes_no_free_text.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "a stored token marks its exchange",
         include_str!("../../migrations/sqlite/0004_token_marks_exchange.sql"),
     ),
+    (
+        5,
+        "bounded failure outcomes, no free text from MondiaPay",
+        include_str!("../../migrations/sqlite/0005_bounded_outcomes_no_free_text.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token

@@ -49,33 +49,38 @@ impl TokenStore {
         Ok(found)
     }
 
-    /// The newest token for a merchant reference that is still valid `margin_secs` from now.
-    pub async fn newest_for_ref(
+    /// The first token recorded for a merchant reference among those still valid
+    /// `margin_secs` from now. The first, not the newest: a `ref` in a callback's query string is
+    /// only a claim, and a later token from another code must not take the order over while the
+    /// first one is live.
+    pub async fn first_for_ref(
         &self,
         reference: &str,
         margin_secs: i64,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        self.newest("ref", reference, margin_secs).await
+        self.first_live("ref", reference, margin_secs).await
     }
 
-    /// The newest token for a MondiaPay user that is still valid `margin_secs` from now.
-    pub async fn newest_for_uuid(
+    /// The first token recorded for a MondiaPay user among those still valid `margin_secs`
+    /// from now (see `first_for_ref`).
+    pub async fn first_for_uuid(
         &self,
         uuid: &str,
         margin_secs: i64,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        self.newest("uuid", uuid, margin_secs).await
+        self.first_live("uuid", uuid, margin_secs).await
     }
 
-    async fn newest(
+    async fn first_live(
         &self,
         column: &'static str,
         value: &str,
         margin_secs: i64,
     ) -> Result<Option<TokenRecord>, StoreError> {
+        // Oldest obtained first; tokens of the same second in the order they were stored.
         let sql = format!(
             "SELECT {COLUMNS} FROM tokens WHERE {column} = $1 AND expires_at > $2 \
-             ORDER BY obtained_at DESC, {} DESC LIMIT 1",
+             ORDER BY obtained_at ASC, {} ASC LIMIT 1",
             self.pool.newest_first()
         );
         let valid_until = now_unix() + margin_secs;
@@ -98,14 +103,19 @@ impl TokenStore {
 
     /// Deletes a token; deleting one that is gone is not an error.
     pub async fn delete_token(&self, id: &str) -> Result<(), StoreError> {
-        on_pool!(&self.writer, pool => {
-            sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(pool).await.map(drop)
-        })?;
-        self.durable().await?;
-        if let Some(cache) = &self.cache {
-            cache.remove(id);
-        }
-        Ok(())
+        let id = id.to_owned();
+        // The cache forgets the token in the same task: a deleted token is never served again.
+        self.to_completion(move |store| async move {
+            on_pool!(&store.writer, pool => {
+                sqlx::query("DELETE FROM tokens WHERE id = $1").bind(&id).execute(pool).await.map(drop)
+            })?;
+            store.durable().await?;
+            if let Some(cache) = &store.cache {
+                cache.remove(&id);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// How many tokens are still valid `margin_secs` from now.
@@ -123,32 +133,45 @@ impl TokenStore {
 
     /// Deletes tokens that expired before `cutoff`, and finished exchanges and callback outcomes
     /// last touched before it. An exchange whose token is still stored is kept: it is what stops
-    /// that token's code from being exchanged again.
+    /// that token's code from being exchanged again. Failure outcomes beyond the store's cap go
+    /// too, oldest first.
     pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
-        let purged = on_pool!(&self.writer, pool => {
-            let mut tx = pool.begin().await?;
-            let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
+        self.to_completion(move |store| async move {
+            let cap = store.max_failure_outcomes;
+            let purged = on_pool!(&store.writer, pool => {
+                let mut tx = pool.begin().await?;
+                let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let exchanges = sqlx::query(
+                    "DELETE FROM exchanges WHERE updated_at < $1 AND state <> 'pending' \
+                     AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))",
+                )
                 .bind(cutoff)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            let exchanges = sqlx::query(
-                "DELETE FROM exchanges WHERE updated_at < $1 AND state <> 'pending' \
-                 AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))",
-            )
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let callbacks = sqlx::query("DELETE FROM callbacks WHERE updated_at < $1")
-                .bind(cutoff)
+                let callbacks = sqlx::query("DELETE FROM callbacks WHERE updated_at < $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let over_cap = sqlx::query(AssertSqlSafe(super::callbacks::trim_failures_sql(
+                    &store.writer,
+                )))
+                .bind(cap)
+                .bind("")
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            tx.commit().await?;
-            Purged { tokens, exchanges, callbacks }
-        });
-        Ok(purged)
+                tx.commit().await?;
+                Purged { tokens, exchanges, callbacks: callbacks + over_cap }
+            });
+            Ok(purged)
+        })
+        .await
     }
 }
 

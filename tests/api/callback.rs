@@ -93,7 +93,7 @@ async fn failed_purchases_are_recorded_and_their_code_is_never_exchanged() {
         (
             "error=SOMETHING_NEW&message=Operator+says+no&ref=F4".to_owned(),
             "F4",
-            "MondiaPay said: Operator says no",
+            "The payment could not be completed.",
         ),
     ];
     for (query, reference, words) in cases {

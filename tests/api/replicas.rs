@@ -168,3 +168,82 @@ async fn a_stopped_database_answers_503_until_it_is_back() {
     .await;
     assert_eq!(stored["access_token"], before["access_token"]);
 }
+
+/// libfaketime from Debian's `faketime` package: shifts the wall clock of the process it is
+/// preloaded into (the monotonic clock stays true).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_runs_ahead_cannot_take_over_a_live_claim() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "this test needs Debian's faketime package: apt-get install -y faketime (.ci/run does)"
+    );
+    let cluster = PgCluster::start();
+    let (server, _dir, mut env) = mondiapay().await;
+    for (key, value) in [
+        ("STORE__URL", cluster.url()),
+        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
+        ("STORE__CLAIM_LEASE_SECS", "10".to_owned()),
+        ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
+        ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
+        ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
+    ] {
+        env.insert(format!("TOKEN_PROXY__{key}"), value);
+    }
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(success_body("Uonce"))
+        .set_delay(Duration::from_secs(3));
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(slow)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (a, a_internal) = Served::start(&env);
+    // Replica B's clock is two minutes ahead: far past any lease replica A takes.
+    let mut skewed = env.clone();
+    for (key, value) in [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME", "+120s"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ] {
+        skewed.insert(key.to_owned(), value.to_owned());
+    }
+    let (b, b_internal) = Served::start(&skewed);
+
+    let code = new_code();
+    let first = tokio::spawn({
+        let code = code.clone();
+        async move { exchange(&a_internal, &code).await.unwrap() }
+    });
+    until_mondiapay_is_called(&server).await;
+    let second = exchange(&b_internal, &code).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: Value = second.json().await.unwrap();
+    let first: Value = first.await.unwrap().json().await.unwrap();
+    assert_eq!(first["access_token"], "Uonce");
+    assert_eq!(second["id"], first["id"], "B waited for A's exchange");
+
+    a.terminate();
+    assert_eq!(a.wait().0, Some(0));
+    b.terminate();
+    let (code, lines) = b.wait();
+    assert_eq!(code, Some(0));
+    // The skew took: B's log lines are stamped about two minutes ahead.
+    let stamp = lines
+        .iter()
+        .find_map(|line| {
+            serde_json::from_str::<Value>(line).ok()?["timestamp"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .expect("B logs with timestamps");
+    // RFC 3339 UTC stamps of one shape compare as strings, to the second.
+    let a_minute_ahead = (time::OffsetDateTime::now_utc() + Duration::from_secs(60))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert!(
+        stamp[..19] > a_minute_ahead[..19],
+        "B's clock is not ahead: {stamp} vs {a_minute_ahead}"
+    );
+}

@@ -36,7 +36,6 @@ fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
         uuid: None,
         status: None,
         error: None,
-        message: None,
         token_id: None,
     }
 }
@@ -44,14 +43,14 @@ fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
 async fn exercise(store: &TokenStore) {
     let keys = store.keys();
     let hash = |code: &str| -> CodeHash { keys.hash_code(&Code::parse(code, "A").unwrap()) };
-    let lease = now_unix() + 60;
+    let lease = 60;
     store.ping().await.unwrap();
 
     // A new code is claimed once; a held claim is Taken; a released one is claimed again.
     let a = hash("Asuite1");
     assert!(matches!(
         store.claim(&a, &owner("R1"), lease).await.unwrap(),
-        Claim::Claimed { attempt: 1 }
+        Claim::Claimed { attempt: 1, .. }
     ));
     let Claim::Taken(row) = store.claim(&a, &owner("R1"), lease).await.unwrap() else {
         panic!("claimed twice")
@@ -60,7 +59,7 @@ async fn exercise(store: &TokenStore) {
     store.release(&a, 1).await.unwrap();
     assert!(matches!(
         store.claim(&a, &owner("R1"), lease).await.unwrap(),
-        Claim::Claimed { attempt: 2 }
+        Claim::Claimed { attempt: 2, .. }
     ));
     // A stale attempt cannot finish the newer claim.
     store.release(&a, 1).await.unwrap();
@@ -88,7 +87,7 @@ async fn exercise(store: &TokenStore) {
     );
     assert_eq!(read.uuid.as_deref(), Some("user-R1"));
 
-    // The newest of two tokens for one ref, even within the same second.
+    // The first of two live tokens for one ref, even within the same second.
     let b = hash("Asuite2");
     assert!(matches!(
         store.claim(&b, &owner("R1"), lease).await.unwrap(),
@@ -99,17 +98,17 @@ async fn exercise(store: &TokenStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.newest_for_ref("R1", 60).await.unwrap().unwrap().id,
-        second.id
+        store.first_for_ref("R1", 60).await.unwrap().unwrap().id,
+        first.id
     );
     assert_eq!(
         store
-            .newest_for_uuid("user-R1", 60)
+            .first_for_uuid("user-R1", 60)
             .await
             .unwrap()
             .unwrap()
             .id,
-        second.id
+        first.id
     );
     assert_eq!(store.count_live_tokens(60).await.unwrap(), 2);
     assert!(
@@ -117,9 +116,9 @@ async fn exercise(store: &TokenStore) {
         "inside the margin is expired"
     );
 
-    // A rejection is final and keeps MondiaPay's words.
+    // A rejection is final and keeps MondiaPay's error code, never its free text.
     let c = hash("Asuite3");
-    let Claim::Claimed { attempt } = store.claim(&c, &owner("R2"), lease).await.unwrap() else {
+    let Claim::Claimed { attempt, .. } = store.claim(&c, &owner("R2"), lease).await.unwrap() else {
         panic!()
     };
     let rejection = UpstreamError {
@@ -135,17 +134,23 @@ async fn exercise(store: &TokenStore) {
         panic!()
     };
     assert_eq!(row.state, ExchangeState::Rejected);
-    assert_eq!(row.rejection.unwrap(), rejection);
+    assert_eq!(
+        row.rejection.unwrap(),
+        UpstreamError {
+            message: None,
+            ..rejection
+        }
+    );
 
     // A claim whose lease ran out is taken over.
     let d = hash("Asuite4");
     assert!(matches!(
-        store.claim(&d, &owner("R3"), now_unix() - 1).await.unwrap(),
-        Claim::Claimed { attempt: 1 }
+        store.claim(&d, &owner("R3"), -1).await.unwrap(),
+        Claim::Claimed { attempt: 1, .. }
     ));
     assert!(matches!(
         store.claim(&d, &owner("R3"), lease).await.unwrap(),
-        Claim::Claimed { attempt: 2 }
+        Claim::Claimed { attempt: 2, .. }
     ));
 
     // Deleting is idempotent.
@@ -153,7 +158,8 @@ async fn exercise(store: &TokenStore) {
     store.delete_token(&first.id).await.unwrap();
     assert!(store.live_token(&first.id, 0).await.unwrap().is_none());
 
-    // Callback outcomes: a final one stands for its key, an unavailable one is replaced.
+    // Callback outcomes: a final one stands for its code, an unavailable one is replaced; a
+    // failed purchase or rejected code is one row per (ref, outcome, error).
     let key = ReplayKey::exchange(&hash("Asuite5"));
     let unavailable = store
         .record_callback(Some(&key), &outcome(OutcomeKind::Unavailable, "R5"))
@@ -166,19 +172,37 @@ async fn exercise(store: &TokenStore) {
     assert_eq!(succeeded.id, unavailable.id);
     assert_eq!(succeeded.outcome.kind, OutcomeKind::Succeeded);
     let again = store
-        .record_callback(Some(&key), &outcome(OutcomeKind::CodeRejected, "R5"))
+        .record_callback(Some(&key), &outcome(OutcomeKind::Succeeded, "R5"))
         .await
         .unwrap();
     assert_eq!(
         (again.id.as_str(), again.outcome.kind),
         (succeeded.id.as_str(), OutcomeKind::Succeeded)
     );
+    let rejected = store
+        .record_callback(
+            Some(&ReplayKey::exchange(&hash("Asuite6"))),
+            &outcome(OutcomeKind::CodeRejected, "R5"),
+        )
+        .await
+        .unwrap();
+    let rejected_again = store
+        .record_callback(
+            Some(&ReplayKey::exchange(&hash("Asuite7"))),
+            &outcome(OutcomeKind::CodeRejected, "R5"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected_again.id, rejected.id,
+        "one row per (ref, outcome, error)"
+    );
     store
         .record_callback(None, &outcome(OutcomeKind::PurchaseFailed, "R5"))
         .await
         .unwrap();
     let listed = store.callbacks_for_ref("R5").await.unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     assert_eq!(
         listed[0].outcome.kind,
         OutcomeKind::PurchaseFailed,
@@ -205,6 +229,103 @@ async fn exercise(store: &TokenStore) {
         "a finished exchange without a token goes"
     );
     store.close().await;
+}
+
+/// Forged failures: one row per (ref, outcome, error), 20 per ref, a cap in all; a success stays.
+async fn forged_failures(store: &TokenStore) {
+    let keys = store.keys();
+    let code = keys.hash_code(&Code::parse("Aforged1", "A").unwrap());
+    let genuine = store
+        .record_callback(
+            Some(&ReplayKey::exchange(&code)),
+            &outcome(OutcomeKind::Succeeded, "ORDER-77"),
+        )
+        .await
+        .unwrap();
+    let failure = |error: String, reference: &str| NewCallback {
+        error: Some(error),
+        ..outcome(OutcomeKind::PurchaseFailed, reference)
+    };
+    let once = store
+        .record_callback(None, &failure("SAME".into(), "ORDER-77"))
+        .await
+        .unwrap();
+    let twice = store
+        .record_callback(None, &failure("SAME".into(), "ORDER-77"))
+        .await
+        .unwrap();
+    assert_eq!(once.id, twice.id, "a repeat is the same outcome");
+    for n in 0..110 {
+        store
+            .record_callback(None, &failure(format!("FORGED_{n}"), "ORDER-77"))
+            .await
+            .unwrap();
+    }
+    let listed = store.callbacks_for_ref("ORDER-77").await.unwrap();
+    assert!(
+        listed.iter().any(|o| o.id == genuine.id),
+        "the success was pushed out"
+    );
+    let failures = listed
+        .iter()
+        .filter(|o| o.outcome.kind != OutcomeKind::Succeeded)
+        .count();
+    assert_eq!(failures, 20, "a ref keeps its newest 20 failures");
+    assert_eq!(listed[0].outcome.error.as_deref(), Some("FORGED_109"));
+
+    // Across refs: a cap in all (here 10), enforced every 64 outcomes and by the purge.
+    let capped = store.clone().with_max_failure_outcomes(10);
+    for n in 0..200 {
+        capped
+            .record_callback(None, &failure("X".into(), &format!("REF-{n}")))
+            .await
+            .unwrap();
+    }
+    let mut kept = 0;
+    for n in 0..200 {
+        kept += capped
+            .callbacks_for_ref(&format!("REF-{n}"))
+            .await
+            .unwrap()
+            .len();
+    }
+    assert!(kept <= 10 + 64, "{kept} failures kept across refs");
+    capped.purge(0).await.unwrap();
+    let mut kept = 0;
+    for n in 0..200 {
+        kept += capped
+            .callbacks_for_ref(&format!("REF-{n}"))
+            .await
+            .unwrap()
+            .len();
+    }
+    assert!(kept <= 10, "{kept} failures kept after the purge");
+    assert!(
+        capped
+            .callbacks_for_ref("ORDER-77")
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.id == genuine.id),
+        "a success is never trimmed"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn forged_failures_stay_bounded_and_never_push_out_a_success_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = StoreBackend::Sqlite {
+        path: dir.path().join("tokens.db"),
+    };
+    forged_failures(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn forged_failures_stay_bounded_and_never_push_out_a_success_on_postgresql() {
+    let cluster = PgCluster::start();
+    let backend = StoreBackend::Postgres { url: cluster.url() };
+    forged_failures(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
 }
 
 fn keyring() -> Keyring {

@@ -7,7 +7,7 @@ use wiremock::ResponseTemplate;
 use crate::helpers::*;
 
 #[tokio::test]
-async fn tokens_are_found_by_id_ref_and_uuid_newest_first() {
+async fn tokens_are_found_by_id_and_by_ref_and_uuid_the_first_live_one() {
     let app = spawn_app().await;
     app.mondiapay_issues_tokens(3).await;
     let older = json(
@@ -34,9 +34,16 @@ async fn tokens_are_found_by_id_ref_and_uuid_newest_first() {
     assert_eq!(by_id["access_token"], older["access_token"]);
     let by_ref = app.get("/v1/tokens?ref=ORDER-7").await;
     assert_eq!(by_ref.headers()["cache-control"], "no-store");
-    assert_eq!(json(by_ref).await["id"], newer["id"]);
+    assert_eq!(json(by_ref).await["id"], older["id"]);
     assert_eq!(
         json(app.get("/v1/tokens?uuid=user-1").await).await["id"],
+        older["id"]
+    );
+    // Once the first is gone, the next one recorded answers.
+    app.delete(&format!("/v1/tokens/{}", older["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        json(app.get("/v1/tokens?ref=ORDER-7").await).await["id"],
         newer["id"]
     );
     assert_eq!(

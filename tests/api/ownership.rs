@@ -1,0 +1,80 @@
+//! Whom a token belongs to: the request that first claimed its code, and, for a `ref` or a
+//! `uuid`, the first live token recorded for it. A replay or a later callback that names someone
+//! else's `ref`/`uuid` re-points nothing.
+
+use reqwest::StatusCode;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&app.mondiapay)
+        .await;
+    app.mondiapay_issues_tokens(1).await;
+    let code = new_code();
+
+    let (_, status, _) = app
+        .callback_page(&format!("ref=ORDER-FIRST&uuid=user-first&code={code}"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "no usable answer the first time"
+    );
+    let (_, status, _) = app
+        .callback_page(&format!("ref=ORDER-SECOND&uuid=user-second&code={code}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the replay exchanges the code");
+
+    let token = json(app.get("/v1/tokens?ref=ORDER-FIRST").await).await;
+    assert_eq!(
+        (token["ref"].as_str(), token["uuid"].as_str()),
+        (Some("ORDER-FIRST"), Some("user-first")),
+        "{token}"
+    );
+    for lookup in ["ref=ORDER-SECOND", "uuid=user-second"] {
+        assert_eq!(
+            app.get(&format!("/v1/tokens?{lookup}")).await.status(),
+            StatusCode::NOT_FOUND,
+            "{lookup}"
+        );
+    }
+    // The same through the API: the record returned to a replay keeps the first owner.
+    let again = json(app.exchange_code(&code, "ORDER-THIRD").await).await;
+    assert_eq!(again["id"], token["id"]);
+    assert_eq!(again["ref"], "ORDER-FIRST");
+}
+
+#[tokio::test]
+async fn a_later_token_cannot_take_over_a_ref_or_uuid_while_the_first_is_live() {
+    let app = spawn_app().await;
+    app.mondiapay_issues_tokens(2).await;
+    let (_, status, _) = app
+        .callback_page(&format!("ref=ORDER-V&uuid=user-v&code={}", new_code()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let victims = json(app.get("/v1/tokens?ref=ORDER-V").await).await;
+
+    // The attacker's own code (a USER_ALREADY_SUBSCRIBED redirect still carries an exchangeable
+    // one) with the victim's order and user.
+    let forged = format!(
+        "ref=ORDER-V&uuid=user-v&code={}&error=USER_ALREADY_SUBSCRIBED&status=409",
+        new_code()
+    );
+    let (_, status, _) = app.callback_page(&forged).await;
+    assert_eq!(status, StatusCode::OK, "the attacker's code is exchanged");
+
+    for lookup in ["ref=ORDER-V", "uuid=user-v"] {
+        let found = json(app.get(&format!("/v1/tokens?{lookup}")).await).await;
+        assert_eq!(found["id"], victims["id"], "{lookup}");
+        assert_eq!(found["access_token"], victims["access_token"], "{lookup}");
+    }
+}
