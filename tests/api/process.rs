@@ -84,8 +84,19 @@ impl Served {
     /// Waits for the exit and returns its code with every log line.
     pub fn wait(mut self) -> (Option<i32>, Vec<String>) {
         let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status.code(), self.seen)
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.extend(self.lines.iter());
+        (status.code(), seen)
+    }
+}
+
+/// A test that fails half-way must not leave the service running (holding the test's output).
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
