@@ -173,8 +173,23 @@ impl MondiaPayClient {
             _ => {
                 // The raw body helps an operator: scrubbed of anything we sent, then cut short.
                 let secret = self.client_secret.expose_secret();
-                let excerpt =
-                    scrub::excerpt(&body, &[(secret, "[secret]"), (code.expose(), "[code]")]);
+                // With HTTP Basic the secret also left inside base64 (`id:secret`).
+                let basic = basic_authorization(&self.client_id, secret);
+                let basic = match self.client_auth {
+                    ClientAuth::Basic => basic
+                        .to_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("Basic "),
+                    _ => "",
+                };
+                let excerpt = scrub::excerpt(
+                    &body,
+                    &[
+                        (secret, "[secret]"),
+                        (basic, "[credentials]"),
+                        (code.expose(), "[code]"),
+                    ],
+                );
                 tracing::warn!(status, body = %excerpt, "MondiaPay did not issue a token");
             }
         }
