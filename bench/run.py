@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "target" / "release" / "mondiapay-token-proxy"
-API_KEY = "bench-api-key-0123456789abcdef"
+API_KEY = "bQ8mZ3vK7xR2tW9nL4cH6jP1sF5gY0dA"
 TOKEN_BODY = '{"access_token":"U0123456789abcdefghijklmnopqrstuvwx","token_type":"bearer","expires_in":"43200","refresh_token":"R0123456789abcdefghijklmnopqrstuvwx"}'
 
 

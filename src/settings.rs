@@ -2,8 +2,10 @@
 //! environment variables `TOKEN_PROXY__<SECTION>__<KEY>`. Every secret may instead come from a
 //! file named by `<key>_file`, for container secrets.
 
+mod api_keys;
 mod checks;
 mod connections;
+mod database_tls;
 mod sections;
 mod values;
 

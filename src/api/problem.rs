@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::exchange::ExchangeError;
-use crate::mondiapay::NoAnswer;
+use crate::mondiapay::{NoAnswer, wording};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,12 @@ impl ApiError {
             ),
             Self::Refused(status) => refused(*status),
             Self::Exchange(error) => match error {
+                // A 2xx without a usable token: MondiaPay's fault, but final for the code.
+                ExchangeError::CodeRejected(upstream) if upstream.is_no_token() => problem(
+                    StatusCode::BAD_GATEWAY,
+                    "no-token-in-answer",
+                    "MondiaPay took the code but sent no usable token",
+                ),
                 ExchangeError::CodeRejected(upstream) => Problem {
                     mondiapay_error: Some(upstream.error.clone()),
                     ..problem(
@@ -143,10 +149,18 @@ impl ApiError {
     /// What the caller is told: never an upstream body, a token or a code.
     fn detail(&self) -> String {
         match self {
-            Self::Exchange(ExchangeError::CodeRejected(upstream)) => match &upstream.message {
-                Some(message) => format!("MondiaPay error {}: {message}", upstream.error),
-                None => format!("MondiaPay error {}", upstream.error),
-            },
+            // MondiaPay's error code and our fixed words for it, never MondiaPay's own text.
+            Self::Exchange(ExchangeError::CodeRejected(upstream)) if upstream.is_no_token() => {
+                format!(
+                    "the code is used up and cannot be submitted again: {}",
+                    wording::code_rejected(Some(&upstream.error))
+                )
+            }
+            Self::Exchange(ExchangeError::CodeRejected(upstream)) => format!(
+                "MondiaPay error {}: {}",
+                upstream.error,
+                wording::code_rejected(Some(&upstream.error))
+            ),
             Self::Exchange(ExchangeError::CredentialsRejected(_)) => {
                 "the operator must check mondiapay.client_id and mondiapay.client_secret; the code was not used up and may be submitted again".to_owned()
             }

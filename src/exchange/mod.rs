@@ -143,7 +143,7 @@ impl Exchanger {
         result.map(|(record, _)| record)
     }
 
-    /// Whether MondiaPay refused the merchant's credentials on the last call that got a verdict.
+    /// Whether MondiaPay refused the merchant's credentials, and has issued no token since.
     pub fn credentials_refused(&self) -> bool {
         self.credentials_refused.load(Ordering::Relaxed)
     }
@@ -220,8 +220,9 @@ impl Exchanger {
                 tracing::info!(token_id = %record.id, "code exchanged and token stored");
                 Ok((self.live(record)?, true))
             }
+            // A verdict on a code says nothing about the credentials: only an issued token
+            // shows they work again.
             Answer::CodeRejected(error) => {
-                self.credentials_refused.store(false, Ordering::Relaxed);
                 tracing::info!(mondiapay_error = %error.error, http_status = error.http_status, "MondiaPay rejected the code");
                 self.record_verdict("the rejection", || {
                     self.store.complete_rejection(hash, attempt, &error)

@@ -1,16 +1,47 @@
 //! Reading MondiaPay's answer to a token call: lenient about the success shape, strict about what
 //! counts as a final verdict on the code.
+//!
+//! A `2xx` means MondiaPay took the code, whatever its body says: the code is spent, so such an
+//! answer is never "no verdict". A `401`/`403` that does not name the grant or the code blames
+//! the merchant's credentials, not the code, so it is never final for the code.
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-/// MondiaPay documents 12-hour user tokens; an answer without `expires_in` gets that.
+/// MondiaPay documents 12-hour user tokens; an answer without a usable `expires_in` gets that.
 pub const DEFAULT_EXPIRES_IN_SECS: u64 = 43_200;
 /// An absurd lifetime from upstream is clamped rather than trusted (30 days).
 const MAX_EXPIRES_IN_SECS: u64 = 30 * 24 * 3600;
 
-/// Error codes that blame the merchant's credentials, not the code (compared ignoring case).
-const CREDENTIAL_ERRORS: &[&str] = &["invalid_client", "unauthorized_client", "unauthorized"];
+/// The error code recorded when a `2xx` carried no usable `access_token` (nor an error code):
+/// MondiaPay took the code, so it is spent and final, but there is no token to keep.
+pub const NO_TOKEN_IN_ANSWER: &str = "NO_TOKEN_IN_ANSWER";
+
+/// Error codes that blame the merchant's credentials whatever the status (compared ignoring case).
+const CREDENTIAL_ERRORS: &[&str] = &[
+    "invalid_client",
+    "unauthorized_client",
+    "unauthorized",
+    "forbidden",
+    "authorization_failed",
+];
+
+/// Error codes that name the grant or the code. A `401`/`403` with one of these is a verdict on
+/// the code; a `401`/`403` with any other (or none) is a credentials fault (compared ignoring
+/// case).
+const CODE_ERRORS: &[&str] = &[
+    "invalid_grant",
+    "invalid_request",
+    "token_not_found",
+    "token_expired",
+    "token_context_is_not_valid",
+    "invalid_parameters",
+];
+
+/// An error code longer than this, or with other characters than `[A-Za-z0-9_.-]`, is free text,
+/// not a code: it is replaced, so free text never reaches a page, the API or the store.
+const MAX_ERROR_CODE_CHARS: usize = 64;
+const UNRECOGNISED_ERROR: &str = "UNRECOGNISED_ERROR";
 
 /// A User Access Token as MondiaPay issued it.
 #[derive(Debug)]
@@ -25,7 +56,8 @@ pub struct UserToken {
 }
 
 /// MondiaPay's error, in its own shape (`status`, `error`, `message`) or RFC 6749's
-/// (`error`, `error_description`).
+/// (`error`, `error_description`). `error` is always an error code (`[A-Za-z0-9_.-]`, at most
+/// 64 characters), never free text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamError {
     pub http_status: u16,
@@ -33,16 +65,33 @@ pub struct UpstreamError {
     pub message: Option<String>,
 }
 
+impl UpstreamError {
+    /// A `2xx` without a usable token: the code is spent all the same.
+    pub fn no_token(http_status: u16) -> Self {
+        Self {
+            http_status,
+            error: NO_TOKEN_IN_ANSWER.to_owned(),
+            message: None,
+        }
+    }
+
+    /// Whether this is the verdict for a `2xx` that carried no usable token.
+    pub fn is_no_token(&self) -> bool {
+        self.error == NO_TOKEN_IN_ANSWER
+    }
+}
+
 /// What one answer means for the code.
 #[derive(Debug)]
 pub enum Answer {
     Issued(UserToken),
-    /// A definitive verdict on the code: final, the code is never sent again.
+    /// A definitive verdict on the code: final, the code is never sent again. Also every `2xx`
+    /// that carried no usable token (its error, or [`NO_TOKEN_IN_ANSWER`]).
     CodeRejected(UpstreamError),
     /// The merchant's credentials were refused: a configuration fault, not final for the code.
     CredentialsRejected(UpstreamError),
-    /// No usable verdict (5xx, 3xx, 408/429, unreadable body, no answer at all): the code may be
-    /// tried again.
+    /// No usable verdict (5xx, 3xx, 408/429, another 4xx without an error code, no answer at
+    /// all): the code may be tried again.
     Unusable(NoAnswer),
 }
 
@@ -69,32 +118,54 @@ pub fn read_answer(status: u16, body: &[u8]) -> Answer {
             "MondiaPay answered a redirect (HTTP {status}), which is not followed"
         )));
     }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return Answer::Unusable(NoAnswer::Invalid(format!(
-            "MondiaPay answered HTTP {status} with a body that is not a JSON object"
-        )));
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => Some(fields),
+        _ => None,
     };
-    if let Some(error) = upstream_error(status, &fields) {
-        let blames_credentials = CREDENTIAL_ERRORS
-            .iter()
-            .any(|c| error.error.eq_ignore_ascii_case(c));
-        return if blames_credentials {
-            Answer::CredentialsRejected(error)
-        } else {
-            Answer::CodeRejected(error)
-        };
-    }
     if (200..300).contains(&status) {
-        return match user_token(fields) {
-            Some(token) => Answer::Issued(token),
-            None => Answer::Unusable(NoAnswer::Invalid(
-                "MondiaPay's success answer has no usable access_token".to_owned(),
-            )),
-        };
+        return spent(status, fields);
     }
-    Answer::Unusable(NoAnswer::Invalid(format!(
-        "MondiaPay answered HTTP {status} without an error code"
-    )))
+    match fields.as_ref().and_then(|f| upstream_error(status, f)) {
+        Some(error) if blames_credentials(&error) => Answer::CredentialsRejected(error),
+        Some(error) => Answer::CodeRejected(error),
+        // A gateway's bare 401/403 names no code either: the credentials are at fault.
+        None if matches!(status, 401 | 403) => Answer::CredentialsRejected(UpstreamError {
+            http_status: status,
+            error: if status == 401 {
+                "UNAUTHORIZED"
+            } else {
+                "FORBIDDEN"
+            }
+            .to_owned(),
+            message: None,
+        }),
+        None if fields.is_some() => Answer::Unusable(NoAnswer::Invalid(format!(
+            "MondiaPay answered HTTP {status} without an error code"
+        ))),
+        None => Answer::Unusable(NoAnswer::Invalid(format!(
+            "MondiaPay answered HTTP {status} with a body that is not a JSON object"
+        ))),
+    }
+}
+
+/// A `2xx`: MondiaPay took the code. A non-empty string `access_token` is a token whatever else
+/// the answer holds (an `error` beside it, an odd `expires_in`); without one the code is spent
+/// anyway, and the verdict is final so it is never sent again.
+fn spent(status: u16, fields: Option<Map<String, Value>>) -> Answer {
+    let Some(fields) = fields else {
+        return Answer::CodeRejected(UpstreamError::no_token(status));
+    };
+    match fields.get("access_token") {
+        Some(Value::String(token)) if !token.is_empty() => Answer::Issued(user_token(fields)),
+        _ => Answer::CodeRejected(
+            upstream_error(status, &fields).unwrap_or_else(|| UpstreamError::no_token(status)),
+        ),
+    }
+}
+
+fn blames_credentials(error: &UpstreamError) -> bool {
+    let listed = |list: &[&str]| list.iter().any(|c| error.error.eq_ignore_ascii_case(c));
+    listed(CREDENTIAL_ERRORS) || (matches!(error.http_status, 401 | 403) && !listed(CODE_ERRORS))
 }
 
 fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamError> {
@@ -102,6 +173,7 @@ fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamEr
         fields
             .get(name)
             .and_then(Value::as_str)
+            .map(str::trim)
             .filter(|s| !s.is_empty())
     };
     // MondiaPay's own shape puts the class in `status` ("UNAUTHORIZED") and the detail in
@@ -110,15 +182,29 @@ fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamEr
     let message = text("error_description").or_else(|| text("message"));
     Some(UpstreamError {
         http_status: status,
-        error: truncate(error, 100),
+        error: error_code(error),
         message: message.map(|m| truncate(m, 300)),
     })
 }
 
-fn user_token(mut fields: Map<String, Value>) -> Option<UserToken> {
+/// The error code as given when it looks like one, else a fixed stand-in.
+fn error_code(error: &str) -> String {
+    let looks_like_a_code = error.chars().count() <= MAX_ERROR_CODE_CHARS
+        && error
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if looks_like_a_code {
+        error.to_owned()
+    } else {
+        UNRECOGNISED_ERROR.to_owned()
+    }
+}
+
+/// Only called with a non-empty string `access_token` in `fields`.
+fn user_token(mut fields: Map<String, Value>) -> UserToken {
     let access_token = match fields.remove("access_token") {
-        Some(Value::String(token)) if !token.is_empty() => SecretString::from(token),
-        _ => return None,
+        Some(Value::String(token)) => SecretString::from(token),
+        _ => SecretString::default(),
     };
     let refresh_token = match fields.remove("refresh_token") {
         Some(Value::String(token)) if !token.is_empty() => Some(SecretString::from(token)),
@@ -128,29 +214,40 @@ fn user_token(mut fields: Map<String, Value>) -> Option<UserToken> {
         Some(Value::String(kind)) if !kind.is_empty() => kind.to_ascii_lowercase(),
         _ => "bearer".to_owned(),
     };
-    let expires_in = fields
-        .remove("expires_in")
-        .map_or(Some(DEFAULT_EXPIRES_IN_SECS), |v| expires_in(&v))?;
-    Some(UserToken {
+    let expires_in = match fields.remove("expires_in") {
+        None | Some(Value::Null) => DEFAULT_EXPIRES_IN_SECS,
+        Some(value) => seconds(&value).unwrap_or_else(|| {
+            // The token is real and the code is spent: keep it with MondiaPay's documented
+            // lifetime. The value is not logged (the answer's fields are not either).
+            tracing::warn!(
+                "MondiaPay's expires_in is not a usable number of seconds; counting 12 hours"
+            );
+            DEFAULT_EXPIRES_IN_SECS
+        }),
+    };
+    UserToken {
         access_token,
         refresh_token,
         token_type,
-        expires_in,
+        expires_in: expires_in.min(MAX_EXPIRES_IN_SECS),
         extra: fields,
-    })
+    }
 }
 
-/// `expires_in` as a number or a numeric string (MondiaPay's examples send `"43200"`).
-fn expires_in(value: &Value) -> Option<u64> {
-    let seconds = match value {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        Value::Null => Some(DEFAULT_EXPIRES_IN_SECS),
+/// `expires_in` as a number or a numeric string (MondiaPay's examples send `"43200"`); a
+/// fraction is cut to whole seconds. Negative, non-finite or non-numeric values are unusable.
+fn seconds(value: &Value) -> Option<u64> {
+    let from_float = |f: f64| (f.is_finite() && f >= 0.0).then_some(f as u64);
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(from_float)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(from_float))
+        }
         _ => None,
-    }?;
-    Some(seconds.min(MAX_EXPIRES_IN_SECS))
+    }
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -158,134 +255,4 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use secrecy::ExposeSecret;
-
-    use super::*;
-
-    fn issued(status: u16, body: &str) -> UserToken {
-        match read_answer(status, body.as_bytes()) {
-            Answer::Issued(token) => token,
-            other => panic!("expected a token, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn accepts_the_documented_success_body_as_is() {
-        let token = issued(
-            200,
-            r#"{"access_token":"U12345","token_type":"bearer","expires_in":"43200","refresh_token":"R12345"}"#,
-        );
-        assert_eq!(token.access_token.expose_secret(), "U12345");
-        assert_eq!(token.refresh_token.unwrap().expose_secret(), "R12345");
-        assert_eq!(token.token_type, "bearer");
-        assert_eq!(token.expires_in, 43_200);
-        assert!(token.extra.is_empty());
-    }
-
-    #[test]
-    fn expires_in_may_be_a_number_a_string_or_missing() {
-        assert_eq!(
-            issued(200, r#"{"access_token":"U1","expires_in":3600}"#).expires_in,
-            3600
-        );
-        assert_eq!(
-            issued(200, r#"{"access_token":"U1","expires_in":" 60 "}"#).expires_in,
-            60
-        );
-        assert_eq!(issued(200, r#"{"access_token":"U1"}"#).expires_in, 43_200);
-        assert_eq!(
-            issued(200, r#"{"access_token":"U1","expires_in":null}"#).expires_in,
-            43_200
-        );
-        assert!(matches!(
-            read_answer(200, br#"{"access_token":"U1","expires_in":"soon"}"#),
-            Answer::Unusable(_)
-        ));
-    }
-
-    #[test]
-    fn token_type_is_case_insensitive_and_unknown_fields_are_kept() {
-        let token = issued(
-            200,
-            r#"{"access_token":"U1","token_type":"Bearer","scope":"subs","n":1}"#,
-        );
-        assert_eq!(token.token_type, "bearer");
-        assert_eq!(token.extra["scope"], "subs");
-        assert_eq!(token.extra["n"], 1);
-        assert!(token.refresh_token.is_none());
-    }
-
-    fn verdict(status: u16, body: &str) -> (&'static str, Option<String>) {
-        match read_answer(status, body.as_bytes()) {
-            Answer::Issued(_) => ("issued", None),
-            Answer::CodeRejected(e) => ("code", Some(e.error)),
-            Answer::CredentialsRejected(e) => ("credentials", Some(e.error)),
-            Answer::Unusable(_) => ("unusable", None),
-        }
-    }
-
-    #[test]
-    fn error_shapes_and_classes() {
-        let code = |e: &str| ("code", Some(e.to_owned()));
-        let credentials = |e: &str| ("credentials", Some(e.to_owned()));
-        assert_eq!(
-            verdict(
-                400,
-                r#"{"error":"invalid_grant","error_description":"used"}"#
-            ),
-            code("invalid_grant")
-        );
-        assert_eq!(
-            verdict(
-                400,
-                r#"{"status":"BAD_REQUEST","error":"INVALID_PARAMETERS","message":"bad"}"#
-            ),
-            code("INVALID_PARAMETERS")
-        );
-        assert_eq!(
-            verdict(
-                401,
-                r#"{"status":"UNAUTHORIZED","error":"TOKEN_NOT_FOUND"}"#
-            ),
-            code("TOKEN_NOT_FOUND")
-        );
-        assert_eq!(
-            verdict(200, r#"{"error":"invalid_grant"}"#),
-            code("invalid_grant")
-        );
-        assert_eq!(
-            verdict(401, r#"{"error":"invalid_client"}"#),
-            credentials("invalid_client")
-        );
-        assert_eq!(
-            verdict(401, r#"{"status":"UNAUTHORIZED","message":"bad client"}"#),
-            credentials("UNAUTHORIZED")
-        );
-        assert_eq!(
-            verdict(401, r#"{"error":"UNAUTHORIZED"}"#),
-            credentials("UNAUTHORIZED")
-        );
-        assert_eq!(verdict(500, r#"{"error":"invalid_grant"}"#).0, "unusable");
-        assert_eq!(verdict(503, "").0, "unusable");
-        assert_eq!(verdict(429, r#"{"error":"slow_down"}"#).0, "unusable");
-        assert_eq!(verdict(302, "").0, "unusable");
-        assert_eq!(verdict(404, "<html>not found</html>").0, "unusable");
-        assert_eq!(verdict(401, "").0, "unusable");
-        assert_eq!(verdict(200, "<html>ok</html>").0, "unusable");
-        assert_eq!(verdict(200, r#"{"token_type":"bearer"}"#).0, "unusable");
-        assert_eq!(verdict(200, r#"{"access_token":""}"#).0, "unusable");
-        assert_eq!(verdict(200, r#"[1,2]"#).0, "unusable");
-    }
-
-    #[test]
-    fn error_text_is_bounded() {
-        let long = "x".repeat(5000);
-        let body = format!(r#"{{"error":"{long}","message":"{long}"}}"#);
-        let Answer::CodeRejected(error) = read_answer(400, body.as_bytes()) else {
-            panic!()
-        };
-        assert_eq!(error.error.len(), 100);
-        assert_eq!(error.message.unwrap().len(), 300);
-    }
-}
+mod tests;

@@ -2,6 +2,8 @@
 //! authentication styles, bounded answers, and retries only where the code never left.
 
 mod answer;
+mod scrub;
+pub mod wording;
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use answer::{
-    Answer, DEFAULT_EXPIRES_IN_SECS, NoAnswer, UpstreamError, UserToken, read_answer,
+    Answer, DEFAULT_EXPIRES_IN_SECS, NO_TOKEN_IN_ANSWER, NoAnswer, UpstreamError, UserToken,
+    read_answer,
 };
 
 use std::sync::Arc;
@@ -141,29 +144,56 @@ impl MondiaPayClient {
 
     async fn read(&self, response: Response, code: &Code) -> Answer {
         let status = response.status().as_u16();
+        // A 2xx means MondiaPay took the code: whatever follows, the code is spent.
+        let spent = response.status().is_success();
         let body = match read_capped(response).await {
             Ok(body) => body,
+            Err(reason) if spent => {
+                tracing::error!(status, %reason, "MondiaPay took the code but its answer could not be read: the code is spent");
+                return Answer::CodeRejected(UpstreamError::no_token(status));
+            }
             Err(reason) => {
                 tracing::warn!(status, %reason, "MondiaPay's answer could not be read");
                 return Answer::Unusable(reason);
             }
         };
         let answer = read_answer(status, &body);
-        if !matches!(answer, Answer::Issued(_)) {
-            // The raw body helps an operator; it is cut short and scrubbed of anything we sent.
-            let excerpt = self.scrub(&String::from_utf8_lossy(&body[..body.len().min(512)]), code);
-            tracing::warn!(status, body = %excerpt, "MondiaPay did not issue a token");
+        match &answer {
+            Answer::Issued(_) => {}
+            // A 2xx body may hold a token in a shape this service did not take: never logged.
+            Answer::CodeRejected(error) if spent && error.is_no_token() => {
+                tracing::error!(
+                    status,
+                    "MondiaPay took the code but its answer held no usable access_token: the code is spent"
+                );
+            }
+            Answer::CodeRejected(error) if spent => {
+                tracing::warn!(status, mondiapay_error = %error.error, "MondiaPay answered success with an error and no token");
+            }
+            _ => {
+                // The raw body helps an operator: scrubbed of anything we sent, then cut short.
+                let secret = self.client_secret.expose_secret();
+                // With HTTP Basic the secret also left inside base64 (`id:secret`).
+                let basic = basic_authorization(&self.client_id, secret);
+                let basic = match self.client_auth {
+                    ClientAuth::Basic => basic
+                        .to_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("Basic "),
+                    _ => "",
+                };
+                let excerpt = scrub::excerpt(
+                    &body,
+                    &[
+                        (secret, "[secret]"),
+                        (basic, "[credentials]"),
+                        (code.expose(), "[code]"),
+                    ],
+                );
+                tracing::warn!(status, body = %excerpt, "MondiaPay did not issue a token");
+            }
         }
         answer
-    }
-
-    fn scrub(&self, text: &str, code: &Code) -> String {
-        let mut text = text.replace(code.expose(), "[code]");
-        let secret = self.client_secret.expose_secret();
-        if !secret.is_empty() {
-            text = text.replace(secret, "[secret]");
-        }
-        text
     }
 }
 
@@ -223,6 +253,7 @@ fn backoff(attempt: u32) -> Duration {
 fn answer_kind(answer: &Answer) -> &'static str {
     match answer {
         Answer::Issued(_) => "issued",
+        Answer::CodeRejected(error) if error.is_no_token() => "no_token_in_answer",
         Answer::CodeRejected(_) => "code_rejected",
         Answer::CredentialsRejected(_) => "credentials_rejected",
         Answer::Unusable(NoAnswer::TimedOut) => "timed_out",

@@ -8,14 +8,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use url::Url;
 
-use super::pages::{Page, PageFacts, purchase_failure_reason};
+use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
 use crate::app::AppState;
 use crate::code::Code;
 use crate::crypto::CodeHash;
 use crate::exchange::ExchangeError;
 use crate::middleware::RequestId;
-use crate::mondiapay::NoAnswer;
+use crate::mondiapay::{NoAnswer, wording};
 use crate::store::{CallbackOutcome, NewCallback, OutcomeKind, Owner, ReplayKey, StoreError};
 
 pub async fn callback(
@@ -230,9 +230,11 @@ pub async fn result(
         reference: outcome.reference.as_deref(),
         // The callback's request id: the one support finds in the logs.
         support_reference: &outcome.request_id,
-        reason: Some(purchase_failure_reason(outcome.error.as_deref())),
-        // MondiaPay's free text is not stored: the page says what its error code means.
-        mondiapay_message: None,
+        // A fixed sentence per MondiaPay error code; the query's `message` is never shown.
+        reason: Some(match outcome.kind {
+            OutcomeKind::CodeRejected => wording::code_rejected(outcome.error.as_deref()),
+            _ => wording::purchase_failed(outcome.error.as_deref()),
+        }),
     };
     let status = StatusCode::from_u16(outcome.page_status).unwrap_or(StatusCode::OK);
     state.pages.render(page, status, &facts)

@@ -60,15 +60,15 @@ impl Page {
     }
 }
 
-/// What a page may show. Never a token, a code, a secret or an upstream body.
+/// What a page may show. Never a token, a code, a secret, an upstream body or free text from
+/// a query string (MondiaPay's `message` may be anyone's words: it is not shown).
 #[derive(Debug, Default)]
 pub struct PageFacts<'a> {
     pub reference: Option<&'a str>,
     pub support_reference: &'a str,
-    /// Why a purchase failed, in plain words.
+    /// Why a purchase failed or a code was rejected: a fixed sentence from
+    /// [`crate::mondiapay::wording`].
     pub reason: Option<&'a str>,
-    /// The `message` MondiaPay put in its redirect.
-    pub mondiapay_message: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,42 +135,20 @@ impl Pages {
             reference => facts.reference,
             support_reference => facts.support_reference,
             reason => facts.reason,
-            mondiapay_message => facts.mondiapay_message,
         })
-    }
-}
-
-/// MondiaPay's redirect error codes in words a user understands.
-pub fn purchase_failure_reason(error: Option<&str>) -> &'static str {
-    match error {
-        Some("INSUFFICIENT_FUNDS") => "Your mobile balance was too low to pay for this purchase.",
-        Some("USER_DECLINED_PURCHASE_DURING_CONFIRMATION" | "USER_DECLINED_PURCHASE") => {
-            "The purchase was cancelled during confirmation, so nothing was bought."
-        }
-        Some("USER_ALREADY_SUBSCRIBED") => "You already have this subscription.",
-        Some("OPERATOR_NOT_SUPPORTED" | "CARRIER_NOT_SUPPORTED") => {
-            "Your mobile operator does not support this kind of purchase."
-        }
-        Some("PURCHASE_EXPIRED" | "SESSION_EXPIRED" | "TOKEN_EXPIRED") => {
-            "The purchase took too long and expired before it was confirmed."
-        }
-        Some("USER_BLOCKED" | "USER_BLACKLISTED" | "SPENDING_LIMIT_REACHED") => {
-            "Your mobile operator did not allow this purchase on your line."
-        }
-        _ => "The payment could not be completed.",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mondiapay::wording;
 
     fn facts() -> PageFacts<'static> {
         PageFacts {
             reference: Some("<script>alert(1)</script>"),
             support_reference: "req-1",
-            reason: Some(purchase_failure_reason(Some("INSUFFICIENT_FUNDS"))),
-            mondiapay_message: Some("<b>low</b>"),
+            reason: Some(wording::purchase_failed(Some("INSUFFICIENT_FUNDS"))),
         }
     }
 
@@ -184,7 +162,7 @@ mod tests {
             assert!(html.contains("req-1") && html.contains("<h1>"), "{page:?}");
         }
         let failed = pages.try_render(Page::PurchaseFailed, &facts()).unwrap();
-        assert!(failed.contains("mobile balance was too low") && failed.contains("&lt;b&gt;low"));
+        assert!(failed.contains("mobile balance was too low"));
     }
 
     #[test]
@@ -219,18 +197,6 @@ mod tests {
         assert!(
             error.starts_with("public.templates_dir: try_again.html"),
             "{error}"
-        );
-    }
-
-    #[test]
-    fn unknown_purchase_errors_get_a_sensible_fallback() {
-        assert_eq!(
-            purchase_failure_reason(Some("SOMETHING_NEW")),
-            "The payment could not be completed."
-        );
-        assert_eq!(
-            purchase_failure_reason(None),
-            "The payment could not be completed."
         );
     }
 }

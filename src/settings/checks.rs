@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Purpose, Settings, SettingsError, StoreBackend, env_var};
+use super::{Purpose, Settings, SettingsError, StoreBackend, api_keys, database_tls, env_var};
 
 impl Settings {
     pub(super) fn read_secret_files(&mut self) -> Result<(), SettingsError> {
@@ -147,11 +147,18 @@ impl Settings {
         }
         match self.store.backend() {
             Err(problem) => problems.push(problem),
-            Ok(StoreBackend::Postgres { .. }) if self.store.encryption_key.is_none() => problems.push(
-                "store.encryption_key is required with PostgreSQL: every replica must seal and hash with the same key"
-                    .to_owned(),
-            ),
-            Ok(_) => {}
+            Ok(StoreBackend::Postgres { url }) => {
+                if let Some(problem) = database_tls::problem(&url) {
+                    problems.push(problem);
+                }
+                if self.store.encryption_key.is_none() {
+                    problems.push(
+                        "store.encryption_key is required with PostgreSQL: every replica must seal and hash with the same key"
+                            .to_owned(),
+                    );
+                }
+            }
+            Ok(StoreBackend::Sqlite { .. }) => {}
         }
         if let Some(key) = &self.store.encryption_key
             && let Err(problem) = decode_key(key)
@@ -162,14 +169,21 @@ impl Settings {
             if self.internal.api_keys.is_empty() {
                 problems.push(required("internal.api_keys"));
             }
-            if self
+            let weak: Vec<String> = self
                 .internal
                 .api_keys
                 .iter()
-                .any(|k| k.expose_secret().len() < 16)
-            {
-                problems
-                    .push("internal.api_keys: every key must be at least 16 characters".to_owned());
+                .enumerate()
+                .filter_map(|(i, key)| {
+                    api_keys::weakness(key.expose_secret())
+                        .map(|why| format!("key {} is {why}", i + 1))
+                })
+                .collect();
+            if !weak.is_empty() {
+                problems.push(format!(
+                    "internal.api_keys: {}; every key needs at least 128 random bits, e.g. `openssl rand -base64 32`",
+                    weak.join("; ")
+                ));
             }
         }
         into_result(problems)

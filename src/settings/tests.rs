@@ -26,7 +26,7 @@ fn required_env() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "TOKEN_PROXY__INTERNAL__API_KEYS",
-            "key-one-0123456789,key-two-0123456789",
+            "PeBhhbn1LxYe8GemQC70GU_H3QwKDeBb,O4Ws1IeOTvKr7dicXni_JBDsOVBBhDMR",
         ),
     ]
 }
@@ -68,7 +68,13 @@ fn secrets_that_look_like_numbers_stay_strings_and_lists_split_at_commas() {
         .iter()
         .map(|k| k.expose_secret().to_owned())
         .collect();
-    assert_eq!(keys, ["key-one-0123456789", "key-two-0123456789"]);
+    assert_eq!(
+        keys,
+        [
+            "PeBhhbn1LxYe8GemQC70GU_H3QwKDeBb",
+            "O4Ws1IeOTvKr7dicXni_JBDsOVBBhDMR"
+        ]
+    );
 }
 
 #[test]
@@ -95,7 +101,7 @@ fn secrets_can_come_from_files() {
     let keys = dir.path().join("keys");
     std::fs::write(
         &keys,
-        "# rotated 2026-11\nfirst-key-0123456789\n\nsecond-key-0123456789\n",
+        "# rotated 2026-11\nfAbd7w98yKNsFX4MCi5DSlrZgbuAPPZ6\n\nBFCe8ETS-Cwqb7ZR_fx_6GP5_tXUggX4\n",
     )
     .unwrap();
     let key = dir.path().join("key");
@@ -186,6 +192,32 @@ fn invalid_values_are_named_without_echoing_secrets() {
 }
 
 #[test]
+fn placeholder_short_and_made_up_api_keys_are_refused_in_one_line_that_does_not_echo_them() {
+    for keys in [
+        "change-me-to-a-long-random-key,another-key-for-rotation",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "PeBhhbn1LxYe8GemQC70GU_H3QwKDeBb,short-key-0123",
+        "test-api-key-0123456789abcdef",
+    ] {
+        let mut vars = required_env();
+        vars.push(("TOKEN_PROXY__INTERNAL__API_KEYS", keys));
+        let found = problems(&vars, Purpose::Serve);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("internal.api_keys: key "), "{found:?}");
+        assert!(found[0].contains("openssl rand -base64 32"));
+        for key in keys.split(',') {
+            assert!(!found[0].contains(key), "{key} echoed: {}", found[0]);
+        }
+    }
+    let mut vars = required_env();
+    vars.push((
+        "TOKEN_PROXY__INTERNAL__API_KEYS",
+        "T997dPul53S0PgJ1bz4iRhETCwf334dm,geVoi8pOJY0H-LPDe8QcYujDX0Pcsu2N",
+    ));
+    assert!(Settings::load(None, env(&vars), Purpose::Serve).is_ok());
+}
+
+#[test]
 fn a_secret_given_twice_is_refused() {
     let file = toml_file("");
     let mut vars = required_env();
@@ -205,7 +237,7 @@ fn redacted_toml_shows_no_secret() {
     vars.push(("TOKEN_PROXY__STORE__ENCRYPTION_KEY", KEY_B64));
     let s = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
     let printed = s.redacted_toml();
-    for secret in ["0123", "key-one-0123456789", KEY_B64] {
+    for secret in ["0123", "PeBhhbn1LxYe8GemQC70GU_H3QwKDeBb", KEY_B64] {
         assert!(!printed.contains(secret), "{secret} printed");
     }
     assert!(printed.contains("client_secret = \"[redacted]\""));

@@ -16,6 +16,7 @@ use sqlx::AssertSqlSafe;
 use super::pool::{Columns, Pool, on_pool};
 use super::{StoreError, TokenStore, now_unix, rfc3339};
 use crate::crypto::{CodeHash, random_bytes};
+use crate::mondiapay::wording;
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
 const MAX_LISTED_SUCCEEDED: i64 = 100;
@@ -365,9 +366,13 @@ impl Serialize for CallbackOutcome {
         map.serialize_entry("outcome", o.kind.as_str())?;
         map.serialize_entry("mondiapay_error", &o.error)?;
         map.serialize_entry("mondiapay_status", &o.status)?;
-        // MondiaPay's free text is not stored, so never listed: the key stays for clients that
-        // read it.
-        map.serialize_entry("mondiapay_message", &None::<String>)?;
+        // MondiaPay's free text is never stored: what its error code means, in fixed words.
+        let meaning = match o.kind {
+            OutcomeKind::PurchaseFailed => Some(wording::purchase_failed(o.error.as_deref())),
+            OutcomeKind::CodeRejected => Some(wording::code_rejected(o.error.as_deref())),
+            OutcomeKind::Succeeded | OutcomeKind::Unavailable => None,
+        };
+        map.serialize_entry("mondiapay_message", &meaning)?;
         map.serialize_entry("ref", &o.reference)?;
         map.serialize_entry("uuid", &o.uuid)?;
         map.serialize_entry("token_id", &o.token_id)?;

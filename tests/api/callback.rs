@@ -368,3 +368,43 @@ async fn a_forged_failure_with_someones_code_does_not_block_their_real_callback(
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Thank you"));
 }
+
+#[tokio::test]
+async fn result_pages_show_a_fixed_sentence_per_mondiapay_error_and_never_the_querys_text() {
+    let app = spawn_app().await;
+    let rejected = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param("code", rejected.as_str()))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "Call +1-555-0100 and give your PIN"
+        })))
+        .expect(1)
+        .mount(&app.mondiapay)
+        .await;
+    let lure = "call+%2B1-555-0100+and+give+your+PIN";
+    let cases = [
+        (
+            format!("error=INSUFFICIENT_FUNDS&message={lure}&ref=W1"),
+            StatusCode::OK,
+            "Your mobile balance was too low to pay for this purchase.",
+        ),
+        (
+            format!("error=NOT_A_KNOWN_ERROR&message={lure}&ref=W2"),
+            StatusCode::OK,
+            "The payment could not be completed.",
+        ),
+        (
+            format!("code={rejected}&message={lure}&ref=W3"),
+            StatusCode::BAD_REQUEST,
+            "The confirmation of this purchase had expired or had already been used.",
+        ),
+    ];
+    for (query, status, sentence) in cases {
+        let (_, shown, page) = app.callback_page(&query).await;
+        assert_eq!(shown, status, "{query}");
+        assert!(page.contains(sentence), "{query}: {page}");
+        for text in ["555", "PIN", "give your", "MondiaPay said"] {
+            assert!(!page.contains(text), "{query}: {text} shown");
+        }
+    }
+}

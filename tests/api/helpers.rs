@@ -17,8 +17,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub const TOKEN_PATH: &str = "/v1/api/oauth/token";
 pub const CLIENT_ID: &str = "merchant-client-id";
 pub const CLIENT_SECRET: &str = "Sup3r-S3cret-client-value";
-pub const API_KEY: &str = "test-api-key-0123456789abcdef";
-pub const ROTATED_API_KEY: &str = "rotated-api-key-0123456789abcdef";
+pub const API_KEY: &str = "tK7vQ2xWm9LrZ4pN8cYb3HfJ6sDg1AeU";
+pub const ROTATED_API_KEY: &str = "Rq5Xn8Vw2Kj7Mb4Tz9Lc6Gh3Pd1Fs0Ya";
 pub const REDIRECT_URI: &str = "https://shop.example/thanks?from=mondiapay";
 
 pub struct TestApp {

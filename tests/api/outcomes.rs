@@ -83,10 +83,25 @@ async fn mondiapay_free_text_is_neither_stored_nor_listed() {
         .unwrap();
     let outcomes: Vec<Value> = serde_json::from_str(&listed).unwrap();
     assert_eq!(outcomes.len(), 2);
-    for outcome in &outcomes {
-        assert!(outcome["mondiapay_message"].is_null(), "{outcome}");
-        assert!(outcome["mondiapay_error"].is_string(), "{outcome}");
-    }
+    // Each error is listed with this service's fixed sentence for it, never with the text sent.
+    let meaning = |error: &str| {
+        outcomes
+            .iter()
+            .find(|o| o["mondiapay_error"] == error)
+            .map(|o| o["mondiapay_message"].clone())
+    };
+    assert_eq!(
+        meaning("INSUFFICIENT_FUNDS"),
+        Some(json!(
+            "Your mobile balance was too low to pay for this purchase."
+        ))
+    );
+    assert_eq!(
+        meaning("invalid_grant"),
+        Some(json!(
+            "The confirmation of this purchase had expired or had already been used."
+        ))
+    );
     assert!(!listed.contains("rejectedtext") && !listed.contains("querytext"));
 
     let mut app = app;

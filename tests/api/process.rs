@@ -87,8 +87,19 @@ impl Served {
     /// Waits for the exit and returns its code with every log line.
     pub fn wait(mut self) -> (Option<i32>, Vec<String>) {
         let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status.code(), self.seen)
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.extend(self.lines.iter());
+        (status.code(), seen)
+    }
+}
+
+/// A test that fails half-way must not leave the service running (holding the test's output).
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -337,4 +348,118 @@ async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
         .unwrap();
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).starts_with("unhealthy:"));
+}
+
+/// The variables `.env.example` sets, as they are in the file.
+fn env_example() -> HashMap<String, String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+        .expect(".env.example is readable");
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_env_example_as_it_is_is_refused_for_its_placeholder_api_keys_and_serve_does_not_start()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env_example();
+    let keys = env["TOKEN_PROXY__INTERNAL__API_KEYS"].clone();
+    let output = command(&env)
+        .current_dir(dir.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("internal.api_keys"), "{stderr}");
+    for key in keys.split(',') {
+        assert!(!stderr.contains(key), "the key is echoed: {stderr}");
+    }
+
+    // `serve` refuses too, so no example key can ever authenticate.
+    env.insert("TOKEN_PROXY__PUBLIC__LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("TOKEN_PROXY__INTERNAL__LISTEN".into(), "127.0.0.1:0".into());
+    let mut child = command(&env)
+        .current_dir(dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with the example's API keys");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn check_config_refuses_a_remote_database_without_a_checked_certificate_in_one_line() {
+    let (_server, _dir, env) = mondiapay().await;
+    let password = "Pa55-w0rd-for-the-db";
+    let cases = [
+        (
+            format!("postgres://app:{password}@db.example.net:5432/tokens"),
+            false,
+        ),
+        (
+            format!("postgres://app:{password}@db.example.net/tokens?sslmode=require"),
+            false,
+        ),
+        (
+            format!("postgres://app:{password}@10.0.0.7/tokens?sslmode=prefer"),
+            false,
+        ),
+        (
+            format!("postgres://app:{password}@db.example.net/tokens?sslmode=verify-full"),
+            true,
+        ),
+        (
+            format!("postgres://app:{password}@db.example.net/tokens?sslmode=verify-ca"),
+            true,
+        ),
+        (
+            format!("postgres://app:{password}@127.0.0.1:5432/tokens"),
+            true,
+        ),
+        (format!("postgres://app:{password}@localhost/tokens"), true),
+        (format!("postgres://app:{password}@[::1]/tokens"), true),
+    ];
+    for (url, accepted) in cases {
+        let mut env = env.clone();
+        env.insert("TOKEN_PROXY__STORE__URL".into(), url.clone());
+        env.insert(
+            "TOKEN_PROXY__STORE__ENCRYPTION_KEY".into(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        );
+        let output = command(&env).arg("check-config").output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            !stderr.contains(password) && !stdout.contains(password),
+            "{url}: the password is shown"
+        );
+        if accepted {
+            assert_eq!(output.status.code(), Some(0), "{url}: {stderr}");
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{url}");
+            assert_eq!(stderr.lines().count(), 1, "{url}: {stderr}");
+            assert!(
+                stderr.contains("store.url") && stderr.contains("sslmode=verify-full"),
+                "{url}: {stderr}"
+            );
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! MondiaPay's answer to a token call. Random input must never panic, and whatever comes out must
 //! keep the documented bounds.
 
-use mondiapay_token_proxy::mondiapay::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
+use mondiapay_token_proxy::mondiapay::{
+    Answer, DEFAULT_EXPIRES_IN_SECS, NO_TOKEN_IN_ANSWER, read_answer,
+};
 use mondiapay_token_proxy::public::query::{BadCallback, CallbackParams, MAX_QUERY_BYTES, parse};
 use proptest::prelude::*;
 use secrecy::ExposeSecret;
@@ -10,7 +12,24 @@ use serde_json::{Map, Value};
 
 const CASES: u32 = 512;
 const MAX_EXPIRES_IN_SECS: u64 = 30 * 24 * 3600;
-const CREDENTIAL_ERRORS: [&str; 3] = ["invalid_client", "unauthorized_client", "unauthorized"];
+/// Blame the credentials whatever the status.
+const CREDENTIAL_ERRORS: [&str; 5] = [
+    "invalid_client",
+    "unauthorized_client",
+    "unauthorized",
+    "forbidden",
+    "authorization_failed",
+];
+/// Name the grant or the code: on a 401/403, a verdict on the code; any other error there
+/// blames the credentials.
+const CODE_ERRORS: [&str; 6] = [
+    "invalid_grant",
+    "invalid_request",
+    "token_not_found",
+    "token_expired",
+    "token_context_is_not_valid",
+    "invalid_parameters",
+];
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(CASES)
@@ -335,11 +354,36 @@ fn always_unusable(status: u16) -> bool {
     status >= 500 || status == 408 || status == 429 || (300..=399).contains(&status)
 }
 
+/// An error code as kept: never free text.
+fn is_error_code(error: &str) -> bool {
+    !error.is_empty()
+        && error.chars().count() <= 64
+        && error
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A 2xx spends the code and is never a credentials fault; otherwise a credential error code,
+/// or a 401/403 that does not name the grant or the code.
+fn blames_credentials(status: u16, error: &str) -> bool {
+    let listed = |list: &[&str]| list.iter().any(|c| error.eq_ignore_ascii_case(c));
+    !(200..=299).contains(&status)
+        && (listed(&CREDENTIAL_ERRORS) || (matches!(status, 401 | 403) && !listed(&CODE_ERRORS)))
+}
+
 /// Everything an answer may be, whatever the status and body were.
 fn assert_answer_invariants(status: u16, answer: &Answer) -> Result<(), TestCaseError> {
     if always_unusable(status) {
         prop_assert!(
             matches!(answer, Answer::Unusable(_)),
+            "HTTP {status} gave {answer:?}"
+        );
+    }
+    // A 2xx always spends the code; a 401/403 always has a verdict (the code's or the
+    // credentials').
+    if (200..=299).contains(&status) || matches!(status, 401 | 403) {
+        prop_assert!(
+            !matches!(answer, Answer::Unusable(_)),
             "HTTP {status} gave {answer:?}"
         );
     }
@@ -356,17 +400,13 @@ fn assert_answer_invariants(status: u16, answer: &Answer) -> Result<(), TestCase
         }
         Answer::CodeRejected(error) | Answer::CredentialsRejected(error) => {
             prop_assert_eq!(error.http_status, status);
-            prop_assert!(!error.error.is_empty());
-            prop_assert!(error.error.chars().count() <= 100, "{:?}", error.error);
+            prop_assert!(is_error_code(&error.error), "{:?}", error.error);
             if let Some(message) = &error.message {
                 prop_assert!(!message.is_empty());
                 prop_assert!(message.chars().count() <= 300, "{:?}", message);
             }
-            let blames_credentials = CREDENTIAL_ERRORS
-                .iter()
-                .any(|c| error.error.eq_ignore_ascii_case(c));
             prop_assert_eq!(
-                blames_credentials,
+                blames_credentials(status, &error.error),
                 matches!(answer, Answer::CredentialsRejected(_)),
                 "{:?}",
                 answer
@@ -531,19 +571,23 @@ fn answer_body() -> impl Strategy<Value = Map<String, Value>> {
     )
 }
 
-/// The documented reading of an `expires_in`: `None` when it makes the answer unusable.
-fn expected_expires_in(value: Option<&Value>) -> Option<u64> {
+/// The documented reading of an `expires_in`: a number or a numeric string of non-negative
+/// seconds (a fraction cut); anything else counts as 12 hours.
+fn expected_expires_in(value: Option<&Value>) -> u64 {
+    let from_float = |f: f64| (f.is_finite() && f >= 0.0).then_some(f as u64);
     let seconds = match value {
-        None | Some(Value::Null) => DEFAULT_EXPIRES_IN_SECS,
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
-            (Some(n), _) => n,
-            (None, Some(f)) if f >= 0.0 => f as u64,
-            _ => return None,
-        },
-        Some(Value::String(s)) => s.trim().parse::<u64>().ok()?,
-        Some(_) => return None,
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().and_then(from_float)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(from_float))
+        }
+        _ => None,
     };
-    Some(seconds.min(MAX_EXPIRES_IN_SECS))
+    seconds
+        .unwrap_or(DEFAULT_EXPIRES_IN_SECS)
+        .min(MAX_EXPIRES_IN_SECS)
 }
 
 fn nonempty_str<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -551,6 +595,23 @@ fn nonempty_str<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a st
         .get(name)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+fn trimmed_str<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    fields
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The error code kept for an error field: as given when it looks like one.
+fn kept_error(error: &str) -> String {
+    if is_error_code(error) {
+        error.to_owned()
+    } else {
+        "UNRECOGNISED_ERROR".to_owned()
+    }
 }
 
 /// Checks a structured answer against the documented classification.
@@ -563,52 +624,60 @@ fn assert_classified(
         prop_assert!(matches!(answer, Answer::Unusable(_)), "{answer:?}");
         return Ok(());
     }
-    let error = nonempty_str(fields, "error")
-        .or_else(|| nonempty_str(fields, "status").filter(|_| status >= 400));
-    if let Some(error) = error {
-        let (Answer::CodeRejected(got) | Answer::CredentialsRejected(got)) = answer else {
+    let success = (200..=299).contains(&status);
+    if success && let Some(access_token) = nonempty_str(fields, "access_token") {
+        let Answer::Issued(token) = answer else {
             return Err(TestCaseError::fail(format!(
-                "error {error:?} on HTTP {status} gave {answer:?}"
+                "expected a token, got {answer:?}"
             )));
         };
-        let blames_credentials = CREDENTIAL_ERRORS
-            .iter()
-            .any(|c| error.eq_ignore_ascii_case(c));
+        prop_assert_eq!(token.access_token.expose_secret(), access_token);
         prop_assert_eq!(
-            blames_credentials,
-            matches!(answer, Answer::CredentialsRejected(_))
+            token.expires_in,
+            expected_expires_in(fields.get("expires_in"))
         );
-        prop_assert_eq!(&got.error, &error.chars().take(100).collect::<String>());
-        let message = nonempty_str(fields, "error_description")
-            .or_else(|| nonempty_str(fields, "message"))
-            .map(|m| m.chars().take(300).collect::<String>());
-        prop_assert_eq!(&got.message, &message);
+        let token_type = nonempty_str(fields, "token_type")
+            .map_or_else(|| "bearer".to_owned(), str::to_ascii_lowercase);
+        prop_assert_eq!(&token.token_type, &token_type);
+        prop_assert_eq!(
+            token
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_owned()),
+            nonempty_str(fields, "refresh_token").map(str::to_owned)
+        );
         return Ok(());
     }
-    let access_token = nonempty_str(fields, "access_token");
-    let expires_in = expected_expires_in(fields.get("expires_in"));
-    match (access_token, expires_in) {
-        (Some(access_token), Some(expires_in)) if (200..=299).contains(&status) => {
-            let Answer::Issued(token) = answer else {
+    let error = trimmed_str(fields, "error")
+        .or_else(|| trimmed_str(fields, "status").filter(|_| status >= 400));
+    let Some(error) = error else {
+        match answer {
+            Answer::CodeRejected(got) if success => prop_assert_eq!(&got.error, NO_TOKEN_IN_ANSWER),
+            Answer::CredentialsRejected(_) if matches!(status, 401 | 403) => {}
+            Answer::Unusable(_) if !success && !matches!(status, 401 | 403) => {}
+            other => {
                 return Err(TestCaseError::fail(format!(
-                    "expected a token, got {answer:?}"
+                    "no error code on HTTP {status} gave {other:?}"
                 )));
-            };
-            prop_assert_eq!(token.access_token.expose_secret(), access_token);
-            prop_assert_eq!(token.expires_in, expires_in);
-            let token_type = nonempty_str(fields, "token_type")
-                .map_or_else(|| "bearer".to_owned(), str::to_ascii_lowercase);
-            prop_assert_eq!(&token.token_type, &token_type);
-            prop_assert_eq!(
-                token
-                    .refresh_token
-                    .as_ref()
-                    .map(|r| r.expose_secret().to_owned()),
-                nonempty_str(fields, "refresh_token").map(str::to_owned)
-            );
+            }
         }
-        _ => prop_assert!(matches!(answer, Answer::Unusable(_)), "{answer:?}"),
-    }
+        return Ok(());
+    };
+    let (Answer::CodeRejected(got) | Answer::CredentialsRejected(got)) = answer else {
+        return Err(TestCaseError::fail(format!(
+            "error {error:?} on HTTP {status} gave {answer:?}"
+        )));
+    };
+    let kept = kept_error(error);
+    prop_assert_eq!(&got.error, &kept);
+    prop_assert_eq!(
+        blames_credentials(status, &kept),
+        matches!(answer, Answer::CredentialsRejected(_))
+    );
+    let message = trimmed_str(fields, "error_description")
+        .or_else(|| trimmed_str(fields, "message"))
+        .map(|m| m.chars().take(300).collect::<String>());
+    prop_assert_eq!(&got.message, &message);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
@@ -25,11 +25,9 @@ async fn a_rejected_code_is_final_and_never_sent_again() {
         let problem = json(response).await;
         assert_eq!(problem["mondiapay_error"], "invalid_grant");
         assert_eq!(problem["status"], 422);
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("Code already used")
+        assert_eq!(
+            problem["detail"],
+            "MondiaPay error invalid_grant: The confirmation of this purchase had expired or had already been used."
         );
     }
 }
@@ -115,10 +113,8 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
         ResponseTemplate::new(404).set_body_raw("<html>Not found</html>", "text/html"),
         ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/token"),
         ResponseTemplate::new(429).set_body_json(json!({"error": "slow_down"})),
-        ResponseTemplate::new(200).set_body_raw("<html>maintenance</html>", "text/html"),
-        ResponseTemplate::new(200).set_body_raw("{\"access_token\": \"U1\"", "application/json"),
-        ResponseTemplate::new(200).set_body_json(json!({"token_type": "bearer"})),
-        ResponseTemplate::new(200).set_body_raw(big, "application/json"),
+        ResponseTemplate::new(400).set_body_raw("<html>Bad request</html>", "text/html"),
+        ResponseTemplate::new(400).set_body_raw(big, "application/json"),
     ];
     for (i, unusable) in cases.into_iter().enumerate() {
         app.mondiapay.reset().await;
@@ -192,4 +188,321 @@ async fn an_unreachable_mondiapay_is_a_bad_gateway() {
             .unwrap()
             .ends_with("upstream-unavailable")
     );
+}
+
+/// Mounts an answer for `code` alone, expected exactly once.
+async fn answer_for(app: &TestApp, code: &str, template: ResponseTemplate) {
+    wiremock::Mock::given(wiremock::matchers::query_param("code", code))
+        .respond_with(template)
+        .expect(1)
+        .mount(&app.mondiapay)
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_with_an_odd_expires_in_or_an_error_beside_it_is_kept_and_its_code_never_sent_again()
+ {
+    let app = spawn_app().await;
+    let odd = [
+        json!("43200.0"),
+        json!(""),
+        json!(-5),
+        json!("-5"),
+        json!({"seconds": 43200}),
+        json!([43200]),
+    ];
+    let mut cases: Vec<(String, serde_json::Value)> = odd
+        .into_iter()
+        .enumerate()
+        .map(|(i, expires_in)| {
+            let token = format!("Uodd{i}");
+            let body = json!({"access_token": token, "token_type": "bearer",
+                "expires_in": expires_in, "refresh_token": format!("Rodd{i}")});
+            (token, body)
+        })
+        .collect();
+    cases.push((
+        "Ubeside".to_owned(),
+        json!({"access_token": "Ubeside", "expires_in": "43200", "error": "invalid_grant",
+            "status": "UNAUTHORIZED", "message": "odd"}),
+    ));
+    for (token, body) in cases {
+        let code = new_code();
+        answer_for(&app, &code, ResponseTemplate::new(200).set_body_json(&body)).await;
+        let response = app.exchange_code(&code, "ORDER-ODD").await;
+        assert_eq!(response.status(), StatusCode::OK, "{body}");
+        let record = json(response).await;
+        assert_eq!(record["access_token"], token.as_str(), "{body}");
+        let expires_in = record["expires_in"].as_u64().unwrap();
+        assert!(
+            (43_000..=43_200).contains(&expires_in),
+            "{body}: counted as 12 hours, got {expires_in}"
+        );
+        // The user's reload: the same record, and MondiaPay is not asked again (`expect(1)`).
+        let again = json(app.exchange_code(&code, "ORDER-ODD").await).await;
+        assert_eq!(again["id"], record["id"], "{body}");
+        let id = record["id"].as_str().unwrap();
+        let served = json(app.get(&format!("/v1/tokens/{id}")).await).await;
+        assert_eq!(served["access_token"], token.as_str());
+    }
+    app.mondiapay.verify().await;
+}
+
+#[tokio::test]
+async fn a_success_answer_without_a_usable_token_spends_the_code_for_good() {
+    let app = spawn_app().await;
+    let big = "x".repeat(200 * 1024);
+    let cases = [
+        ResponseTemplate::new(200).set_body_json(json!({"token_type": "bearer"})),
+        ResponseTemplate::new(200).set_body_json(json!({"access_token": 12345})),
+        ResponseTemplate::new(200).set_body_json(json!({"access_token": ""})),
+        ResponseTemplate::new(200).set_body_raw("<html>maintenance</html>", "text/html"),
+        ResponseTemplate::new(200).set_body_raw("{\"access_token\": \"U1\"", "application/json"),
+        ResponseTemplate::new(201).set_body_raw("", "application/json"),
+        ResponseTemplate::new(200).set_body_raw(big, "application/json"),
+    ];
+    for (i, answer) in cases.into_iter().enumerate() {
+        let code = new_code();
+        answer_for(&app, &code, answer).await;
+        for attempt in 0..2 {
+            let response = app.exchange_code(&code, "ORDER-NT").await;
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_GATEWAY,
+                "case {i}, attempt {attempt}"
+            );
+            let problem = json(response).await;
+            assert!(
+                problem["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("no-token-in-answer"),
+                "case {i}: {problem}"
+            );
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(detail.contains("cannot be submitted again"), "{detail}");
+            assert!(!detail.contains("html") && !detail.contains("xxx"));
+        }
+    }
+    // A browser coming back with such a code gets the "not confirmed" page, and no new call.
+    let code = new_code();
+    answer_for(
+        &app,
+        &code,
+        ResponseTemplate::new(200).set_body_json(json!({"status": "OK"})),
+    )
+    .await;
+    for _ in 0..2 {
+        let (_, status, page) = app
+            .callback_page(&format!("ref=ORDER-NT&code={code}"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            page.contains("the confirmation cannot be used again"),
+            "{page}"
+        );
+    }
+    app.mondiapay.verify().await;
+}
+
+#[tokio::test]
+async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_readiness_fails_until_a_token_is_issued()
+ {
+    let (server, _dir, env) = crate::process::mondiapay().await;
+    let refused = ResponseTemplate::new(403)
+        .set_body_json(json!({"status": "FORBIDDEN", "error": "AUTHORIZATION_FAILED"}));
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(refused)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let other_code = new_code();
+    wiremock::Mock::given(wiremock::matchers::query_param("code", other_code.as_str()))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (served, internal) = crate::process::Served::start(&env);
+    let client = reqwest::Client::new();
+    let code = new_code();
+    let exchange = |code: &str| {
+        client
+            .post(format!("{internal}/v1/exchange"))
+            .bearer_auth(API_KEY)
+            .json(&json!({"code": code, "ref": "ORDER-CRED"}))
+            .send()
+    };
+    let ready = || client.get(format!("{internal}/readyz")).send();
+
+    let refused = exchange(&code).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    let problem = json(refused).await;
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("credentials-rejected"),
+        "{problem}"
+    );
+    assert_eq!(
+        ready().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // A verdict on another code says nothing about the credentials: still not ready.
+    assert_eq!(
+        exchange(&other_code).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let still = ready().await.unwrap();
+    assert_eq!(still.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(still).await["mondiapay_credentials"], "refused");
+
+    // The operator fixes the credentials: the same code was not used up.
+    crate::process::mount(&server, IssueTokens, 1).await;
+    let record = exchange(&code).await.unwrap();
+    assert_eq!(record.status(), StatusCode::OK);
+    assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
+    let calls = server.received_requests().await.unwrap();
+    let for_code = calls
+        .iter()
+        .filter(|call| call.url.as_str().contains(code.as_str()))
+        .count();
+    assert_eq!(for_code, 2, "refused once, exchanged once");
+
+    served.terminate();
+    let (exit, lines) = served.wait();
+    assert_eq!(exit, Some(0));
+    let refusal: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["mondiapay_error"] == "AUTHORIZATION_FAILED")
+        .collect();
+    assert!(
+        refusal.iter().any(|line| line["level"] == "ERROR"),
+        "the refusal is logged as an error: {refusal:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_success_answer_is_ever_logged_and_odd_tokens_stay_out_of_the_log() {
+    let (server, _dir, env) = crate::process::mondiapay().await;
+    let odd = (
+        new_code(),
+        "Uodd-token-for-the-log",
+        "Rodd-refresh-for-the-log",
+    );
+    let tokenless = (new_code(), "Uhidden-in-html", "Rhidden-in-a-number");
+    wiremock::Mock::given(wiremock::matchers::query_param("code", odd.0.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": odd.1, "refresh_token": odd.2, "expires_in": "43200.0"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "code",
+        tokenless.0.as_str(),
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_raw(
+        format!(
+            r#"{{"access_token": 7, "token": "{}", "refresh_token": "{}"}}"#,
+            tokenless.1, tokenless.2
+        ),
+        "application/json",
+    ))
+    .expect(1)
+    .mount(&server)
+    .await;
+    let (served, internal) = crate::process::Served::start(&env);
+    let client = reqwest::Client::new();
+    let exchange = |code: &str| {
+        client
+            .post(format!("{internal}/v1/exchange"))
+            .bearer_auth(API_KEY)
+            .json(&json!({"code": code, "ref": "ORDER-QUIET"}))
+            .send()
+    };
+    for _ in 0..2 {
+        let record: Value = exchange(&odd.0).await.unwrap().json().await.unwrap();
+        assert_eq!(record["access_token"], odd.1);
+        assert_eq!(
+            exchange(&tokenless.0).await.unwrap().status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    served.terminate();
+    let (exit, lines) = served.wait();
+    assert_eq!(exit, Some(0));
+    for line in &lines {
+        for secret in [odd.1, odd.2, tokenless.1, tokenless.2, &odd.0, &tokenless.0] {
+            assert!(!line.contains(secret), "in the log: {line}");
+        }
+    }
+}
+
+/// `text` with every character written as a JSON `\u` escape.
+fn json_escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect()
+}
+
+#[tokio::test]
+async fn mondiapay_error_text_reaches_neither_the_api_nor_the_log_and_echoed_secrets_are_scrubbed_in_every_spelling()
+ {
+    let (server, _dir, mut env) = crate::process::mondiapay().await;
+    let secret = "s3cr/t+key with space";
+    env.insert(
+        "TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET".into(),
+        secret.into(),
+    );
+    let code = new_code();
+    // Padding puts the literal secret across the 512-byte cut of the logged excerpt.
+    let padding = "p".repeat(420);
+    let description = format!(
+        "{padding} call +1-555-0100 about code {} ({}), secret s3cr%2ft%2Bkey+with+space or \
+         s3cr\\/t+key%20with%20space or {secret} tail",
+        json_escaped(&code),
+        code
+    );
+    let rejection = format!(r#"{{"error":"invalid_grant","error_description":"{description}"}}"#);
+    wiremock::Mock::given(wiremock::matchers::query_param("code", code.as_str()))
+        .respond_with(ResponseTemplate::new(400).set_body_raw(rejection, "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (served, internal) = crate::process::Served::start(&env);
+    let response = reqwest::Client::new()
+        .post(format!("{internal}/v1/exchange"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"code": code, "ref": "ORDER-TEXT"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = json(response).await;
+    assert_eq!(problem["mondiapay_error"], "invalid_grant");
+    assert_eq!(
+        problem["detail"],
+        "MondiaPay error invalid_grant: The confirmation of this purchase had expired or had already been used."
+    );
+    assert!(!problem.to_string().contains("555"));
+
+    served.terminate();
+    let (exit, lines) = served.wait();
+    assert_eq!(exit, Some(0));
+    let excerpts: Vec<String> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|line| line["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(excerpts.len(), 1, "the scrubbed excerpt is logged once");
+    // The cut falls inside the escaped code: scrubbed first, nothing of it is left.
+    assert!(excerpts[0].contains("about code [code]"), "{}", excerpts[0]);
+    assert!(!excerpts[0].contains("\\u00"), "{}", excerpts[0]);
+    for line in &lines {
+        for leak in ["s3cr", "%2Bkey", "%2ft", &code, &code[..10]] {
+            assert!(!line.contains(leak), "{leak} in the log: {line}");
+        }
+    }
 }
