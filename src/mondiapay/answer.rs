@@ -41,7 +41,7 @@ const CODE_ERRORS: &[&str] = &[
 /// An error code longer than this, or with other characters than `[A-Za-z0-9_.-]`, is free text,
 /// not a code: it is replaced, so free text never reaches a page, the API or the store.
 const MAX_ERROR_CODE_CHARS: usize = 64;
-const UNRECOGNISED_ERROR: &str = "UNRECOGNISED_ERROR";
+pub const UNRECOGNISED_ERROR: &str = "UNRECOGNISED_ERROR";
 
 /// A User Access Token as MondiaPay issued it.
 #[derive(Debug)]
@@ -90,8 +90,8 @@ pub enum Answer {
     CodeRejected(UpstreamError),
     /// The merchant's credentials were refused: a configuration fault, not final for the code.
     CredentialsRejected(UpstreamError),
-    /// No usable verdict (5xx, 3xx, 408/429, another 4xx without an error code, no answer at
-    /// all): the code may be tried again.
+    /// No usable verdict (5xx, 3xx, 408/429, a 4xx other than 400/401/403, one without an error
+    /// code, no answer at all): the code may be tried again.
     Unusable(NoAnswer),
 }
 
@@ -127,7 +127,12 @@ pub fn read_answer(status: u16, body: &[u8]) -> Answer {
     }
     match fields.as_ref().and_then(|f| upstream_error(status, f)) {
         Some(error) if blames_credentials(&error) => Answer::CredentialsRejected(error),
-        Some(error) => Answer::CodeRejected(error),
+        Some(error) if matches!(status, 400 | 401 | 403) => Answer::CodeRejected(error),
+        // A 404, 405, 415, … speaks of the endpoint, not of the code (a wrong
+        // `mondiapay.token_url` answering `{"error":"Not Found"}`): it must not burn codes.
+        Some(_) => Answer::Unusable(NoAnswer::Invalid(format!(
+            "MondiaPay answered HTTP {status}, which is no verdict on the code: check mondiapay.token_url"
+        ))),
         // A gateway's bare 401/403 names no code either: the credentials are at fault.
         None if matches!(status, 401 | 403) => Answer::CredentialsRejected(UpstreamError {
             http_status: status,
@@ -188,7 +193,9 @@ fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamEr
 }
 
 /// The error code as given when it looks like one, else a fixed stand-in.
-fn error_code(error: &str) -> String {
+/// `error` if it is an error code (`[A-Za-z0-9_.-]`, at most 64 characters), else a fixed
+/// marker: free text, from MondiaPay or from a forged redirect, never passes for a code.
+pub fn error_code(error: &str) -> String {
     let looks_like_a_code = error.chars().count() <= MAX_ERROR_CODE_CHARS
         && error
             .chars()

@@ -14,8 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use answer::{
-    Answer, DEFAULT_EXPIRES_IN_SECS, NO_TOKEN_IN_ANSWER, NoAnswer, UpstreamError, UserToken,
-    read_answer,
+    Answer, DEFAULT_EXPIRES_IN_SECS, NO_TOKEN_IN_ANSWER, NoAnswer, UNRECOGNISED_ERROR,
+    UpstreamError, UserToken, error_code, read_answer,
 };
 
 use std::sync::Arc;
@@ -157,7 +157,8 @@ impl MondiaPayClient {
                 return Answer::Unusable(reason);
             }
         };
-        let answer = read_answer(status, &body);
+        let sent = [code.expose(), self.client_secret.expose_secret()];
+        let answer = without_echoes(read_answer(status, &body), &sent);
         match &answer {
             Answer::Issued(_) => {}
             // A 2xx body may hold a token in a shape this service did not take: never logged.
@@ -174,19 +175,15 @@ impl MondiaPayClient {
                 // The raw body helps an operator: scrubbed of anything we sent, then cut short.
                 let secret = self.client_secret.expose_secret();
                 // With HTTP Basic the secret also left inside base64 (`id:secret`).
-                let basic = basic_authorization(&self.client_id, secret);
                 let basic = match self.client_auth {
-                    ClientAuth::Basic => basic
-                        .to_str()
-                        .unwrap_or_default()
-                        .trim_start_matches("Basic "),
-                    _ => "",
+                    ClientAuth::Basic => basic_pair_unpadded(&self.client_id, secret),
+                    _ => String::new(),
                 };
                 let excerpt = scrub::excerpt(
                     &body,
                     &[
                         (secret, "[secret]"),
-                        (basic, "[credentials]"),
+                        (&basic, "[credentials]"),
                         (code.expose(), "[code]"),
                     ],
                 );
@@ -197,10 +194,42 @@ impl MondiaPayClient {
     }
 }
 
-/// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded.
-pub fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue {
+/// An error code that repeats what was sent (the code, the client secret) is not passed on: it
+/// would be logged, stored and returned by the API.
+fn without_echoes(answer: Answer, sent: &[&str]) -> Answer {
+    let echoes = |error: &str| {
+        sent.iter()
+            .any(|sent| !sent.is_empty() && error.contains(sent))
+    };
+    match answer {
+        Answer::CodeRejected(mut error) if echoes(&error.error) => {
+            error.error = UNRECOGNISED_ERROR.to_owned();
+            Answer::CodeRejected(error)
+        }
+        Answer::CredentialsRejected(mut error) if echoes(&error.error) => {
+            error.error = UNRECOGNISED_ERROR.to_owned();
+            Answer::CredentialsRejected(error)
+        }
+        other => other,
+    }
+}
+
+/// The base64 of Basic's `id:secret` without padding: it also hides the padded form, and an
+/// echo may drop the padding. (Form-urlencoded text never yields `+` or `/` in base64, so the
+/// URL-safe alphabet spells it the same.)
+fn basic_pair_unpadded(client_id: &str, client_secret: &str) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(basic_pair(client_id, client_secret))
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined.
+fn basic_pair(client_id: &str, client_secret: &str) -> String {
     let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", encode(client_id), encode(client_secret));
+    format!("{}:{}", encode(client_id), encode(client_secret))
+}
+
+/// RFC 6749 §2.3.1: the form-urlencoded `id:secret`, base64-encoded.
+pub fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue {
+    let pair = basic_pair(client_id, client_secret);
     let mut value = HeaderValue::try_from(format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
@@ -277,6 +306,48 @@ mod tests {
             "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="
         );
         assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn an_error_code_repeating_the_code_or_the_secret_is_not_passed_on() {
+        let rejected = |body: &str| {
+            without_echoes(
+                read_answer(400, body.as_bytes()),
+                &["A1b2c3d4", "S3cret-value"],
+            )
+        };
+        for body in [
+            r#"{"error":"A1b2c3d4"}"#,
+            r#"{"error":"BAD_A1b2c3d4_CODE"}"#,
+            r#"{"error":"S3cret-value"}"#,
+        ] {
+            let Answer::CodeRejected(error) = rejected(body) else {
+                panic!("{body}")
+            };
+            assert_eq!(error.error, UNRECOGNISED_ERROR, "{body}");
+        }
+        let Answer::CodeRejected(error) = rejected(r#"{"error":"invalid_grant"}"#) else {
+            panic!()
+        };
+        assert_eq!(error.error, "invalid_grant");
+    }
+
+    #[test]
+    fn basic_credentials_are_hidden_padded_or_not() {
+        let (id, secret) = ("merchant?", "s3cr3t >>~");
+        let unpadded = basic_pair_unpadded(id, secret);
+        let padded = basic_authorization(id, secret);
+        let padded = padded.to_str().unwrap().trim_start_matches("Basic ");
+        assert!(padded.ends_with('=') && padded.starts_with(&unpadded));
+        for echoed in [padded, unpadded.as_str()] {
+            let body = format!(r#"{{"error":"invalid_client","message":"got {echoed}"}}"#);
+            let excerpt = scrub::excerpt(body.as_bytes(), &[(&unpadded, "[credentials]")]);
+            assert!(
+                !excerpt.contains(&unpadded[..unpadded.len() - 2]),
+                "{excerpt}"
+            );
+            assert!(excerpt.contains("got [credentials]"), "{excerpt}");
+        }
     }
 
     #[test]

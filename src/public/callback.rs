@@ -117,7 +117,13 @@ async fn exchange(
     };
     let mut new = outcome(params, request_id, OutcomeKind::Succeeded, StatusCode::OK);
     match state.exchanger.exchange(code, owner).await {
-        Ok(record) => new.token_id = Some(record.id),
+        // The token belongs to whoever first claimed the code (an earlier callback or an API
+        // call): the outcome and the redirect name that owner, not this request's claim.
+        Ok(record) => {
+            new.token_id = Some(record.id);
+            new.reference = record.reference;
+            new.uuid = record.uuid;
+        }
         // Exchanged before (through the API) and since deleted or expired: the purchase stands.
         Err(ExchangeError::TokenGone) => {}
         Err(ExchangeError::CodeRejected(rejection)) => {

@@ -132,12 +132,25 @@ impl Pages {
 
     fn try_render(&self, page: Page, facts: &PageFacts<'_>) -> Result<String, minijinja::Error> {
         self.env.get_template(page.template())?.render(context! {
-            reference => facts.reference,
+            reference => facts.reference.filter(|reference| is_plain_reference(reference)),
             support_reference => facts.support_reference,
             reason => facts.reason,
         })
     }
 }
+
+/// Whether a `ref` is shown on a page: only an identifier, never a sentence. A `ref` comes from
+/// the query string, so anyone can write one into a link ("Call +1 555 0100 and give your PIN");
+/// shown on the service's page it would speak with the service's authority.
+fn is_plain_reference(reference: &str) -> bool {
+    (1..=MAX_SHOWN_REFERENCE_CHARS).contains(&reference.len())
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/#".contains(&b))
+}
+
+/// Longest `ref` a page shows.
+const MAX_SHOWN_REFERENCE_CHARS: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -146,7 +159,7 @@ mod tests {
 
     fn facts() -> PageFacts<'static> {
         PageFacts {
-            reference: Some("<script>alert(1)</script>"),
+            reference: Some("ORDER-42"),
             support_reference: "req-1",
             reason: Some(wording::purchase_failed(Some("INSUFFICIENT_FUNDS"))),
         }
@@ -157,10 +170,17 @@ mod tests {
         let pages = Pages::new(None).unwrap();
         for page in Page::ALL {
             let html = pages.try_render(page, &facts()).unwrap();
-            assert!(html.contains("&lt;script&gt;"), "{page:?}");
-            assert!(!html.contains("<script>"), "{page:?}");
+            assert!(html.contains("ORDER-42"), "{page:?}");
             assert!(html.contains("req-1") && html.contains("<h1>"), "{page:?}");
         }
+        let rendered = pages
+            .env
+            .render_str(
+                "{{ text }}",
+                context! { text => "<script>alert(1)</script>" },
+            )
+            .unwrap();
+        assert_eq!(rendered, "&lt;script&gt;alert(1)&lt;&#x2f;script&gt;");
         let failed = pages.try_render(Page::PurchaseFailed, &facts()).unwrap();
         assert!(failed.contains("mobile balance was too low"));
     }
@@ -176,7 +196,7 @@ mod tests {
         let pages = Pages::new(Some(dir.path().to_owned())).unwrap();
         assert_eq!(
             pages.try_render(Page::Success, &facts()).unwrap(),
-            "<p>Merci &lt;script&gt;alert(1)&lt;&#x2f;script&gt;</p>"
+            "<p>Merci ORDER-42</p>"
         );
         assert!(
             pages
@@ -184,6 +204,25 @@ mod tests {
                 .unwrap()
                 .contains("Page not found")
         );
+    }
+
+    #[test]
+    fn a_ref_is_shown_only_when_it_is_an_identifier() {
+        let pages = Pages::new(None).unwrap();
+        for (reference, shown) in [
+            ("ORDER-42", true),
+            ("shop:2026/11#7_a.b", true),
+            ("Call +1 555 0100 and give your PIN", false),
+            ("<b>x</b>", false),
+            (&"x".repeat(65), false),
+        ] {
+            let facts = PageFacts {
+                reference: Some(reference),
+                ..facts()
+            };
+            let html = pages.try_render(Page::PurchaseFailed, &facts).unwrap();
+            assert_eq!(html.contains("Order reference"), shown, "{reference}");
+        }
     }
 
     #[test]

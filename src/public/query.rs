@@ -6,6 +6,8 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 const MAX_LABEL_CHARS: usize = 256;
 const MAX_ERROR_CHARS: usize = 100;
 const MAX_MESSAGE_CHARS: usize = 300;
+/// What a `status` that is not an HTTP-like number is recorded as.
+const UNRECOGNISED_STATUS: &str = "UNRECOGNISED_STATUS";
 
 /// The parameters of a MondiaPay redirect, plus the merchant's correlation parameter.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -78,7 +80,19 @@ pub fn parse(raw: &str, correlation_param: &str) -> Result<CallbackParams, BadCa
             }
         }
     }
-    // MondiaPay's message is shown to the user: kept short and printable rather than refused.
+    // `error` and `status` are recorded, listed and passed to `failure_url`: only as the code and
+    // number MondiaPay sends, never as text someone wrote into a link. A `status` that is not a
+    // number still says the purchase failed.
+    params.error = params.error.as_deref().map(crate::mondiapay::error_code);
+    params.status = params.status.map(|status| {
+        if (1..=3).contains(&status.len()) && status.bytes().all(|b| b.is_ascii_digit()) {
+            status
+        } else {
+            UNRECOGNISED_STATUS.to_owned()
+        }
+    });
+    // MondiaPay's message is never shown nor stored (anyone can write one into a link); it is
+    // only kept short and printable, like the rest.
     params.message = params
         .message
         .map(|m| {
@@ -173,6 +187,22 @@ mod tests {
     fn the_correlation_parameter_is_configurable_and_others_are_ignored() {
         let params = parse("order=77&ref=ignored&utm_source=x&code=A1", "order").unwrap();
         assert_eq!(params.reference.as_deref(), Some("77"));
+    }
+
+    #[test]
+    fn only_codes_and_numbers_pass_as_error_and_status() {
+        let params = parse("error=INSUFFICIENT_FUNDS&status=402", "ref").unwrap();
+        assert_eq!(params.error.as_deref(), Some("INSUFFICIENT_FUNDS"));
+        assert_eq!(params.status.as_deref(), Some("402"));
+        let forged = parse("error=Call+%2B1-555-0100+now&status=give+your+PIN", "ref").unwrap();
+        assert_eq!(forged.error.as_deref(), Some("UNRECOGNISED_ERROR"));
+        assert_eq!(forged.status.as_deref(), Some("UNRECOGNISED_STATUS"));
+        assert!(
+            forged.purchase_failed(),
+            "an unreadable status still says it failed"
+        );
+        let coded = parse("code=A1&status=2000", "ref").unwrap();
+        assert!(coded.purchase_failed());
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub fn weakness(key: &str) -> Option<&'static str> {
             "not random-looking (too few different characters, or a run like aaaaaaaaaa or 0123456789)",
         );
     }
+    if repeats_itself(key) {
+        return Some("not random-looking (it repeats itself, like Password1Password1Password1)");
+    }
     if bits(key, has_lower, has_upper, has_digit) < MIN_BITS {
         return Some("below 128 bits");
     }
@@ -95,6 +98,19 @@ fn bits(key: &str, has_lower: bool, has_upper: bool, has_digit: bool) -> f64 {
         .sum()
     };
     key.chars().count() as f64 * f64::from(alphabet).log2()
+}
+
+/// Whether the key is mostly one piece over and over: for some shift shorter than half the key,
+/// four in five characters equal the one that shift further on. A random key is never close.
+fn repeats_itself(key: &str) -> bool {
+    let chars: Vec<char> = key.chars().collect();
+    (1..=chars.len() / 2).any(|shift| {
+        let compared = chars.len() - shift;
+        let equal = (0..compared)
+            .filter(|&i| chars[i] == chars[i + shift])
+            .count();
+        equal * 5 >= compared * 4
+    })
 }
 
 /// A run of `MAX_RUN` characters each one step (−1, 0 or +1, the same step throughout) from
@@ -161,7 +177,10 @@ mod tests {
             ("test-api-key-0123456789abcdef", "not random-looking"),
             ("key-one-0123456789", "shorter than 22"),
             ("Zq3xR8wT2mK9", "shorter than 22"),
-            ("abcd1234abcd1234abcd12", "below 128 bits"),
+            ("abcd1234abcd1234abcd12", "not random-looking"),
+            ("Password1Password1Password1", "not random-looking"),
+            ("Xk7Qp2Lm9Xk7Qp2Lm9Xk7Qp2Lm9Xk7Qp2Lm9", "not random-looking"),
+            ("ab12cd34ef56gh78ij90kl", "below 128 bits"),
         ] {
             let found = weakness(key).unwrap_or_else(|| panic!("{key} accepted"));
             assert!(found.starts_with(why), "{key}: {found}");

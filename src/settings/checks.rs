@@ -137,7 +137,10 @@ impl Settings {
             }
         }
         self.check_connection_limits(&mut problems);
-        if mp.connect_retries > 10 {
+        let bounded = self.check_upper_bounds(&mut problems);
+        if !bounded {
+            // Times too large to add up: the lease is checked once they are fixed.
+        } else if mp.connect_retries > 10 {
             problems.push("mondiapay.connect_retries must be at most 10".to_owned());
         } else if Duration::from_secs(self.store.claim_lease_secs) <= mp.longest_exchange() {
             problems.push(format!(
@@ -187,6 +190,59 @@ impl Settings {
             }
         }
         into_result(problems)
+    }
+}
+
+/// Longest time limit, lease or interval accepted (a day): a larger one is a typo or a way of
+/// saying "never", and would overflow the timers it sets.
+const MAX_TIME_LIMIT_SECS: u64 = 24 * 3600;
+/// Longest retention accepted (ten years).
+const MAX_RETENTION_SECS: u64 = 10 * 365 * 24 * 3600;
+
+impl Settings {
+    /// Every time setting has an upper bound; returns whether all are within theirs.
+    fn check_upper_bounds(&self, problems: &mut Vec<String>) -> bool {
+        let (mp, public, internal, store) =
+            (&self.mondiapay, &self.public, &self.internal, &self.store);
+        let limited = [
+            ("mondiapay.timeout_secs", mp.timeout_secs),
+            ("mondiapay.connect_timeout_secs", mp.connect_timeout_secs),
+            ("public.request_timeout_secs", public.request_timeout_secs),
+            (
+                "public.header_read_timeout_secs",
+                public.header_read_timeout_secs,
+            ),
+            ("public.idle_timeout_secs", public.idle_timeout_secs),
+            (
+                "internal.request_timeout_secs",
+                internal.request_timeout_secs,
+            ),
+            (
+                "internal.header_read_timeout_secs",
+                internal.header_read_timeout_secs,
+            ),
+            ("internal.idle_timeout_secs", internal.idle_timeout_secs),
+            ("store.expiry_margin_secs", store.expiry_margin_secs),
+            ("store.claim_lease_secs", store.claim_lease_secs),
+            ("store.purge_interval_secs", store.purge_interval_secs),
+            (
+                "server.shutdown_grace_secs",
+                self.server.shutdown_grace_secs,
+            ),
+        ]
+        .map(|(key, secs)| (key, secs, MAX_TIME_LIMIT_SECS));
+        let mut bounded = true;
+        for (key, secs, max) in limited.into_iter().chain([(
+            "store.retention_secs",
+            store.retention_secs,
+            MAX_RETENTION_SECS,
+        )]) {
+            if secs > max {
+                problems.push(format!("{key} must be at most {max}"));
+                bounded = false;
+            }
+        }
+        bounded
     }
 }
 

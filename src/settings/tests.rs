@@ -310,3 +310,27 @@ fn database_passwords_are_never_printed() {
         "sqlite://data/tokens.db"
     );
 }
+
+#[test]
+fn time_settings_too_large_to_hold_are_refused_instead_of_overflowing_a_timer() {
+    // A trillion seconds: "never", or a typo.
+    let huge = "1000000000000";
+    for key in [
+        "PUBLIC__IDLE_TIMEOUT_SECS",
+        "INTERNAL__HEADER_READ_TIMEOUT_SECS",
+        "MONDIAPAY__TIMEOUT_SECS",
+        "STORE__CLAIM_LEASE_SECS",
+        "STORE__RETENTION_SECS",
+    ] {
+        let name = format!("TOKEN_PROXY__{key}");
+        let mut vars: Vec<(&str, &str)> = required_env();
+        vars.push((&name, huge));
+        let found = problems(&vars, Purpose::Serve);
+        let setting = key.to_ascii_lowercase().replacen("__", ".", 1);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(&format!("{setting} must be at most ")),
+            "{found:?}"
+        );
+    }
+}

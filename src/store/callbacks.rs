@@ -201,18 +201,26 @@ impl TokenStore {
                             .bind(MAX_FAILURES_PER_REF - 1)
                             .execute(&mut *tx)
                             .await?;
-                        if trim_all {
-                            sqlx::query(AssertSqlSafe(trim_failures_sql(&store.writer)))
-                                .bind(cap - 1)
-                                .bind(&kept.id)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
                     }
                     tx.commit().await?;
                     recorded
                 });
                 store.durable().await?;
+                if let (true, Some(kept)) = (trim_all, &recorded) {
+                    // Apart from the outcome's own transaction: trims of two replicas may
+                    // deadlock, and that must not cost a user the outcome just recorded.
+                    let trimmed = on_pool!(&store.writer, pool => {
+                        sqlx::query(AssertSqlSafe(trim_failures_sql(&store.writer)))
+                            .bind(cap - 1)
+                            .bind(&kept.id)
+                            .execute(pool)
+                            .await
+                            .map(drop)
+                    });
+                    if let Err(error) = trimmed {
+                        tracing::warn!(%error, "failure outcomes over store.max_failure_outcomes not trimmed this time");
+                    }
+                }
                 Ok(recorded)
             })
             .await?;

@@ -314,14 +314,40 @@ async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
 }
 
 #[tokio::test]
-async fn markup_in_what_mondiapay_or_the_merchant_sent_is_escaped() {
+async fn markup_or_sentences_in_the_query_never_reach_the_page() {
     let app = spawn_app().await;
     let script = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
     let (_, _, page) = app
         .callback_page(&format!("error={script}&message={script}&ref={script}"))
         .await;
-    assert!(!page.contains("<script>"), "{page}");
-    assert!(page.contains("&lt;script&gt;"));
+    assert!(
+        !page.contains("script") && !page.contains("alert"),
+        "{page}"
+    );
+    let said = "Call+%2B1-555-0100+and+give+your+PIN";
+    let (_, _, page) = app
+        .callback_page(&format!("error={said}&status={said}&ref={said}"))
+        .await;
+    assert!(!page.contains("555") && !page.contains("PIN"), "{page}");
+    assert!(
+        page.contains("The payment could not be completed."),
+        "{page}"
+    );
+    // A plain order reference is shown.
+    let (_, _, page) = app
+        .callback_page("error=INSUFFICIENT_FUNDS&ref=ORDER-42")
+        .await;
+    assert!(page.contains("ORDER-42"), "{page}");
+    // Nor does such text reach the API as MondiaPay's error or status.
+    let listed = json(app.get(&format!("/v1/callbacks?ref={said}")).await).await;
+    assert_eq!(
+        listed[0]["mondiapay_error"], "UNRECOGNISED_ERROR",
+        "{listed}"
+    );
+    assert_eq!(
+        listed[0]["mondiapay_status"], "UNRECOGNISED_STATUS",
+        "{listed}"
+    );
 }
 
 #[tokio::test]

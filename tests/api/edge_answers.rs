@@ -69,6 +69,11 @@ async fn wrong_methods_and_unreadable_paths_get_a_page_or_a_problem() {
                 .contains(allowed)
         );
         assert_eq!(answer.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            answer.headers()["cache-control"],
+            "no-store",
+            "{method} {path}"
+        );
         let problem = json(answer).await;
         assert_eq!(problem["status"], 405);
         assert!(
@@ -140,6 +145,7 @@ async fn requests_the_http_parser_refuses_get_the_listeners_own_answer() {
             .unwrap_or_else(|| panic!("{what}: no answer"));
         assert_eq!(problem.status, *status, "{what}");
         assert!(problem.is_problem(), "{what}: {problem:?}");
+        assert_eq!(problem.header("cache-control"), Some("no-store"), "{what}");
         let body: serde_json::Value = serde_json::from_slice(&problem.body).unwrap();
         assert_eq!(body["status"], *status);
     }

@@ -78,3 +78,33 @@ async fn a_later_token_cannot_take_over_a_ref_or_uuid_while_the_first_is_live() 
         assert_eq!(found["access_token"], victims["access_token"], "{lookup}");
     }
 }
+
+#[tokio::test]
+async fn a_callback_for_a_code_exchanged_first_through_the_api_names_the_first_owner() {
+    let app = spawn_app_with(&[("PUBLIC__SUCCESS_URL", "https://shop.example/done")]).await;
+    app.mondiapay_issues_tokens(1).await;
+    let code = new_code();
+    let token = json(app.exchange_code(&code, "ORDER-API").await).await;
+
+    let callback = app
+        .browser_get(&format!("/oauth/callback?ref=ORDER-OTHER&code={code}"))
+        .await;
+    assert_eq!(callback.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        callback.headers()["location"],
+        format!(
+            "https://shop.example/done?ref=ORDER-API&token_id={}",
+            token["id"].as_str().unwrap()
+        )
+        .as_str(),
+        "the redirect names the token's owner, not the callback's claim"
+    );
+    let listed = json(app.get("/v1/callbacks?ref=ORDER-OTHER").await).await;
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "nothing recorded under the claim"
+    );
+    let listed = json(app.get("/v1/callbacks?ref=ORDER-API").await).await;
+    assert_eq!(listed[0]["token_id"], token["id"]);
+}

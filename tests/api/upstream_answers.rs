@@ -111,6 +111,11 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
         ResponseTemplate::new(502)
             .set_body_raw("<html><body>Bad gateway</body></html>", "text/html"),
         ResponseTemplate::new(404).set_body_raw("<html>Not found</html>", "text/html"),
+        // A wrong token URL behind a framework that answers errors in JSON.
+        ResponseTemplate::new(404).set_body_json(
+            json!({"status": 404, "error": "Not Found", "path": "/v1/api/oauth/tokn"}),
+        ),
+        ResponseTemplate::new(405).set_body_json(json!({"error": "METHOD_NOT_ALLOWED"})),
         ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/token"),
         ResponseTemplate::new(429).set_body_json(json!({"error": "slow_down"})),
         ResponseTemplate::new(400).set_body_raw("<html>Bad request</html>", "text/html"),

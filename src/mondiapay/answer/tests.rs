@@ -170,6 +170,27 @@ fn error_shapes_and_classes() {
 }
 
 #[test]
+fn a_wrong_token_url_answering_json_errors_burns_no_code() {
+    // Spring's and other gateways' 404/405/415 bodies name an error, but not about the code.
+    for (status, body) in [
+        (
+            404,
+            r#"{"status":404,"error":"Not Found","path":"/v1/api/oauth/tokn"}"#,
+        ),
+        (404, r#"{"error":"NOT_FOUND"}"#),
+        (405, r#"{"error":"Method Not Allowed"}"#),
+        (415, r#"{"error":"UNSUPPORTED_MEDIA_TYPE"}"#),
+    ] {
+        assert_eq!(verdict(status, body).0, "unusable", "{status} {body}");
+    }
+    // A credentials error still counts as one, whatever the status.
+    assert_eq!(
+        verdict(404, r#"{"error":"invalid_client"}"#).0,
+        "credentials"
+    );
+}
+
+#[test]
 fn a_401_or_403_that_names_neither_grant_nor_code_blames_the_credentials() {
     let credentials = |e: &str| ("credentials", Some(e.to_owned()));
     assert_eq!(
