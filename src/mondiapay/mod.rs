@@ -173,20 +173,12 @@ impl MondiaPayClient {
             }
             _ => {
                 // The raw body helps an operator: scrubbed of anything we sent, then cut short.
-                let secret = self.client_secret.expose_secret();
-                // With HTTP Basic the secret also left inside base64 (`id:secret`).
-                let basic = match self.client_auth {
-                    ClientAuth::Basic => basic_pair_unpadded(&self.client_id, secret),
-                    _ => String::new(),
-                };
-                let excerpt = scrub::excerpt(
-                    &body,
-                    &[
-                        (secret, "[secret]"),
-                        (&basic, "[credentials]"),
-                        (code.expose(), "[code]"),
-                    ],
-                );
+                let sent = self.sent_spellings(code);
+                let hidden: Vec<(&str, &str)> = sent
+                    .iter()
+                    .map(|(text, label)| (text.as_str(), *label))
+                    .collect();
+                let excerpt = scrub::excerpt(&body, &hidden);
                 tracing::warn!(status, body = %excerpt, "MondiaPay did not issue a token");
             }
         }
@@ -194,13 +186,34 @@ impl MondiaPayClient {
     }
 }
 
-/// An error code that repeats what was sent (the code, the client secret) is not passed on: it
-/// would be logged, stored and returned by the API.
+impl MondiaPayClient {
+    /// What an error body must not show of what was sent, with the label that replaces it:
+    /// the secret and the code, also base64-encoded (unpadded covers padded), and with HTTP
+    /// Basic the base64 of `id:secret`. `scrub` adds the percent-encoded and JSON-escaped forms.
+    fn sent_spellings(&self, code: &Code) -> Vec<(String, &'static str)> {
+        use base64::engine::general_purpose::STANDARD_NO_PAD;
+        let secret = self.client_secret.expose_secret();
+        let mut sent = vec![
+            (secret.to_owned(), "[secret]"),
+            (STANDARD_NO_PAD.encode(secret), "[secret]"),
+            (code.expose().to_owned(), "[code]"),
+            (STANDARD_NO_PAD.encode(code.expose()), "[code]"),
+        ];
+        if self.client_auth == ClientAuth::Basic {
+            sent.push((
+                basic_pair_unpadded(&self.client_id, secret),
+                "[credentials]",
+            ));
+        }
+        sent.retain(|(text, _)| !text.is_empty());
+        sent
+    }
+}
+
+/// An error code that repeats what was sent (the code, the client secret), even in part or in
+/// another case, is not passed on: it would be logged, stored and returned by the API.
 fn without_echoes(answer: Answer, sent: &[&str]) -> Answer {
-    let echoes = |error: &str| {
-        sent.iter()
-            .any(|sent| !sent.is_empty() && error.contains(sent))
-    };
+    let echoes = |error: &str| sent.iter().any(|sent| shares_a_run(error, sent));
     match answer {
         Answer::CodeRejected(mut error) if echoes(&error.error) => {
             error.error = UNRECOGNISED_ERROR.to_owned();
@@ -212,6 +225,29 @@ fn without_echoes(answer: Answer, sent: &[&str]) -> Answer {
         }
         other => other,
     }
+}
+
+/// Shortest piece of a code or secret that counts as repeating it: error codes are words
+/// (`INVALID_PARAMETERS`), and a random code shares no run this long with one.
+const ECHO_RUN: usize = 8;
+
+/// Whether `error` holds a run of `ECHO_RUN` letters and digits of `sent` (or all of a shorter
+/// `sent`), ignoring case and punctuation.
+fn shares_a_run(error: &str, sent: &str) -> bool {
+    let plain = |text: &str| -> Vec<u8> {
+        text.bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase())
+            .collect()
+    };
+    let (error, sent) = (plain(error), plain(sent));
+    if sent.is_empty() {
+        return false;
+    }
+    let run = ECHO_RUN.min(sent.len());
+    error
+        .windows(run)
+        .any(|piece| sent.windows(run).any(|other| other == piece))
 }
 
 /// The base64 of Basic's `id:secret` without padding: it also hides the padded form, and an
@@ -313,23 +349,65 @@ mod tests {
         let rejected = |body: &str| {
             without_echoes(
                 read_answer(400, body.as_bytes()),
-                &["A1b2c3d4", "S3cret-value"],
+                &["Aq7Zp3Xk9Lm2", "S3cret-value-42"],
             )
         };
         for body in [
-            r#"{"error":"A1b2c3d4"}"#,
-            r#"{"error":"BAD_A1b2c3d4_CODE"}"#,
-            r#"{"error":"S3cret-value"}"#,
+            r#"{"error":"Aq7Zp3Xk9Lm2"}"#,
+            r#"{"error":"BAD_Aq7Zp3Xk9Lm2_CODE"}"#,
+            r#"{"error":"S3cret-value-42"}"#,
+            // A part of it, another case, its punctuation dropped.
+            r#"{"error":"aq7zp3xk9lm"}"#,
+            r#"{"error":"ERR_AQ7ZP3XK9"}"#,
+            r#"{"error":"S3cretvalue42"}"#,
+            r#"{"error":"x_cretvalu_x"}"#,
         ] {
             let Answer::CodeRejected(error) = rejected(body) else {
                 panic!("{body}")
             };
             assert_eq!(error.error, UNRECOGNISED_ERROR, "{body}");
         }
-        let Answer::CodeRejected(error) = rejected(r#"{"error":"invalid_grant"}"#) else {
-            panic!()
+        for kept in ["invalid_grant", "TOKEN_NOT_FOUND", "INVALID_PARAMETERS"] {
+            let body = format!(r#"{{"error":"{kept}"}}"#);
+            let Answer::CodeRejected(error) = rejected(&body) else {
+                panic!()
+            };
+            assert_eq!(error.error, kept);
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_what_was_sent_is_hidden_from_a_logged_body() {
+        let settings = MondiaPaySettings {
+            client_id: Some("merchant".to_owned()),
+            client_secret: Some("S3cret/value".into()),
+            client_auth: ClientAuth::Basic,
+            ..MondiaPaySettings::default()
         };
-        assert_eq!(error.error, "invalid_grant");
+        let client = MondiaPayClient::new(&settings, Arc::new(Metrics::default())).unwrap();
+        let code = Code::parse("Aq7Zp3Xk9Lm2", "A").unwrap();
+        let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        let basic = basic_authorization("merchant", "S3cret/value");
+        let body = format!(
+            "{} {} {} {} {}",
+            "S3cret/value",
+            b64("S3cret/value"),
+            "Aq7Zp3Xk9Lm2",
+            b64("Aq7Zp3Xk9Lm2"),
+            basic.to_str().unwrap().trim_start_matches("Basic ")
+        );
+        let sent = client.sent_spellings(&code);
+        let hidden: Vec<(&str, &str)> = sent.iter().map(|(t, l)| (t.as_str(), *l)).collect();
+        let excerpt = scrub::excerpt(body.as_bytes(), &hidden);
+        for leak in [
+            "S3cret",
+            "Aq7Zp3",
+            &b64("S3cret/value")[..8],
+            &b64("Aq7Zp3Xk9Lm2")[..8],
+        ] {
+            assert!(!excerpt.contains(leak), "{leak} in {excerpt}");
+        }
+        assert!(excerpt.contains("[credentials]"), "{excerpt}");
     }
 
     #[test]
