@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mondiapay_token_proxy::code::Code;
 use mondiapay_token_proxy::crypto::Keyring;
+use mondiapay_token_proxy::domain::Code;
 use mondiapay_token_proxy::mondiapay::read_answer;
 use mondiapay_token_proxy::public::query;
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use crate::app::{Application, Engine};
 use crate::cli::{Cli, Command};
-use crate::code::Code;
+use crate::domain::Code;
+use crate::domain::Owner;
 use crate::settings::{Purpose, Settings};
-use crate::store::Owner;
 use crate::telemetry;
 
 /// Settings problems and bad arguments.

@@ -6,7 +6,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::code::Code;
+use crate::domain::Code;
 
 /// Sealed values start with this byte so that a later key or algorithm can live beside it.
 const SEALED_V1: u8 = 1;

@@ -5,10 +5,10 @@
 pub mod api;
 pub mod app;
 pub mod cli;
-pub mod code;
 pub mod commands;
 pub mod crypto;
 pub mod demo;
+pub mod domain;
 pub mod exchange;
 pub mod healthcheck;
 pub mod housekeeping;

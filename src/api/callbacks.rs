@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::problem::ApiError;
 use super::tokens::{ApiQuery, label};
 use crate::app::AppState;
-use crate::store::CallbackOutcome;
+use crate::domain::CallbackOutcome;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::{NoAnswer, wording};
 use crate::exchange::ExchangeError;
-use crate::mondiapay::{NoAnswer, wording};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,8 @@ use serde::Deserialize;
 
 use super::problem::ApiError;
 use crate::app::AppState;
-use crate::code::Code;
-use crate::store::{Owner, TokenRecord};
-
-/// Longest merchant reference or MondiaPay uuid accepted.
-const MAX_LABEL_CHARS: usize = 256;
+use crate::domain::{Code, MAX_LABEL_CHARS, Owner, is_acceptable_label};
+use crate::store::TokenRecord;
 
 /// `Json` whose rejections answer in problem+json.
 #[derive(FromRequest)]
@@ -95,13 +92,9 @@ pub async fn delete_token(
 /// A merchant reference or uuid: empty means absent; long or control characters are refused.
 pub fn label(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
-        Some(value)
-            if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) =>
-        {
-            Err(ApiError::BadRequest(format!(
-                "{name} must be at most {MAX_LABEL_CHARS} printable characters"
-            )))
-        }
+        Some(value) if !is_acceptable_label(&value) => Err(ApiError::BadRequest(format!(
+            "{name} must be at most {MAX_LABEL_CHARS} printable characters"
+        ))),
         Some(value) if !value.is_empty() => Ok(Some(value)),
         _ => Ok(None),
     }

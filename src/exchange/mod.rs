@@ -13,11 +13,11 @@ use tracing::Instrument;
 
 use tokio::sync::Semaphore;
 
-use crate::code::Code;
 use crate::crypto::CodeHash;
+use crate::domain::{Code, ExchangeState, NoAnswer, Owner, UpstreamError};
 use crate::metrics::Metrics;
-use crate::mondiapay::{Answer, MondiaPayClient, NoAnswer, UpstreamError};
-use crate::store::{Claim, ExchangeState, Owner, StoreError, TokenRecord, TokenStore, now_unix};
+use crate::mondiapay::{Answer, MondiaPayClient};
+use crate::store::{Claim, StoreError, TokenRecord, TokenStore, now_unix};
 use turns::Turns;
 
 /// Whether MondiaPay issued the token for this request (rather than an earlier one).

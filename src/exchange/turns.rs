@@ -70,8 +70,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::code::Code;
     use crate::crypto::Keyring;
+    use crate::domain::Code;
 
     fn hash(code: &str) -> CodeHash {
         Keyring::new(&[1; 32]).hash_code(&Code::parse(code, "").unwrap())

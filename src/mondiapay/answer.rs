@@ -8,14 +8,12 @@
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+use crate::domain::{NoAnswer, UpstreamError, UserToken};
+
 /// MondiaPay documents 12-hour user tokens; an answer without a usable `expires_in` gets that.
 pub const DEFAULT_EXPIRES_IN_SECS: u64 = 43_200;
 /// An absurd lifetime from upstream is clamped rather than trusted (30 days).
 const MAX_EXPIRES_IN_SECS: u64 = 30 * 24 * 3600;
-
-/// The error code recorded when a `2xx` carried no usable `access_token` (nor an error code):
-/// MondiaPay took the code, so it is spent and final, but there is no token to keep.
-pub const NO_TOKEN_IN_ANSWER: &str = "NO_TOKEN_IN_ANSWER";
 
 /// Error codes that blame the merchant's credentials whatever the status (compared ignoring case).
 const CREDENTIAL_ERRORS: &[&str] = &[
@@ -43,67 +41,18 @@ const CODE_ERRORS: &[&str] = &[
 const MAX_ERROR_CODE_CHARS: usize = 64;
 pub const UNRECOGNISED_ERROR: &str = "UNRECOGNISED_ERROR";
 
-/// A User Access Token as MondiaPay issued it.
-#[derive(Debug)]
-pub struct UserToken {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
-    /// Lower case; MondiaPay sends `bearer`, other spellings are accepted.
-    pub token_type: String,
-    pub expires_in: u64,
-    /// Fields of the answer this service does not know, kept as they came.
-    pub extra: Map<String, Value>,
-}
-
-/// MondiaPay's error, in its own shape (`status`, `error`, `message`) or RFC 6749's
-/// (`error`, `error_description`). `error` is always an error code (`[A-Za-z0-9_.-]`, at most
-/// 64 characters), never free text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamError {
-    pub http_status: u16,
-    pub error: String,
-    pub message: Option<String>,
-}
-
-impl UpstreamError {
-    /// A `2xx` without a usable token: the code is spent all the same.
-    pub fn no_token(http_status: u16) -> Self {
-        Self {
-            http_status,
-            error: NO_TOKEN_IN_ANSWER.to_owned(),
-            message: None,
-        }
-    }
-
-    /// Whether this is the verdict for a `2xx` that carried no usable token.
-    pub fn is_no_token(&self) -> bool {
-        self.error == NO_TOKEN_IN_ANSWER
-    }
-}
-
 /// What one answer means for the code.
 #[derive(Debug)]
 pub enum Answer {
     Issued(UserToken),
     /// A definitive verdict on the code: final, the code is never sent again. Also every `2xx`
-    /// that carried no usable token (its error, or [`NO_TOKEN_IN_ANSWER`]).
+    /// that carried no usable token (its error, or [`crate::domain::NO_TOKEN_IN_ANSWER`]).
     CodeRejected(UpstreamError),
     /// The merchant's credentials were refused: a configuration fault, not final for the code.
     CredentialsRejected(UpstreamError),
     /// No usable verdict (5xx, 3xx, 408/429, a 4xx other than 400/401/403, one without an error
     /// code, no answer at all): the code may be tried again.
     Unusable(NoAnswer),
-}
-
-/// Why there is no verdict on the code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NoAnswer {
-    #[error("MondiaPay did not answer in time")]
-    TimedOut,
-    #[error("MondiaPay could not be reached")]
-    Unreachable,
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// Classifies an answer by its status and body.

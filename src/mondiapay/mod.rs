@@ -3,7 +3,6 @@
 
 mod answer;
 mod scrub;
-pub mod wording;
 
 use std::time::{Duration, Instant};
 
@@ -13,15 +12,12 @@ use reqwest::{RequestBuilder, Response, redirect};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use answer::{
-    Answer, DEFAULT_EXPIRES_IN_SECS, NO_TOKEN_IN_ANSWER, NoAnswer, UNRECOGNISED_ERROR,
-    UpstreamError, UserToken, error_code, read_answer,
-};
+pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, UNRECOGNISED_ERROR, error_code, read_answer};
 
 use std::sync::Arc;
 
-use crate::code::Code;
 use crate::crypto::random_bytes;
+use crate::domain::{Code, NoAnswer, UpstreamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClientAuth, MondiaPaySettings};
 

@@ -11,12 +11,11 @@ use url::Url;
 use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
 use crate::app::AppState;
-use crate::code::Code;
 use crate::crypto::CodeHash;
+use crate::domain::{CallbackOutcome, Code, NewCallback, NoAnswer, OutcomeKind, Owner, wording};
 use crate::exchange::ExchangeError;
 use crate::middleware::RequestId;
-use crate::mondiapay::{NoAnswer, wording};
-use crate::store::{CallbackOutcome, NewCallback, OutcomeKind, Owner, ReplayKey, StoreError};
+use crate::store::{ReplayKey, StoreError};
 
 pub async fn callback(
     State(state): State<AppState>,

@@ -67,7 +67,7 @@ pub struct PageFacts<'a> {
     pub reference: Option<&'a str>,
     pub support_reference: &'a str,
     /// Why a purchase failed or a code was rejected: a fixed sentence from
-    /// [`crate::mondiapay::wording`].
+    /// [`crate::domain::wording`].
     pub reason: Option<&'a str>,
 }
 
@@ -155,7 +155,7 @@ const MAX_SHOWN_REFERENCE_CHARS: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mondiapay::wording;
+    use crate::domain::wording;
 
     fn facts() -> PageFacts<'static> {
         PageFacts {

@@ -1,9 +1,10 @@
 //! Reading the callback's query string: untrusted input from the internet, so size and shape
 //! are checked before anything else looks at it.
 
+use crate::domain::is_acceptable_label;
+
 /// Longer queries are not MondiaPay redirects.
 pub const MAX_QUERY_BYTES: usize = 4096;
-const MAX_LABEL_CHARS: usize = 256;
 const MAX_ERROR_CHARS: usize = 100;
 const MAX_MESSAGE_CHARS: usize = 300;
 /// What a `status` that is not an HTTP-like number is recorded as.
@@ -65,14 +66,20 @@ pub fn parse(raw: &str, correlation_param: &str) -> Result<CallbackParams, BadCa
         }
         *slot = Some(value.into_owned());
     }
-    for (name, slot, max) in [
-        ("error", &mut params.error, MAX_ERROR_CHARS),
-        ("status", &mut params.status, MAX_ERROR_CHARS),
-        ("uuid", &mut params.uuid, MAX_LABEL_CHARS),
-        (correlation_param, &mut params.reference, MAX_LABEL_CHARS),
+    let short_code: fn(&str) -> bool =
+        |value| value.chars().count() <= MAX_ERROR_CHARS && !value.chars().any(char::is_control);
+    for (name, slot, acceptable) in [
+        ("error", &mut params.error, short_code),
+        ("status", &mut params.status, short_code),
+        ("uuid", &mut params.uuid, is_acceptable_label),
+        (
+            correlation_param,
+            &mut params.reference,
+            is_acceptable_label,
+        ),
     ] {
         if let Some(value) = slot.as_deref() {
-            if value.chars().count() > max || value.chars().any(char::is_control) {
+            if !acceptable(value) {
                 return Err(BadCallback::BadValue(name.to_owned()));
             }
             if value.is_empty() {

@@ -103,7 +103,7 @@ impl Settings {
                 dir.display()
             ));
         }
-        if !mp.code_prefix.bytes().all(crate::code::is_unreserved) {
+        if !mp.code_prefix.bytes().all(crate::domain::is_unreserved) {
             problems.push("mondiapay.code_prefix may only contain A-Z a-z 0-9 . _ ~ -".to_owned());
         }
         for (key, secs) in [

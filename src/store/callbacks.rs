@@ -16,7 +16,7 @@ use sqlx::AssertSqlSafe;
 use super::pool::{Columns, Pool, on_pool};
 use super::{StoreError, TokenStore, now_unix, rfc3339};
 use crate::crypto::{CodeHash, random_bytes};
-use crate::mondiapay::wording;
+use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, wording};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
 const MAX_LISTED_SUCCEEDED: i64 = 100;
@@ -31,37 +31,6 @@ pub const DEFAULT_MAX_FAILURE_OUTCOMES: i64 = 10_000;
 /// (and by every purge): each process adds fewer than this many between two enforcements. A
 /// count of our own, so that no sender can steer which requests enforce it.
 pub const TRIM_EVERY: u64 = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutcomeKind {
-    Succeeded,
-    /// MondiaPay's redirect said the purchase failed.
-    PurchaseFailed,
-    /// MondiaPay rejected the code.
-    CodeRejected,
-    /// MondiaPay gave no usable answer; a later callback with the same code may try again.
-    Unavailable,
-}
-
-impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::PurchaseFailed => "purchase_failed",
-            Self::CodeRejected => "code_rejected",
-            Self::Unavailable => "unavailable",
-        }
-    }
-
-    fn parse(text: &str) -> Self {
-        match text {
-            "succeeded" => Self::Succeeded,
-            "purchase_failed" => Self::PurchaseFailed,
-            "code_rejected" => Self::CodeRejected,
-            _ => Self::Unavailable,
-        }
-    }
-}
 
 /// What makes two successful callbacks the same one: the code's keyed hash. (A failure's key is
 /// its `ref`, outcome and error, see `failure_key`; a replayed code that failed finds its verdict
@@ -89,31 +58,6 @@ fn failure_key(new: &NewCallback) -> String {
         "failure:{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(identity))
     )
-}
-
-/// A callback's outcome, as about to be recorded.
-#[derive(Debug, Clone)]
-pub struct NewCallback {
-    pub kind: OutcomeKind,
-    /// The HTTP status of the result page.
-    pub page_status: u16,
-    pub request_id: String,
-    pub reference: Option<String>,
-    pub uuid: Option<String>,
-    /// MondiaPay's `status` redirect parameter.
-    pub status: Option<String>,
-    /// MondiaPay's `error` redirect parameter, or its error code when it rejected the code.
-    /// (Its free-text `message` is never stored: it may say anything.)
-    pub error: Option<String>,
-    pub token_id: Option<String>,
-}
-
-/// A recorded callback outcome; `id` names its result page.
-#[derive(Debug, Clone)]
-pub struct CallbackOutcome {
-    pub id: String,
-    pub created_at: i64,
-    pub outcome: NewCallback,
 }
 
 impl TokenStore {

@@ -4,10 +4,10 @@ use secrecy::ExposeSecret;
 
 use super::pool::{Columns, Pool, on_pool};
 use super::tokens::sealed_secrets;
-use super::{Claim, ExchangeRow, ExchangeState, Owner, StoreError, TokenRecord, TokenStore};
+use super::{Claim, ExchangeRow, StoreError, TokenRecord, TokenStore};
 use super::{new_token_id, now_unix};
 use crate::crypto::CodeHash;
-use crate::mondiapay::{UpstreamError, UserToken};
+use crate::domain::{ExchangeState, Owner, UpstreamError, UserToken};
 
 /// The claim, with `$NOW` for the database's clock. The lease is taken and compared on that one
 /// clock: replicas whose own clocks disagree cannot both hold a code. The first claim's `ref`

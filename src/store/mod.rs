@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use callbacks::{CallbackOutcome, NewCallback, OutcomeKind, ReplayKey};
+pub use callbacks::ReplayKey;
 pub use record::{TokenRecord, new_token_id, rfc3339};
 
 use crate::crypto::{Keyring, UnsealError};
-use crate::mondiapay::UpstreamError;
+use crate::domain::{ExchangeState, Owner, UpstreamError};
 use crate::settings::StoreBackend;
 use pool::{Pool, on_pool};
 
@@ -45,37 +45,6 @@ pub enum StoreError {
     DiskFull,
     #[error("a store operation stopped unexpectedly")]
     Interrupted,
-}
-
-/// Where a code's exchange stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeState {
-    /// Claimed by an exchange under way until the lease ends.
-    Pending,
-    Succeeded,
-    Rejected,
-    /// Ended without a usable answer: may be claimed again.
-    Failed,
-}
-
-impl ExchangeState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Succeeded => "succeeded",
-            Self::Rejected => "rejected",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Self {
-        match text {
-            "pending" => Self::Pending,
-            "succeeded" => Self::Succeeded,
-            "rejected" => Self::Rejected,
-            _ => Self::Failed,
-        }
-    }
 }
 
 /// The stored outcome of a code.
@@ -110,13 +79,6 @@ impl Purged {
     pub fn any(&self) -> bool {
         self.tokens + self.exchanges + self.callbacks > 0
     }
-}
-
-/// Who the token belongs to, as the caller named them.
-#[derive(Debug, Clone, Default)]
-pub struct Owner {
-    pub reference: Option<String>,
-    pub uuid: Option<String>,
 }
 
 /// Cheap to clone: every part is shared, so a write can run as a task of its own (see

@@ -7,7 +7,7 @@ use sqlx::AssertSqlSafe;
 use super::pool::{Columns, on_pool};
 use super::{Purged, StoreError, TokenRecord, TokenStore, now_unix};
 use crate::crypto::{Keyring, UnsealError};
-use crate::mondiapay::UserToken;
+use crate::domain::UserToken;
 
 const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
 

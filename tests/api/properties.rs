@@ -2,9 +2,8 @@
 //! MondiaPay's answer to a token call. Random input must never panic, and whatever comes out must
 //! keep the documented bounds.
 
-use mondiapay_token_proxy::mondiapay::{
-    Answer, DEFAULT_EXPIRES_IN_SECS, NO_TOKEN_IN_ANSWER, read_answer,
-};
+use mondiapay_token_proxy::domain::NO_TOKEN_IN_ANSWER;
+use mondiapay_token_proxy::mondiapay::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
 use mondiapay_token_proxy::public::query::{BadCallback, CallbackParams, MAX_QUERY_BYTES, parse};
 use proptest::prelude::*;
 use secrecy::ExposeSecret;

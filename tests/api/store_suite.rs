@@ -1,12 +1,12 @@
 //! One suite of store behaviour, run against both backends: SQLite and PostgreSQL.
 
-use mondiapay_token_proxy::code::Code;
 use mondiapay_token_proxy::crypto::{CodeHash, Keyring};
-use mondiapay_token_proxy::mondiapay::{Answer, UpstreamError, UserToken, read_answer};
-use mondiapay_token_proxy::settings::StoreBackend;
-use mondiapay_token_proxy::store::{
-    Claim, ExchangeState, NewCallback, OutcomeKind, Owner, ReplayKey, TokenStore, now_unix,
+use mondiapay_token_proxy::domain::{
+    Code, ExchangeState, NewCallback, OutcomeKind, Owner, UpstreamError, UserToken,
 };
+use mondiapay_token_proxy::mondiapay::{Answer, read_answer};
+use mondiapay_token_proxy::settings::StoreBackend;
+use mondiapay_token_proxy::store::{Claim, ReplayKey, TokenStore, now_unix};
 
 use crate::postgres::PgCluster;
 

@@ -1,6 +1,7 @@
 use secrecy::ExposeSecret;
 
 use super::*;
+use crate::domain::NO_TOKEN_IN_ANSWER;
 
 fn issued(status: u16, body: &str) -> UserToken {
     match read_answer(status, body.as_bytes()) {

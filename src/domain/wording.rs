@@ -2,7 +2,7 @@
 //! show these sentences, never MondiaPay's own free text (`message`, `error_description`) nor
 //! text from a query string: that text is not ours and may be an attacker's.
 
-use super::answer::NO_TOKEN_IN_ANSWER;
+use super::token::NO_TOKEN_IN_ANSWER;
 
 /// What the user or the merchant is told for an unknown error in the purchase redirect.
 pub const PURCHASE_FAILED: &str = "The payment could not be completed.";

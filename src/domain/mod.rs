@@ -1,0 +1,13 @@
+//! The domain: the codes, labels, tokens and outcomes the service deals in, as plain values.
+//! Nothing here does I/O or reads a clock; every other layer builds on these types.
+
+mod code;
+mod label;
+mod outcome;
+mod token;
+pub mod wording;
+
+pub use code::{Code, CodeError, MAX_CODE_BYTES, is_unreserved};
+pub use label::{MAX_LABEL_CHARS, Owner, is_acceptable_label};
+pub use outcome::{CallbackOutcome, ExchangeState, NewCallback, OutcomeKind};
+pub use token::{NO_TOKEN_IN_ANSWER, NoAnswer, UpstreamError, UserToken};

@@ -1,0 +1,59 @@
+//! What a token call yields for a code: a User Access Token as MondiaPay issued it (before it is
+//! sealed and stored), MondiaPay's error (a verdict on the code), or why there was no usable
+//! verdict at all.
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+/// The error code recorded when a `2xx` carried no usable `access_token` (nor an error code):
+/// MondiaPay took the code, so it is spent and final, but there is no token to keep.
+pub const NO_TOKEN_IN_ANSWER: &str = "NO_TOKEN_IN_ANSWER";
+
+/// A User Access Token as MondiaPay issued it.
+#[derive(Debug)]
+pub struct UserToken {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// Lower case; MondiaPay sends `bearer`, other spellings are accepted.
+    pub token_type: String,
+    pub expires_in: u64,
+    /// Fields of the answer this service does not know, kept as they came.
+    pub extra: Map<String, Value>,
+}
+
+/// MondiaPay's error, in its own shape (`status`, `error`, `message`) or RFC 6749's
+/// (`error`, `error_description`). `error` is always an error code (`[A-Za-z0-9_.-]`, at most
+/// 64 characters), never free text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    pub http_status: u16,
+    pub error: String,
+    pub message: Option<String>,
+}
+
+impl UpstreamError {
+    /// A `2xx` without a usable token: the code is spent all the same.
+    pub fn no_token(http_status: u16) -> Self {
+        Self {
+            http_status,
+            error: NO_TOKEN_IN_ANSWER.to_owned(),
+            message: None,
+        }
+    }
+
+    /// Whether this is the verdict for a `2xx` that carried no usable token.
+    pub fn is_no_token(&self) -> bool {
+        self.error == NO_TOKEN_IN_ANSWER
+    }
+}
+
+/// Why there is no verdict on the code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoAnswer {
+    #[error("MondiaPay did not answer in time")]
+    TimedOut,
+    #[error("MondiaPay could not be reached")]
+    Unreachable,
+    #[error("{0}")]
+    Invalid(String),
+}
