@@ -6,8 +6,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mondiapay_token_proxy::crypto::Keyring;
 use mondiapay_token_proxy::domain::Code;
+use mondiapay_token_proxy::http::public::query;
 use mondiapay_token_proxy::mondiapay::read_answer;
-use mondiapay_token_proxy::public::query;
 
 const ANSWER: &[u8] = br#"{"access_token":"U0123456789abcdefghijklmnopqrstuvwx","token_type":"bearer","expires_in":"43200","refresh_token":"R0123456789abcdefghijklmnopqrstuvwx"}"#;
 const REDIRECT: &str =

@@ -3,11 +3,11 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use crate::app::{Application, Engine};
 use crate::cli::{Cli, Command};
 use crate::domain::Code;
 use crate::domain::Owner;
 use crate::settings::{Purpose, Settings};
+use crate::startup::{Application, Engine};
 use crate::telemetry;
 
 /// Settings problems and bad arguments.
@@ -25,7 +25,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo {
             port,
             internal_port,
-        } => crate::demo::run(port, internal_port).await,
+        } => match crate::demo::run(port, internal_port, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error.as_ref()),
+        },
         Command::Healthcheck { url } => crate::healthcheck::run(&cli.config, url).await,
     }
 }

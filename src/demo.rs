@@ -2,28 +2,25 @@
 //! MondiaPay, the service wired to it on a throwaway SQLite store, and what to open and run.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write;
-use std::process::ExitCode;
 
 use base64::Engine;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::app::Application;
-use crate::commands::{fail, shutdown_signal};
 use crate::crypto::random_bytes;
 use crate::sandbox;
 use crate::settings::{LogFormat, Purpose, Settings};
+use crate::startup::Application;
 use crate::telemetry;
 
-pub async fn run(port: u16, internal_port: u16) -> ExitCode {
-    match demo(port, internal_port).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(error.as_ref()),
-    }
-}
-
-async fn demo(port: u16, internal_port: u16) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the demo until `shutdown` completes.
+pub async fn run(
+    port: u16,
+    internal_port: u16,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init(LogFormat::Pretty);
     let store = tempfile::Builder::new()
         .prefix("mondiapay-token-proxy-demo-")
@@ -73,6 +70,6 @@ async fn demo(port: u16, internal_port: u16) -> Result<(), Box<dyn std::error::E
     let _ = std::io::stdout()
         .write_all(guide.as_bytes())
         .and_then(|()| std::io::stdout().flush());
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     Ok(())
 }

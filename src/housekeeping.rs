@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::store::now_unix;
 
 pub struct Housekeeping {

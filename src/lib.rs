@@ -2,8 +2,6 @@
 //! each authorization code exactly once, stores the User Access Token encrypted, and serves it
 //! to internal services over an authenticated API.
 
-pub mod api;
-pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod crypto;
@@ -12,13 +10,13 @@ pub mod domain;
 pub mod exchange;
 pub mod healthcheck;
 pub mod housekeeping;
+pub mod http;
 pub mod keyfile;
 pub mod metrics;
-pub mod middleware;
 pub mod mondiapay;
-pub mod public;
 pub mod sandbox;
 pub mod serve;
 pub mod settings;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mondiapay_token_proxy::public::query::{BadCallback, MAX_QUERY_BYTES, parse};
+use mondiapay_token_proxy::http::public::query::{BadCallback, MAX_QUERY_BYTES, parse};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the correlation parameter, so a configured name other than `ref` and

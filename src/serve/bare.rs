@@ -10,8 +10,8 @@ use axum::http::header::{CONNECTION, CONTENT_LENGTH};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 
+use crate::http::layers::{REQUEST_ID, new_request_id};
 use crate::metrics::Metrics;
-use crate::middleware::{REQUEST_ID, new_request_id};
 
 /// The statuses hyper answers with on its own.
 const STATUSES: [StatusCode; 3] = [

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mondiapay_token_proxy::app::Application;
 use mondiapay_token_proxy::settings::{Purpose, Settings};
+use mondiapay_token_proxy::startup::Application;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;

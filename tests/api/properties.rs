@@ -3,8 +3,10 @@
 //! keep the documented bounds.
 
 use mondiapay_token_proxy::domain::NO_TOKEN_IN_ANSWER;
+use mondiapay_token_proxy::http::public::query::{
+    BadCallback, CallbackParams, MAX_QUERY_BYTES, parse,
+};
 use mondiapay_token_proxy::mondiapay::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
-use mondiapay_token_proxy::public::query::{BadCallback, CallbackParams, MAX_QUERY_BYTES, parse};
 use proptest::prelude::*;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};

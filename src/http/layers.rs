@@ -15,8 +15,8 @@ use axum::response::Response;
 use base64::Engine;
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::crypto::random_bytes;
+use crate::http::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::problem::ApiError;
-use crate::app::AppState;
+use crate::http::AppState;
 
 /// The accepted keys, kept as SHA-256 digests: equal lengths make the comparison constant-time
 /// whatever key is presented, and the keys themselves are not kept in memory.

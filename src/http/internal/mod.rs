@@ -21,8 +21,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub use auth::ApiKeys;
 pub use problem::ApiError;
 
-use crate::app::AppState;
-use crate::middleware::{self, Edge};
+use crate::http::AppState;
+use crate::http::layers::{self, Edge};
 
 /// The JSON bodies of the API are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -44,7 +44,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         ));
     let routes = Router::new()
         .nest("/v1", v1)
-        .route("/healthz", get(middleware::healthz))
+        .route("/healthz", get(layers::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -59,7 +59,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         // Internal services may trace a call through with their own id.
         takes_caller_request_id: true,
     };
-    middleware::stack(routes, edge)
+    layers::stack(routes, edge)
 }
 
 /// Refusals on the internal listener are problems, like every other error there.

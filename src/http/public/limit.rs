@@ -12,8 +12,8 @@ use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-use crate::app::AppState;
-use crate::middleware::RequestId;
+use crate::http::AppState;
+use crate::http::layers::RequestId;
 
 pub struct ClientLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,

@@ -16,8 +16,8 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::app::AppState;
-use crate::middleware::{self, Edge, RequestId};
+use crate::http::AppState;
+use crate::http::layers::{self, Edge, RequestId};
 use pages::{Page, PageFacts};
 
 /// Browsers send no body to the public routes.
@@ -41,7 +41,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), limit::rate_limit));
     let routes = Router::new()
-        .route("/healthz", get(middleware::healthz))
+        .route("/healthz", get(layers::healthz))
         .merge(limited)
         .with_state(state.clone());
     let edge = Edge {
@@ -52,7 +52,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         refuse,
         takes_caller_request_id: false,
     };
-    let routes = middleware::stack(routes, edge);
+    let routes = layers::stack(routes, edge);
     SECURITY_HEADERS
         .into_iter()
         .fold(routes, |routes, (name, value)| {

@@ -3,25 +3,25 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiKeys};
 use crate::crypto::Keyring;
 use crate::exchange::{ExchangeLimits, Exchanger};
 use crate::housekeeping::Housekeeping;
+use crate::http::internal::{self, ApiKeys};
+use crate::http::public;
+use crate::http::public::limit::ClientLimiter;
+use crate::http::public::pages::{Pages, TemplateError};
+use crate::http::state::{AppState, CallbackSettings, Shared};
 use crate::keyfile::{self, KeyFileError};
 use crate::metrics::Metrics;
 use crate::mondiapay::MondiaPayClient;
-use crate::public;
-use crate::public::limit::ClientLimiter;
-use crate::public::pages::{Pages, TemplateError};
 use crate::serve::{self, BareAnswers, ConnectionLimits, FdLimitError, Listener};
-use crate::settings::{PublicSettings, Settings, StoreBackend};
+use crate::settings::{Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,48 +43,6 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// What handlers share. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    pub store: Arc<TokenStore>,
-    pub exchanger: Arc<Exchanger>,
-    pub metrics: Arc<Metrics>,
-    pub limiter: ClientLimiter,
-    pub api_keys: ApiKeys,
-    pub code_prefix: String,
-    pub expiry_margin_secs: i64,
-    pub pages: Pages,
-    pub callback: CallbackSettings,
-}
-
-/// How browser callbacks are read and answered.
-pub struct CallbackSettings {
-    pub correlation_param: String,
-    pub exchange_on_errors: Vec<String>,
-    pub success_url: Option<url::Url>,
-    pub failure_url: Option<url::Url>,
-}
-
-impl CallbackSettings {
-    fn new(public: &PublicSettings, exchange_on_errors: &[String]) -> Self {
-        Self {
-            correlation_param: public.correlation_param.clone(),
-            exchange_on_errors: exchange_on_errors.to_vec(),
-            success_url: public.success_url.clone(),
-            failure_url: public.failure_url.clone(),
-        }
-    }
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
 }
 
 /// The store and the exchanger: all `exchange` needs, and the core of `serve`.
@@ -207,8 +165,12 @@ impl Application {
                 public::bare_answer(&page_state, status, id)
             })
             .await;
-        let internal_bare =
-            BareAnswers::prepare("internal", Arc::clone(&engine.metrics), api::bare_answer).await;
+        let internal_bare = BareAnswers::prepare(
+            "internal",
+            Arc::clone(&engine.metrics),
+            internal::bare_answer,
+        )
+        .await;
         Ok(Self {
             engine,
             state,
@@ -270,7 +232,7 @@ impl Application {
         let internal = Listener {
             name: "internal",
             socket: self.internal,
-            router: api::router(self.state.clone(), self.internal_timeout),
+            router: internal::router(self.state.clone(), self.internal_timeout),
             limits: self.internal_limits,
             bare: self.internal_bare,
         };

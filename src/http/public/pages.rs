@@ -10,7 +10,7 @@ use minijinja::{AutoEscape, Environment, context};
 /// The built-in templates, compiled into the binary.
 macro_rules! built_in {
     ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+        &[$(($name, include_str!(concat!("../../../templates/", $name)))),*]
     };
 }
 

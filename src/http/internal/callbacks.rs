@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::problem::ApiError;
 use super::tokens::{ApiQuery, label};
-use crate::app::AppState;
 use crate::domain::CallbackOutcome;
+use crate::http::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,11 +10,11 @@ use url::Url;
 
 use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
-use crate::app::AppState;
 use crate::crypto::CodeHash;
 use crate::domain::{CallbackOutcome, Code, NewCallback, NoAnswer, OutcomeKind, Owner, wording};
 use crate::exchange::ExchangeError;
-use crate::middleware::RequestId;
+use crate::http::AppState;
+use crate::http::layers::RequestId;
 use crate::store::{ReplayKey, StoreError};
 
 pub async fn callback(

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::problem::ApiError;
-use crate::app::AppState;
 use crate::domain::{Code, MAX_LABEL_CHARS, Owner, is_acceptable_label};
+use crate::http::AppState;
 use crate::store::TokenRecord;
 
 /// `Json` whose rejections answer in problem+json.

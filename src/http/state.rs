@@ -1,0 +1,54 @@
+//! The state the HTTP edge shares: what handlers and layers of both listeners use.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::internal::ApiKeys;
+use super::public::limit::ClientLimiter;
+use super::public::pages::Pages;
+use crate::exchange::Exchanger;
+use crate::metrics::Metrics;
+use crate::settings::PublicSettings;
+use crate::store::TokenStore;
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+pub struct Shared {
+    pub store: Arc<TokenStore>,
+    pub exchanger: Arc<Exchanger>,
+    pub metrics: Arc<Metrics>,
+    pub limiter: ClientLimiter,
+    pub api_keys: ApiKeys,
+    pub code_prefix: String,
+    pub expiry_margin_secs: i64,
+    pub pages: Pages,
+    pub callback: CallbackSettings,
+}
+
+/// How browser callbacks are read and answered.
+pub struct CallbackSettings {
+    pub correlation_param: String,
+    pub exchange_on_errors: Vec<String>,
+    pub success_url: Option<url::Url>,
+    pub failure_url: Option<url::Url>,
+}
+
+impl CallbackSettings {
+    pub(crate) fn new(public: &PublicSettings, exchange_on_errors: &[String]) -> Self {
+        Self {
+            correlation_param: public.correlation_param.clone(),
+            exchange_on_errors: exchange_on_errors.to_vec(),
+            success_url: public.success_url.clone(),
+            failure_url: public.failure_url.clone(),
+        }
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
