@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::store::now_unix;
 
 pub struct Housekeeping {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::Keyring;
 use crate::exchange::{ExchangeLimits, Exchanger};
 use crate::housekeeping::Housekeeping;
-use crate::http::internal::{self, ApiKeys};
+use crate::http::internal::{self, auth::ApiKeys};
 use crate::http::public;
 use crate::http::public::limit::ClientLimiter;
 use crate::http::public::pages::{Pages, TemplateError};
@@ -138,7 +138,7 @@ impl Application {
             store: Arc::clone(&engine.store),
             exchanger: Arc::clone(&engine.exchanger),
             metrics: Arc::clone(&engine.metrics),
-            api_keys: ApiKeys::new(&settings.internal.api_keys),
+            api_keys: Arc::new(ApiKeys::new(&settings.internal.api_keys)),
             code_prefix: settings.mondiapay.code_prefix.clone(),
             expiry_margin_secs: settings.store.expiry_margin_secs as i64,
             pages,

@@ -16,7 +16,7 @@ use base64::Engine;
 use tracing::Instrument;
 
 use crate::crypto::random_bytes;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -5,5 +5,3 @@ pub mod internal;
 pub mod layers;
 pub mod public;
 pub mod state;
-
-pub use state::AppState;

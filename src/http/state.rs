@@ -3,7 +3,9 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::internal::ApiKeys;
+use axum::extract::FromRef;
+
+use super::internal::auth::ApiKeys;
 use super::public::limit::ClientLimiter;
 use super::public::pages::Pages;
 use crate::exchange::Exchanger;
@@ -20,7 +22,7 @@ pub struct Shared {
     pub exchanger: Arc<Exchanger>,
     pub metrics: Arc<Metrics>,
     pub limiter: ClientLimiter,
-    pub api_keys: ApiKeys,
+    pub api_keys: Arc<ApiKeys>,
     pub code_prefix: String,
     pub expiry_margin_secs: i64,
     pub pages: Pages,
@@ -50,5 +52,19 @@ impl Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+// What a handler or layer takes on its own, instead of the whole state.
+
+impl FromRef<AppState> for Arc<ApiKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.api_keys)
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenStore> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.store)
     }
 }

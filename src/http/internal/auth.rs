@@ -1,5 +1,7 @@
 //! API keys of the internal API: `Authorization: Bearer <key>`, compared in constant time.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -9,7 +11,6 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::problem::ApiError;
-use crate::http::AppState;
 
 /// The accepted keys, kept as SHA-256 digests: equal lengths make the comparison constant-time
 /// whatever key is presented, and the keys themselves are not kept in memory.
@@ -35,7 +36,7 @@ fn digest(key: &str) -> [u8; 32] {
 }
 
 pub async fn require_api_key(
-    State(state): State<AppState>,
+    State(keys): State<Arc<ApiKeys>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -47,7 +48,7 @@ pub async fn require_api_key(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     match presented {
-        Some(key) if state.api_keys.accepts(key) => next.run(request).await,
+        Some(key) if keys.accepts(key) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),
     }
 }

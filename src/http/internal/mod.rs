@@ -1,7 +1,7 @@
 //! The internal listener: the token API under `/v1` (API key required) and the operations
 //! routes. Reachable from the merchant's network only.
 
-mod auth;
+pub mod auth;
 mod callbacks;
 mod problem;
 mod tokens;
@@ -18,11 +18,10 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use auth::ApiKeys;
 pub use problem::ApiError;
 
-use crate::http::AppState;
 use crate::http::layers::{self, Edge};
+use crate::http::state::AppState;
 
 /// The JSON bodies of the API are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -1,5 +1,7 @@
 //! The token routes: exchange a code, look a token up by id, ref or uuid, delete it.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -7,8 +9,8 @@ use serde::Deserialize;
 
 use super::problem::ApiError;
 use crate::domain::{Code, MAX_LABEL_CHARS, Owner, is_acceptable_label};
-use crate::http::AppState;
-use crate::store::TokenRecord;
+use crate::http::state::AppState;
+use crate::store::{TokenRecord, TokenStore};
 
 /// `Json` whose rejections answer in problem+json.
 #[derive(FromRequest)]
@@ -82,10 +84,10 @@ pub async fn find_token(
 }
 
 pub async fn delete_token(
-    State(state): State<AppState>,
+    State(store): State<Arc<TokenStore>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_token(&id).await?;
+    store.delete_token(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

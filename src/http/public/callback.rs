@@ -13,8 +13,8 @@ use super::query::{self, CallbackParams};
 use crate::crypto::CodeHash;
 use crate::domain::{CallbackOutcome, Code, NewCallback, NoAnswer, OutcomeKind, Owner, wording};
 use crate::exchange::ExchangeError;
-use crate::http::AppState;
 use crate::http::layers::RequestId;
+use crate::http::state::AppState;
 use crate::store::{ReplayKey, StoreError};
 
 pub async fn callback(

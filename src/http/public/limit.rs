@@ -1,19 +1,14 @@
-//! Per-client rate limiting on the public listener. The client is the connection's peer, or,
-//! when the peer is a configured trusted proxy, the nearest address in `X-Forwarded-For` that
-//! is not one (so a client cannot pick its own key by sending the header itself).
+//! Per-client rate limits on the public listener (the router's `rate_limit` layer applies
+//! them). The client is the connection's peer, or, when the peer is a configured trusted proxy,
+//! the nearest address in `X-Forwarded-For` that is not one (so a client cannot pick its own key
+//! by sending the header itself).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
-
-use crate::http::AppState;
-use crate::http::layers::RequestId;
 
 pub struct ClientLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
@@ -89,32 +84,6 @@ fn bucket(client: IpAddr) -> IpAddr {
         }
         v4 => v4,
     }
-}
-
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(ConnectInfo(peer)) = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .copied()
-    else {
-        return next.run(request).await;
-    };
-    let client = state.limiter.client(peer.ip(), request.headers());
-    if state.limiter.allows(client) {
-        return next.run(request).await;
-    }
-    state.metrics.rate_limited();
-    tracing::info!(%client, "rate limited");
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map_or("", |id| id.0.as_str());
-    let mut response = super::refuse(&state, StatusCode::TOO_MANY_REQUESTS, request_id);
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -6,18 +6,19 @@ pub mod limit;
 pub mod pages;
 pub mod query;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::http::AppState;
 use crate::http::layers::{self, Edge, RequestId};
+use crate::http::state::AppState;
 use pages::{Page, PageFacts};
 
 /// Browsers send no body to the public routes.
@@ -39,7 +40,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/oauth/callback", get(callback::callback))
         .route("/oauth/result/{id}", get(callback::result))
         .fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), limit::rate_limit));
+        .layer(from_fn_with_state(state.clone(), rate_limit));
     let routes = Router::new()
         .route("/healthz", get(layers::healthz))
         .merge(limited)
@@ -61,6 +62,33 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 HeaderValue::from_static(value),
             ))
         })
+}
+
+/// Refuses a client over its rate with the rate-limited page.
+async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return next.run(request).await;
+    };
+    let client = state.limiter.client(peer.ip(), request.headers());
+    if state.limiter.allows(client) {
+        return next.run(request).await;
+    }
+    state.metrics.rate_limited();
+    tracing::info!(%client, "rate limited");
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |id| id.0.as_str());
+    let mut response = refuse(&state, StatusCode::TOO_MANY_REQUESTS, request_id);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// Refusals on the public listener are pages, like everything else there.
