@@ -1,6 +1,7 @@
 //! Exactly-once exchange of a code: one turn per code in this process, a claim in the store
 //! before MondiaPay is called, and a stored outcome that every later request for the code reads.
 
+mod callback;
 mod turns;
 
 use std::sync::Arc;

@@ -10,12 +10,9 @@ use url::Url;
 
 use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
-use crate::crypto::CodeHash;
-use crate::domain::{CallbackOutcome, Code, NewCallback, NoAnswer, OutcomeKind, Owner, wording};
-use crate::exchange::ExchangeError;
+use crate::domain::{CallbackOutcome, Code, NewCallback, OutcomeKind, wording};
 use crate::http::layers::RequestId;
 use crate::http::state::AppState;
-use crate::store::{ReplayKey, StoreError};
 
 pub async fn callback(
     State(state): State<AppState>,
@@ -51,7 +48,10 @@ pub async fn callback(
             .as_ref()
             .is_some_and(|error| state.callback.exchange_on_errors.contains(error));
     let result = match code {
-        Some(Ok(code)) if exchangeable => exchange(&state, &request_id, &params, code).await,
+        Some(Ok(code)) if exchangeable => {
+            let new = outcome(&params, &request_id, OutcomeKind::Succeeded, StatusCode::OK);
+            state.exchanger.exchange_callback(code, new).await
+        }
         Some(Err(problem)) if exchangeable => return bad_request(&problem),
         // The purchase failed: recorded, and its code (if any) is never sent to MondiaPay.
         // Failures are recorded once per (ref, outcome, error), whatever code they carry.
@@ -89,60 +89,6 @@ pub async fn callback(
             )
         }
     }
-}
-
-/// Exchanges the code, unless a callback with it already has a final outcome, and records what
-/// happened. A replay (reload, double redirect, prefetch) gets the first outcome back.
-async fn exchange(
-    state: &AppState,
-    request_id: &str,
-    params: &CallbackParams,
-    code: Code,
-) -> Result<CallbackOutcome, StoreError> {
-    let hash: CodeHash = state.store.keys().hash_code(&code);
-    let key = ReplayKey::exchange(&hash);
-    if let Some(previous) = state.store.callback_for(&key).await?
-        && previous.outcome.kind != OutcomeKind::Unavailable
-    {
-        tracing::info!(
-            code = hash.short(),
-            "callback replayed: same answer as before"
-        );
-        return Ok(previous);
-    }
-    let owner = Owner {
-        reference: params.reference.clone(),
-        uuid: params.uuid.clone(),
-    };
-    let mut new = outcome(params, request_id, OutcomeKind::Succeeded, StatusCode::OK);
-    match state.exchanger.exchange(code, owner).await {
-        // The token belongs to whoever first claimed the code (an earlier callback or an API
-        // call): the outcome and the redirect name that owner, not this request's claim.
-        Ok(record) => {
-            new.token_id = Some(record.id);
-            new.reference = record.reference;
-            new.uuid = record.uuid;
-        }
-        // Exchanged before (through the API) and since deleted or expired: the purchase stands.
-        Err(ExchangeError::TokenGone) => {}
-        Err(ExchangeError::CodeRejected(rejection)) => {
-            new.kind = OutcomeKind::CodeRejected;
-            new.page_status = StatusCode::BAD_REQUEST.as_u16();
-            new.error = Some(rejection.error);
-        }
-        Err(ExchangeError::Store(error)) => return Err(error),
-        Err(other) => {
-            new.kind = OutcomeKind::Unavailable;
-            let timed_out = matches!(other, ExchangeError::NoAnswer(NoAnswer::TimedOut));
-            new.page_status = if timed_out {
-                StatusCode::GATEWAY_TIMEOUT
-            } else {
-                StatusCode::BAD_GATEWAY
-            }
-            .as_u16();
-        }
-    }
-    state.store.record_callback(Some(&key), &new).await
 }
 
 fn outcome(
