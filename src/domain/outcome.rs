@@ -1,6 +1,23 @@
 //! Where a code's exchange stands, and what a browser callback ended in: the outcomes the store
 //! keeps and the pages and the API report.
 
+/// A stored state or outcome this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {text:?} in the store")]
+pub struct UnknownState {
+    what: &'static str,
+    text: String,
+}
+
+impl UnknownState {
+    fn new(what: &'static str, text: &str) -> Self {
+        Self {
+            what,
+            text: text.to_owned(),
+        }
+    }
+}
+
 /// Where a code's exchange stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeState {
@@ -22,12 +39,15 @@ impl ExchangeState {
         }
     }
 
-    pub(crate) fn parse(text: &str) -> Self {
+    /// A state this version does not know (a newer version's, or a damaged row) is an error,
+    /// not a guess.
+    pub(crate) fn parse(text: &str) -> Result<Self, UnknownState> {
         match text {
-            "pending" => Self::Pending,
-            "succeeded" => Self::Succeeded,
-            "rejected" => Self::Rejected,
-            _ => Self::Failed,
+            "pending" => Ok(Self::Pending),
+            "succeeded" => Ok(Self::Succeeded),
+            "rejected" => Ok(Self::Rejected),
+            "failed" => Ok(Self::Failed),
+            _ => Err(UnknownState::new("exchange state", text)),
         }
     }
 }
@@ -53,12 +73,14 @@ impl OutcomeKind {
         }
     }
 
-    pub(crate) fn parse(text: &str) -> Self {
+    /// An outcome this version does not know is an error, not a guess.
+    pub(crate) fn parse(text: &str) -> Result<Self, UnknownState> {
         match text {
-            "succeeded" => Self::Succeeded,
-            "purchase_failed" => Self::PurchaseFailed,
-            "code_rejected" => Self::CodeRejected,
-            _ => Self::Unavailable,
+            "succeeded" => Ok(Self::Succeeded),
+            "purchase_failed" => Ok(Self::PurchaseFailed),
+            "code_rejected" => Ok(Self::CodeRejected),
+            "unavailable" => Ok(Self::Unavailable),
+            _ => Err(UnknownState::new("callback outcome", text)),
         }
     }
 }
@@ -86,4 +108,32 @@ pub struct CallbackOutcome {
     pub id: String,
     pub created_at: i64,
     pub outcome: NewCallback,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_states_read_back_and_unknown_ones_are_errors() {
+        for state in [
+            ExchangeState::Pending,
+            ExchangeState::Succeeded,
+            ExchangeState::Rejected,
+            ExchangeState::Failed,
+        ] {
+            assert_eq!(ExchangeState::parse(state.as_str()), Ok(state));
+        }
+        for kind in [
+            OutcomeKind::Succeeded,
+            OutcomeKind::PurchaseFailed,
+            OutcomeKind::CodeRejected,
+            OutcomeKind::Unavailable,
+        ] {
+            assert_eq!(OutcomeKind::parse(kind.as_str()), Ok(kind));
+        }
+        assert!(ExchangeState::parse("expired").is_err());
+        assert!(ExchangeState::parse("").is_err());
+        assert!(OutcomeKind::parse("Succeeded").is_err());
+    }
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
 use super::pool::{Columns, Pool, on_pool};
-use super::{StoreError, TokenStore, now_unix, rfc3339};
+use super::{StoreError, TokenStore, now_unix, rfc3339, unknown};
 use crate::crypto::{CodeHash, random_bytes};
 use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, wording};
 
@@ -297,7 +297,8 @@ fn outcome(row: &impl Columns) -> Result<CallbackOutcome, sqlx::Error> {
         id: row.text("id")?,
         created_at: row.int("created_at")?,
         outcome: NewCallback {
-            kind: OutcomeKind::parse(&row.text("outcome")?),
+            kind: OutcomeKind::parse(&row.text("outcome")?)
+                .map_err(|error| unknown("outcome", error))?,
             page_status: u16::try_from(page_status).unwrap_or(500),
             request_id: row.text("request_id")?,
             reference: row.optional_text("ref")?,

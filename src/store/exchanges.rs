@@ -216,7 +216,8 @@ fn exchange_row(row: &impl Columns) -> Result<ExchangeRow, sqlx::Error> {
     let error = row.optional_text("error")?;
     let http_status = row.optional_int("http_status")?;
     Ok(ExchangeRow {
-        state: ExchangeState::parse(&row.text("state")?),
+        state: ExchangeState::parse(&row.text("state")?)
+            .map_err(|error| super::unknown("state", error))?,
         lease_until: row.optional_int("lease_until")?,
         token_id: row.optional_text("token_id")?,
         rejection: error.map(|error| UpstreamError {

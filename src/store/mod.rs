@@ -20,7 +20,7 @@ pub use callbacks::ReplayKey;
 pub use record::{TokenRecord, new_token_id, rfc3339};
 
 use crate::crypto::{Keyring, UnsealError};
-use crate::domain::{ExchangeState, Owner, UpstreamError};
+use crate::domain::{ExchangeState, Owner, UnknownState, UpstreamError};
 use crate::settings::StoreBackend;
 use pool::{Pool, on_pool};
 
@@ -212,6 +212,14 @@ impl TokenStore {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+    }
+}
+
+/// A column whose stored value this version does not know: the row cannot be read.
+fn unknown(column: &str, error: UnknownState) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(error),
     }
 }
 
