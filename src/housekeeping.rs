@@ -1,15 +1,17 @@
 //! Background housekeeping: purges expired tokens and old outcomes after the retention period,
 //! and forgets idle rate-limit buckets. Stops with the service.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::http::state::AppState;
-use crate::store::now_unix;
+use crate::http::public::limit::ClientLimiter;
+use crate::store::{TokenStore, now_unix};
 
 pub struct Housekeeping {
-    pub state: AppState,
+    pub store: Arc<TokenStore>,
+    pub limiter: Arc<ClientLimiter>,
     pub every: Duration,
     pub retention_secs: i64,
 }
@@ -26,13 +28,8 @@ impl Housekeeping {
     }
 
     async fn once(&self) {
-        self.state.limiter.forget_idle();
-        match self
-            .state
-            .store
-            .purge(now_unix() - self.retention_secs)
-            .await
-        {
+        self.limiter.forget_idle();
+        match self.store.purge(now_unix() - self.retention_secs).await {
             Ok(purged) if purged.any() => tracing::info!(
                 tokens = purged.tokens,
                 exchanges = purged.exchanges,

@@ -143,16 +143,17 @@ impl Application {
             expiry_margin_secs: settings.store.expiry_margin_secs as i64,
             pages,
             callback: CallbackSettings::new(public, &settings.mondiapay.exchange_on_errors),
-            limiter: ClientLimiter::new(
+            limiter: Arc::new(ClientLimiter::new(
                 public.rate_limit_per_second,
                 public.rate_limit_burst,
                 public
                     .trusted_proxy_networks()
                     .expect("public.trusted_proxies was validated"),
-            ),
+            )),
         }));
         let housekeeping = Housekeeping {
-            state: state.clone(),
+            store: Arc::clone(&engine.store),
+            limiter: Arc::clone(&state.limiter),
             every: Duration::from_secs(settings.store.purge_interval_secs),
             retention_secs: settings.store.retention_secs as i64,
         };

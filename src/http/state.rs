@@ -21,7 +21,7 @@ pub struct Shared {
     pub store: Arc<TokenStore>,
     pub exchanger: Arc<Exchanger>,
     pub metrics: Arc<Metrics>,
-    pub limiter: ClientLimiter,
+    pub limiter: Arc<ClientLimiter>,
     pub api_keys: Arc<ApiKeys>,
     pub code_prefix: String,
     pub expiry_margin_secs: i64,

@@ -158,7 +158,7 @@ pub async fn result(
 ) -> Response {
     let recorded = match state.store.callback(&id).await {
         Ok(Some(recorded)) => recorded,
-        Ok(None) => return super::not_found_page(&state, &request_id),
+        Ok(None) => return state.pages.not_found(&request_id),
         Err(error) => {
             tracing::error!(%error, "result page unavailable");
             let facts = PageFacts {

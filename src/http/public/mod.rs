@@ -123,15 +123,5 @@ async fn not_found(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
 ) -> Response {
-    not_found_page(&state, &id)
-}
-
-fn not_found_page(state: &AppState, request_id: &str) -> Response {
-    let facts = PageFacts {
-        support_reference: request_id,
-        ..PageFacts::default()
-    };
-    state
-        .pages
-        .render(Page::NotFound, StatusCode::NOT_FOUND, &facts)
+    state.pages.not_found(&id)
 }

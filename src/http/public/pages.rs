@@ -120,6 +120,15 @@ impl Pages {
         Ok(pages)
     }
 
+    /// The not-found page, with the request id as its support reference.
+    pub fn not_found(&self, request_id: &str) -> Response {
+        let facts = PageFacts {
+            support_reference: request_id,
+            ..PageFacts::default()
+        };
+        self.render(Page::NotFound, StatusCode::NOT_FOUND, &facts)
+    }
+
     pub fn render(&self, page: Page, status: StatusCode, facts: &PageFacts<'_>) -> Response {
         match self.try_render(page, facts) {
             Ok(html) => (status, Html(html)).into_response(),
