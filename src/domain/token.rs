@@ -1,8 +1,8 @@
 //! What a token call yields for a code: a User Access Token as MondiaPay issued it (before it is
 //! sealed and stored), MondiaPay's error (a verdict on the code), or why there was no usable
-//! verdict at all.
+//! verdict at all; and the token as stored, with what is known about it.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 /// The error code recorded when a `2xx` carried no usable `access_token` (nor an error code):
@@ -56,4 +56,39 @@ pub enum NoAnswer {
     Unreachable,
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A stored User Access Token with what is known about it. The secrets print only through the
+/// JSON the internal API returns.
+#[derive(Debug)]
+pub struct TokenRecord {
+    pub id: String,
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub token_type: String,
+    pub obtained_at: i64,
+    pub expires_at: i64,
+    pub reference: Option<String>,
+    pub uuid: Option<String>,
+    /// Fields of MondiaPay's answer this service does not know.
+    pub extra: Map<String, Value>,
+}
+
+impl Clone for TokenRecord {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            access_token: self.access_token.expose_secret().into(),
+            refresh_token: self
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().into()),
+            token_type: self.token_type.clone(),
+            obtained_at: self.obtained_at,
+            expires_at: self.expires_at,
+            reference: self.reference.clone(),
+            uuid: self.uuid.clone(),
+            extra: self.extra.clone(),
+        }
+    }
 }

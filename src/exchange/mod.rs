@@ -15,10 +15,10 @@ use tracing::Instrument;
 use tokio::sync::Semaphore;
 
 use crate::crypto::CodeHash;
-use crate::domain::{Code, ExchangeState, NoAnswer, Owner, UpstreamError};
+use crate::domain::{Code, ExchangeState, NoAnswer, Owner, TokenRecord, UpstreamError};
 use crate::metrics::Metrics;
 use crate::mondiapay::{Answer, MondiaPayClient};
-use crate::store::{Claim, StoreError, TokenRecord, TokenStore, now_unix};
+use crate::store::{Claim, StoreError, TokenStore, now_unix};
 use turns::Turns;
 
 /// Whether MondiaPay issued the token for this request (rather than an earlier one).

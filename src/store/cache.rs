@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use super::TokenRecord;
+use crate::domain::TokenRecord;
 
 /// A few thousand records (under a kilobyte each) cover the live tokens of a busy merchant.
 const CAPACITY: usize = 4096;

@@ -9,14 +9,13 @@
 //! code MondiaPay exchanged: those are never pushed out by failures.
 
 use base64::Engine;
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
 use super::pool::{Columns, Pool, on_pool};
-use super::{StoreError, TokenStore, now_unix, rfc3339, unknown};
+use super::{StoreError, TokenStore, now_unix, unknown};
 use crate::crypto::{CodeHash, random_bytes};
-use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, wording};
+use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
 const MAX_LISTED_SUCCEEDED: i64 = 100;
@@ -308,28 +307,4 @@ fn outcome(row: &impl Columns) -> Result<CallbackOutcome, sqlx::Error> {
             token_id: row.optional_text("token_id")?,
         },
     })
-}
-
-/// The shape `GET /v1/callbacks` lists.
-impl Serialize for CallbackOutcome {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let o = &self.outcome;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("time", &rfc3339(self.created_at))?;
-        map.serialize_entry("outcome", o.kind.as_str())?;
-        map.serialize_entry("mondiapay_error", &o.error)?;
-        map.serialize_entry("mondiapay_status", &o.status)?;
-        // MondiaPay's free text is never stored: what its error code means, in fixed words.
-        let meaning = match o.kind {
-            OutcomeKind::PurchaseFailed => Some(wording::purchase_failed(o.error.as_deref())),
-            OutcomeKind::CodeRejected => Some(wording::code_rejected(o.error.as_deref())),
-            OutcomeKind::Succeeded | OutcomeKind::Unavailable => None,
-        };
-        map.serialize_entry("mondiapay_message", &meaning)?;
-        map.serialize_entry("ref", &o.reference)?;
-        map.serialize_entry("uuid", &o.uuid)?;
-        map.serialize_entry("token_id", &o.token_id)?;
-        map.serialize_entry("request_id", &o.request_id)?;
-        map.end()
-    }
 }

@@ -1,13 +1,14 @@
 //! The exchange of each code: claimed before MondiaPay is called, completed with its verdict.
 
+use base64::Engine;
 use secrecy::ExposeSecret;
 
+use super::now_unix;
 use super::pool::{Columns, Pool, on_pool};
 use super::tokens::sealed_secrets;
-use super::{Claim, ExchangeRow, StoreError, TokenRecord, TokenStore};
-use super::{new_token_id, now_unix};
-use crate::crypto::CodeHash;
-use crate::domain::{ExchangeState, Owner, UpstreamError, UserToken};
+use super::{Claim, ExchangeRow, StoreError, TokenStore};
+use crate::crypto::{CodeHash, random_bytes};
+use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError, UserToken};
 
 /// The claim, with `$NOW` for the database's clock. The lease is taken and compared on that one
 /// clock: replicas whose own clocks disagree cannot both hold a code. The first claim's `ref`
@@ -237,4 +238,29 @@ fn claimed(row: &impl Columns) -> Result<(i64, Owner), sqlx::Error> {
             uuid: row.optional_text("uuid")?,
         },
     ))
+}
+
+/// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
+pub fn new_token_id() -> String {
+    format!(
+        "tok_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_are_unique_and_url_safe() {
+        let (a, b) = (new_token_id(), new_token_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 22);
+        assert!(
+            a[4..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+    }
 }

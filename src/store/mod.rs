@@ -8,7 +8,6 @@ mod exchanges;
 mod group_sync;
 mod pool;
 mod postgres;
-mod record;
 mod sqlite;
 mod tokens;
 
@@ -17,7 +16,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
-pub use record::{TokenRecord, new_token_id, rfc3339};
 
 use crate::crypto::{Keyring, UnsealError};
 use crate::domain::{ExchangeState, Owner, UnknownState, UpstreamError};

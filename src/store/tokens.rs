@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
 use super::pool::{Columns, on_pool};
-use super::{Purged, StoreError, TokenRecord, TokenStore, now_unix};
+use super::{Purged, StoreError, TokenStore, now_unix};
 use crate::crypto::{Keyring, UnsealError};
-use crate::domain::UserToken;
+use crate::domain::{TokenRecord, UserToken};
 
 const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
 

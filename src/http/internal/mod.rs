@@ -5,6 +5,7 @@ pub mod auth;
 mod callbacks;
 mod problem;
 mod tokens;
+mod views;
 
 use std::time::Duration;
 

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::problem::ApiError;
-use crate::domain::{Code, MAX_LABEL_CHARS, Owner, is_acceptable_label};
+use crate::domain::{Code, MAX_LABEL_CHARS, Owner, TokenRecord, is_acceptable_label};
 use crate::http::state::AppState;
-use crate::store::{TokenRecord, TokenStore};
+use crate::store::TokenStore;
 
 /// `Json` whose rejections answer in problem+json.
 #[derive(FromRequest)]

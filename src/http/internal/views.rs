@@ -1,60 +1,17 @@
-//! The token record as the internal API returns it.
+//! The JSON the internal API answers with: a token record and a callback outcome, as SPEC.md
+//! shapes them. (The `exchange` command prints a record in the same shape.)
 
-use base64::Engine;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::crypto::random_bytes;
-
-/// A stored User Access Token with what is known about it. The secrets print only through the
-/// JSON the internal API returns.
-#[derive(Debug)]
-pub struct TokenRecord {
-    pub id: String,
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
-    pub token_type: String,
-    pub obtained_at: i64,
-    pub expires_at: i64,
-    pub reference: Option<String>,
-    pub uuid: Option<String>,
-    /// Fields of MondiaPay's answer this service does not know.
-    pub extra: Map<String, Value>,
-}
-
-impl Clone for TokenRecord {
-    fn clone(&self) -> Self {
-        Self {
-            id: self.id.clone(),
-            access_token: self.access_token.expose_secret().into(),
-            refresh_token: self
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().into()),
-            token_type: self.token_type.clone(),
-            obtained_at: self.obtained_at,
-            expires_at: self.expires_at,
-            reference: self.reference.clone(),
-            uuid: self.uuid.clone(),
-            extra: self.extra.clone(),
-        }
-    }
-}
-
-/// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
-pub fn new_token_id() -> String {
-    format!(
-        "tok_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
-    )
-}
+use crate::domain::{CallbackOutcome, OutcomeKind, TokenRecord, wording};
+use crate::store::now_unix;
 
 impl Serialize for TokenRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let now = super::now_unix();
+        let now = now_unix();
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("access_token", self.access_token.expose_secret())?;
@@ -74,6 +31,30 @@ impl Serialize for TokenRecord {
     }
 }
 
+/// The shape `GET /v1/callbacks` lists.
+impl Serialize for CallbackOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let o = &self.outcome;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("time", &rfc3339(self.created_at))?;
+        map.serialize_entry("outcome", o.kind.as_str())?;
+        map.serialize_entry("mondiapay_error", &o.error)?;
+        map.serialize_entry("mondiapay_status", &o.status)?;
+        // MondiaPay's free text is never stored: what its error code means, in fixed words.
+        let meaning = match o.kind {
+            OutcomeKind::PurchaseFailed => Some(wording::purchase_failed(o.error.as_deref())),
+            OutcomeKind::CodeRejected => Some(wording::code_rejected(o.error.as_deref())),
+            OutcomeKind::Succeeded | OutcomeKind::Unavailable => None,
+        };
+        map.serialize_entry("mondiapay_message", &meaning)?;
+        map.serialize_entry("ref", &o.reference)?;
+        map.serialize_entry("uuid", &o.uuid)?;
+        map.serialize_entry("token_id", &o.token_id)?;
+        map.serialize_entry("request_id", &o.request_id)?;
+        map.end()
+    }
+}
+
 /// A Unix time as `2026-11-25T06:00:00Z`.
 pub fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
@@ -84,6 +65,8 @@ pub fn rfc3339(unix: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Map;
+
     use super::*;
 
     #[test]
@@ -108,17 +91,5 @@ mod tests {
         assert!(json["expires_in"].as_i64().unwrap() > 0);
         assert!(json.get("refresh_token").is_none() && json.get("extra").is_none());
         assert!(!format!("{record:?}").contains("U12345"));
-    }
-
-    #[test]
-    fn token_ids_are_unique_and_url_safe() {
-        let (a, b) = (new_token_id(), new_token_id());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 4 + 22);
-        assert!(
-            a[4..]
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
     }
 }
