@@ -126,6 +126,23 @@ pub struct Application {
 impl Application {
     /// Opens the store and binds both listeners (port 0 picks a free port, for tests).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        Self::assemble(settings, None).await
+    }
+
+    /// Opens the store and serves on listeners the caller bound (`public`, then `internal`);
+    /// `public.listen` and `internal.listen` are not used.
+    pub async fn with_listeners(
+        settings: &Settings,
+        public: TcpListener,
+        internal: TcpListener,
+    ) -> Result<Self, StartupError> {
+        Self::assemble(settings, Some((public, internal))).await
+    }
+
+    async fn assemble(
+        settings: &Settings,
+        listeners: Option<(TcpListener, TcpListener)>,
+    ) -> Result<Self, StartupError> {
         let pages = Pages::new(settings.public.templates_dir.clone())?;
         let public_cap = serve::fit_connection_caps(
             settings.public.max_connections,
@@ -157,8 +174,13 @@ impl Application {
             every: Duration::from_secs(settings.store.purge_interval_secs),
             retention_secs: settings.store.retention_secs as i64,
         };
-        let public_listener = bind("public.listen", public.listen).await?;
-        let internal_listener = bind("internal.listen", settings.internal.listen).await?;
+        let (public_listener, internal_listener) = match listeners {
+            Some(bound) => bound,
+            None => (
+                bind("public.listen", public.listen).await?,
+                bind("internal.listen", settings.internal.listen).await?,
+            ),
+        };
         let internal = &settings.internal;
         let page_state = state.clone();
         let public_bare =

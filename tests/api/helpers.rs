@@ -9,6 +9,7 @@ use mondiapay_token_proxy::startup::Application;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wiremock::matchers::{method, path};
@@ -85,7 +86,10 @@ impl TestApp {
     async fn start(&mut self) {
         let settings = Settings::load(None, Some(self.env.clone()), Purpose::Serve)
             .expect("test settings are valid");
-        let app = Application::build(&settings)
+        // The test binds the listeners (port 0: free ports) and hands them to the service.
+        let public = TcpListener::bind(settings.public.listen).await.unwrap();
+        let internal = TcpListener::bind(settings.internal.listen).await.unwrap();
+        let app = Application::with_listeners(&settings, public, internal)
             .await
             .expect("the service starts");
         self.public = format!("http://{}", app.public_addr());
