@@ -9,6 +9,26 @@ use serde_json::{Map, Value};
 /// MondiaPay took the code, so it is spent and final, but there is no token to keep.
 pub const NO_TOKEN_IN_ANSWER: &str = "NO_TOKEN_IN_ANSWER";
 
+/// An error code longer than this, or with other characters than `[A-Za-z0-9_.-]`, is free text,
+/// not a code: it is replaced, so free text never reaches a page, the API or the store.
+const MAX_ERROR_CODE_CHARS: usize = 64;
+pub const UNRECOGNISED_ERROR: &str = "UNRECOGNISED_ERROR";
+
+/// The error code as given when it looks like one, else a fixed stand-in.
+/// `error` if it is an error code (`[A-Za-z0-9_.-]`, at most 64 characters), else a fixed
+/// marker: free text, from MondiaPay or from a forged redirect, never passes for a code.
+pub fn error_code(error: &str) -> String {
+    let looks_like_a_code = error.chars().count() <= MAX_ERROR_CODE_CHARS
+        && error
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if looks_like_a_code {
+        error.to_owned()
+    } else {
+        UNRECOGNISED_ERROR.to_owned()
+    }
+}
+
 /// A User Access Token as MondiaPay issued it.
 #[derive(Debug)]
 pub struct UserToken {

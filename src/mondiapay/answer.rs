@@ -8,7 +8,7 @@
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use crate::domain::{NoAnswer, UpstreamError, UserToken};
+use crate::domain::{NoAnswer, UpstreamError, UserToken, error_code};
 
 /// MondiaPay documents 12-hour user tokens; an answer without a usable `expires_in` gets that.
 pub const DEFAULT_EXPIRES_IN_SECS: u64 = 43_200;
@@ -35,11 +35,6 @@ const CODE_ERRORS: &[&str] = &[
     "token_context_is_not_valid",
     "invalid_parameters",
 ];
-
-/// An error code longer than this, or with other characters than `[A-Za-z0-9_.-]`, is free text,
-/// not a code: it is replaced, so free text never reaches a page, the API or the store.
-const MAX_ERROR_CODE_CHARS: usize = 64;
-pub const UNRECOGNISED_ERROR: &str = "UNRECOGNISED_ERROR";
 
 /// What one answer means for the code.
 #[derive(Debug)]
@@ -139,21 +134,6 @@ fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamEr
         error: error_code(error),
         message: message.map(|m| truncate(m, 300)),
     })
-}
-
-/// The error code as given when it looks like one, else a fixed stand-in.
-/// `error` if it is an error code (`[A-Za-z0-9_.-]`, at most 64 characters), else a fixed
-/// marker: free text, from MondiaPay or from a forged redirect, never passes for a code.
-pub fn error_code(error: &str) -> String {
-    let looks_like_a_code = error.chars().count() <= MAX_ERROR_CODE_CHARS
-        && error
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if looks_like_a_code {
-        error.to_owned()
-    } else {
-        UNRECOGNISED_ERROR.to_owned()
-    }
 }
 
 /// Only called with a non-empty string `access_token` in `fields`.

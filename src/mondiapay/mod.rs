@@ -12,12 +12,12 @@ use reqwest::{RequestBuilder, Response, redirect};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, UNRECOGNISED_ERROR, error_code, read_answer};
+pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
 
 use std::sync::Arc;
 
 use crate::crypto::random_bytes;
-use crate::domain::{Code, NoAnswer, UpstreamError};
+use crate::domain::{Code, NoAnswer, UNRECOGNISED_ERROR, UpstreamError};
 use crate::metrics::Metrics;
 use crate::settings::{ClientAuth, MondiaPaySettings};
 

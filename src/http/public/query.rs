@@ -1,7 +1,7 @@
 //! Reading the callback's query string: untrusted input from the internet, so size and shape
 //! are checked before anything else looks at it.
 
-use crate::domain::is_acceptable_label;
+use crate::domain::{error_code, is_acceptable_label};
 
 /// Longer queries are not MondiaPay redirects.
 pub const MAX_QUERY_BYTES: usize = 4096;
@@ -90,7 +90,7 @@ pub fn parse(raw: &str, correlation_param: &str) -> Result<CallbackParams, BadCa
     // `error` and `status` are recorded, listed and passed to `failure_url`: only as the code and
     // number MondiaPay sends, never as text someone wrote into a link. A `status` that is not a
     // number still says the purchase failed.
-    params.error = params.error.as_deref().map(crate::mondiapay::error_code);
+    params.error = params.error.as_deref().map(error_code);
     params.status = params.status.map(|status| {
         if (1..=3).contains(&status.len()) && status.bytes().all(|b| b.is_ascii_digit()) {
             status
