@@ -62,13 +62,13 @@ impl Engine {
         let store = Arc::new(
             TokenStore::open(&backend, Keyring::new(&master_key))
                 .await?
-                .with_max_failure_outcomes(settings.store.max_failure_outcomes),
+                .with_max_failure_outcomes(settings.store.max_failure_outcomes)
+                .with_expiry_margin(settings.store.expiry_margin_secs),
         );
         let metrics = Arc::new(Metrics::default());
         let mondiapay = MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?;
         let limits = ExchangeLimits {
             lease: Duration::from_secs(settings.store.claim_lease_secs),
-            expiry_margin_secs: settings.store.expiry_margin_secs,
             max_concurrent: settings.mondiapay.max_concurrent_exchanges,
         };
         let exchanger = Arc::new(Exchanger::new(
@@ -157,7 +157,6 @@ impl Application {
             metrics: Arc::clone(&engine.metrics),
             api_keys: Arc::new(ApiKeys::new(&settings.internal.api_keys)),
             code_prefix: settings.mondiapay.code_prefix.clone(),
-            expiry_margin_secs: settings.store.expiry_margin_secs as i64,
             pages,
             callback: CallbackSettings::new(public, &settings.mondiapay.exchange_on_errors),
             limiter: Arc::new(ClientLimiter::new(

@@ -18,7 +18,7 @@ use crate::crypto::CodeHash;
 use crate::domain::{Code, ExchangeState, NoAnswer, Owner, TokenRecord, UpstreamError};
 use crate::metrics::Metrics;
 use crate::mondiapay::{Answer, MondiaPayClient};
-use crate::store::{Claim, StoreError, TokenStore, now_unix};
+use crate::store::{Claim, StoreError, TokenStore};
 use turns::Turns;
 
 /// Whether MondiaPay issued the token for this request (rather than an earlier one).
@@ -72,8 +72,6 @@ pub enum ExchangeError {
 pub struct ExchangeLimits {
     /// How long a claim on a code holds.
     pub lease: Duration,
-    /// Tokens this close to expiry are never handed out.
-    pub expiry_margin_secs: u64,
     /// Exchanges at once; more are refused at once (the code is not used).
     pub max_concurrent: usize,
 }
@@ -86,7 +84,6 @@ pub struct Exchanger {
     tasks: TaskTracker,
     slots: Arc<Semaphore>,
     lease: Duration,
-    expiry_margin_secs: i64,
     credentials_refused: AtomicBool,
 }
 
@@ -105,7 +102,6 @@ impl Exchanger {
             tasks: TaskTracker::new(),
             slots: Arc::new(Semaphore::new(limits.max_concurrent)),
             lease: limits.lease,
-            expiry_margin_secs: limits.expiry_margin_secs as i64,
             credentials_refused: AtomicBool::new(false),
         }
     }
@@ -282,14 +278,14 @@ impl Exchanger {
             return Err(ExchangeError::TokenGone);
         };
         self.store
-            .live_token(id, self.expiry_margin_secs)
+            .live_token(id)
             .await?
             .ok_or(ExchangeError::TokenGone)
     }
 
     /// Expired tokens (within the safety margin) are never handed out, even fresh from MondiaPay.
     fn live(&self, record: TokenRecord) -> Result<TokenRecord, ExchangeError> {
-        if record.expires_at > now_unix() + self.expiry_margin_secs {
+        if self.store.is_live(&record) {
             Ok(record)
         } else {
             Err(ExchangeError::TokenGone)

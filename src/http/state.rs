@@ -24,7 +24,6 @@ pub struct Shared {
     pub limiter: Arc<ClientLimiter>,
     pub api_keys: Arc<ApiKeys>,
     pub code_prefix: String,
-    pub expiry_margin_secs: i64,
     pub pages: Pages,
     pub callback: CallbackSettings,
 }

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use callbacks::ReplayKey;
 
 use crate::crypto::{Keyring, UnsealError};
-use crate::domain::{ExchangeState, Owner, UnknownState, UpstreamError};
+use crate::domain::{ExchangeState, Owner, TokenRecord, UnknownState, UpstreamError};
 use crate::settings::StoreBackend;
 use pool::{Pool, on_pool};
 
@@ -94,6 +94,8 @@ pub struct TokenStore {
     keys: Arc<Keyring>,
     /// For SQLite, the directory of the file, whose free space is checked before an exchange.
     sqlite_directory: Option<Arc<Path>>,
+    /// A token this close to its expiry counts as expired (`store.expiry_margin_secs`).
+    expiry_margin_secs: i64,
     /// At most this many failure outcomes are kept in all (see `callbacks`).
     max_failure_outcomes: i64,
     /// Failure outcomes this process recorded: every `callbacks::TRIM_EVERY`th enforces the cap.
@@ -134,9 +136,27 @@ impl TokenStore {
             group_sync,
             keys: Arc::new(keys),
             sqlite_directory,
+            expiry_margin_secs: 0,
             max_failure_outcomes: callbacks::DEFAULT_MAX_FAILURE_OUTCOMES,
             failures_recorded: Arc::default(),
         })
+    }
+
+    /// Counts a token as expired `secs` before it expires (`store.expiry_margin_secs`): such a
+    /// token is never handed out.
+    pub fn with_expiry_margin(mut self, secs: u64) -> Self {
+        self.expiry_margin_secs = secs as i64;
+        self
+    }
+
+    /// Whether a token is still valid past the expiry margin.
+    pub fn is_live(&self, record: &TokenRecord) -> bool {
+        record.expires_at > self.valid_until()
+    }
+
+    /// Tokens expiring before this are no longer handed out.
+    fn valid_until(&self) -> i64 {
+        now_unix() + self.expiry_margin_secs
     }
 
     /// Keeps at most `limit` failure outcomes in all (`store.max_failure_outcomes`).

@@ -5,20 +5,16 @@ use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
 use super::pool::{Columns, on_pool};
-use super::{Purged, StoreError, TokenStore, now_unix};
+use super::{Purged, StoreError, TokenStore};
 use crate::crypto::{Keyring, UnsealError};
 use crate::domain::{TokenRecord, UserToken};
 
 const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
 
 impl TokenStore {
-    /// The token `id` if it is still valid `margin_secs` from now.
-    pub async fn live_token(
-        &self,
-        id: &str,
-        margin_secs: i64,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let valid_until = now_unix() + margin_secs;
+    /// The token `id` if it is still valid past the expiry margin.
+    pub async fn live_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let valid_until = self.valid_until();
         if let Some(hit) = self
             .cache
             .as_ref()
@@ -49,33 +45,24 @@ impl TokenStore {
         Ok(found)
     }
 
-    /// The first token recorded for a merchant reference among those still valid
-    /// `margin_secs` from now. The first, not the newest: a `ref` in a callback's query string is
-    /// only a claim, and a later token from another code must not take the order over while the
-    /// first one is live.
-    pub async fn first_for_ref(
-        &self,
-        reference: &str,
-        margin_secs: i64,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        self.first_live("ref", reference, margin_secs).await
+    /// The first token recorded for a merchant reference among those still valid past the
+    /// expiry margin. The first, not the newest: a `ref` in a callback's query string is only a
+    /// claim, and a later token from another code must not take the order over while the first
+    /// one is live.
+    pub async fn first_for_ref(&self, reference: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.first_live("ref", reference).await
     }
 
-    /// The first token recorded for a MondiaPay user among those still valid `margin_secs`
-    /// from now (see `first_for_ref`).
-    pub async fn first_for_uuid(
-        &self,
-        uuid: &str,
-        margin_secs: i64,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        self.first_live("uuid", uuid, margin_secs).await
+    /// The first token recorded for a MondiaPay user among those still valid past the expiry
+    /// margin (see `first_for_ref`).
+    pub async fn first_for_uuid(&self, uuid: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.first_live("uuid", uuid).await
     }
 
     async fn first_live(
         &self,
         column: &'static str,
         value: &str,
-        margin_secs: i64,
     ) -> Result<Option<TokenRecord>, StoreError> {
         // Oldest obtained first; tokens of the same second in the order they were stored.
         let sql = format!(
@@ -83,7 +70,7 @@ impl TokenStore {
              ORDER BY obtained_at ASC, {} ASC LIMIT 1",
             self.pool.newest_first()
         );
-        let valid_until = now_unix() + margin_secs;
+        let valid_until = self.valid_until();
         let keys = &self.keys;
         let found = on_pool!(&self.pool, pool => {
             sqlx::query(AssertSqlSafe(sql))
@@ -118,9 +105,9 @@ impl TokenStore {
         .await
     }
 
-    /// How many tokens are still valid `margin_secs` from now.
-    pub async fn count_live_tokens(&self, margin_secs: i64) -> Result<i64, StoreError> {
-        let valid_until = now_unix() + margin_secs;
+    /// How many tokens are still valid past the expiry margin.
+    pub async fn count_live_tokens(&self) -> Result<i64, StoreError> {
+        let valid_until = self.valid_until();
         let live = on_pool!(&self.pool, pool => {
             sqlx::query("SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1")
                 .bind(valid_until)

@@ -41,6 +41,7 @@ fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
 }
 
 async fn exercise(store: &TokenStore) {
+    let store = &store.clone().with_expiry_margin(60);
     let keys = store.keys();
     let hash = |code: &str| -> CodeHash { keys.hash_code(&Code::parse(code, "A").unwrap()) };
     let lease = 60;
@@ -80,7 +81,7 @@ async fn exercise(store: &TokenStore) {
         (row.state, row.token_id.as_deref()),
         (ExchangeState::Succeeded, Some(first.id.as_str()))
     );
-    let read = store.live_token(&first.id, 60).await.unwrap().unwrap();
+    let read = store.live_token(&first.id).await.unwrap().unwrap();
     assert_eq!(
         secrecy::ExposeSecret::expose_secret(&read.access_token),
         "Ufirst"
@@ -98,21 +99,22 @@ async fn exercise(store: &TokenStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.first_for_ref("R1", 60).await.unwrap().unwrap().id,
+        store.first_for_ref("R1").await.unwrap().unwrap().id,
         first.id
     );
     assert_eq!(
-        store
-            .first_for_uuid("user-R1", 60)
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
+        store.first_for_uuid("user-R1").await.unwrap().unwrap().id,
         first.id
     );
-    assert_eq!(store.count_live_tokens(60).await.unwrap(), 2);
+    assert_eq!(store.count_live_tokens().await.unwrap(), 2);
     assert!(
-        store.live_token(&first.id, 50_000).await.unwrap().is_none(),
+        store
+            .clone()
+            .with_expiry_margin(50_000)
+            .live_token(&first.id)
+            .await
+            .unwrap()
+            .is_none(),
         "inside the margin is expired"
     );
 
@@ -156,7 +158,15 @@ async fn exercise(store: &TokenStore) {
     // Deleting is idempotent.
     store.delete_token(&first.id).await.unwrap();
     store.delete_token(&first.id).await.unwrap();
-    assert!(store.live_token(&first.id, 0).await.unwrap().is_none());
+    assert!(
+        store
+            .clone()
+            .with_expiry_margin(0)
+            .live_token(&first.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Callback outcomes: a final one stands for its code, an unavailable one is replaced; a
     // failed purchase or rejected code is one row per (ref, outcome, error).
@@ -222,7 +232,7 @@ async fn exercise(store: &TokenStore) {
     // The purge keeps live tokens and their exchanges.
     let purged = store.purge(now_unix() + 1).await.unwrap();
     assert_eq!(purged.tokens, 0);
-    assert!(store.live_token(&second.id, 60).await.unwrap().is_some());
+    assert!(store.live_token(&second.id).await.unwrap().is_some());
     assert!(store.exchange(&b).await.unwrap().is_some());
     assert!(
         store.exchange(&c).await.unwrap().is_none(),

@@ -74,11 +74,7 @@ pub fn bare_answer(status: StatusCode, _: &str) -> Response {
 
 /// Prometheus text (OpenMetrics); the live token count is read from the store at each scrape.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let live = match state
-        .store
-        .count_live_tokens(state.expiry_margin_secs)
-        .await
-    {
+    let live = match state.store.count_live_tokens().await {
         Ok(live) => live,
         Err(error) => return ApiError::from(error).into_response(),
     };

@@ -50,7 +50,7 @@ pub async fn get_token(
 ) -> Result<Json<TokenRecord>, ApiError> {
     state
         .store
-        .live_token(&id, state.expiry_margin_secs)
+        .live_token(&id)
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound("no live token with this id"))
@@ -68,10 +68,9 @@ pub async fn find_token(
     State(state): State<AppState>,
     ApiQuery(lookup): ApiQuery<Lookup>,
 ) -> Result<Json<TokenRecord>, ApiError> {
-    let margin = state.expiry_margin_secs;
     let found = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
-        (Some(reference), None) => state.store.first_for_ref(&reference, margin).await?,
-        (None, Some(uuid)) => state.store.first_for_uuid(&uuid, margin).await?,
+        (Some(reference), None) => state.store.first_for_ref(&reference).await?,
+        (None, Some(uuid)) => state.store.first_for_uuid(&uuid).await?,
         _ => {
             return Err(ApiError::BadRequest(
                 "give exactly one of ref or uuid".to_owned(),
