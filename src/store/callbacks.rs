@@ -105,7 +105,7 @@ impl TokenStore {
                 let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}");
                 let cap = store.max_failure_outcomes;
                 // An explicit transaction, so that a failed commit is seen (see `claim`).
-                let recorded = on_pool!(&store.writer, pool => {
+                let recorded = on_pool!(store.writer(), pool => {
                     let mut tx = pool.begin().await?;
                     let mut row = None;
                     if let (true, Some(code)) = (by_failure, &code) {
@@ -138,7 +138,7 @@ impl TokenStore {
                     if let (true, Some(kept)) = (failure, &recorded) {
                         // Older failures make room for the one just recorded.
                         let with_ref = kept.outcome.reference.is_some();
-                        sqlx::query(AssertSqlSafe(trim_ref_sql(&store.writer, with_ref)))
+                        sqlx::query(AssertSqlSafe(trim_ref_sql(store.writer(), with_ref)))
                             .bind(kept.outcome.reference.as_deref())
                             .bind(&kept.id)
                             .bind(MAX_FAILURES_PER_REF - 1)
@@ -152,8 +152,8 @@ impl TokenStore {
                 if let (true, Some(kept)) = (trim_all, &recorded) {
                     // Apart from the outcome's own transaction: trims of two replicas may
                     // deadlock, and that must not cost a user the outcome just recorded.
-                    let trimmed = on_pool!(&store.writer, pool => {
-                        sqlx::query(AssertSqlSafe(trim_failures_sql(&store.writer)))
+                    let trimmed = on_pool!(store.writer(), pool => {
+                        sqlx::query(AssertSqlSafe(trim_failures_sql(store.writer())))
                             .bind(cap - 1)
                             .bind(&kept.id)
                             .execute(pool)
@@ -195,7 +195,7 @@ impl TokenStore {
         value: &str,
     ) -> Result<Option<CallbackOutcome>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE {column} = $1");
-        let found = on_pool!(&self.pool, pool => {
+        let found = on_pool!(self.pool(), pool => {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(value)
                 .fetch_optional(pool)
@@ -213,7 +213,7 @@ impl TokenStore {
         &self,
         reference: &str,
     ) -> Result<Vec<CallbackOutcome>, StoreError> {
-        let seq = self.pool.newest_first();
+        let seq = self.pool().newest_first();
         let mut listed = Vec::new();
         for (outcomes, limit) in [
             ("outcome = 'succeeded'", MAX_LISTED_SUCCEEDED),
@@ -223,7 +223,7 @@ impl TokenStore {
                 "SELECT {COLUMNS}, {seq} AS seq FROM callbacks WHERE ref = $1 AND {outcomes} \
                  ORDER BY created_at DESC, {seq} DESC LIMIT $2"
             );
-            let rows = on_pool!(&self.pool, pool => {
+            let rows = on_pool!(self.pool(), pool => {
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(reference)
                     .bind(limit)

@@ -48,8 +48,8 @@ impl TokenStore {
             .to_completion(move |store| async move {
                 // An explicit transaction: with `RETURNING`, SQLite hands out the row before its
                 // autocommit commits, and a failed commit would go unnoticed — and the code out.
-                let claimed = on_pool!(&store.writer, pool => {
-                    let sql = match &store.writer {
+                let claimed = on_pool!(store.writer(), pool => {
+                    let sql = match store.writer() {
                         Pool::Sqlite(_) => CLAIM_SQLITE,
                         Pool::Postgres(_) => CLAIM_POSTGRES,
                     };
@@ -87,7 +87,7 @@ impl TokenStore {
     }
 
     pub async fn exchange(&self, code: &CodeHash) -> Result<Option<ExchangeRow>, StoreError> {
-        let row = on_pool!(&self.pool, pool => {
+        let row = on_pool!(self.pool(), pool => {
             sqlx::query(
                 "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
                  WHERE code_hash = $1",
@@ -114,7 +114,7 @@ impl TokenStore {
         let expires_at = obtained_at + token.expires_in as i64;
         let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
         // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
-        let generation = self.cache.as_ref().map(|cache| cache.generation());
+        let generation = self.cache().map(|cache| cache.generation());
         let record = TokenRecord {
             id,
             access_token: token.access_token.expose_secret().into(),
@@ -132,7 +132,7 @@ impl TokenStore {
         let code_hash = code.clone();
         self.to_completion(move |store| async move {
             // One statement: the trigger of migration 4 marks the exchange succeeded with it.
-            on_pool!(&store.writer, pool => {
+            on_pool!(store.writer(), pool => {
                 sqlx::query(
                     "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -150,7 +150,7 @@ impl TokenStore {
                 .map(drop)
             })?;
             store.durable().await?;
-            if let (Some(cache), Some(generation)) = (&store.cache, generation) {
+            if let (Some(cache), Some(generation)) = (store.cache(), generation) {
                 cache.put(&record, generation);
             }
             Ok(record)
@@ -191,7 +191,7 @@ impl TokenStore {
         let error_code = error.map(|e| e.error.clone());
         let http_status = error.map(|e| i64::from(e.http_status));
         self.to_completion(move |store| async move {
-            on_pool!(&store.writer, pool => {
+            on_pool!(store.writer(), pool => {
                 sqlx::query(
                     "UPDATE exchanges SET state = $3, lease_until = NULL, error = $4, \
                          http_status = $5, updated_at = $6 \

@@ -11,7 +11,7 @@ mod postgres;
 mod sqlite;
 mod tokens;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,17 +83,8 @@ impl Purged {
 /// `to_completion`).
 #[derive(Clone)]
 pub struct TokenStore {
-    /// Reads go here.
-    pool: Pool,
-    /// Writes go here: SQLite's single writer connection, or the same PostgreSQL pool.
-    writer: Pool,
-    /// Lookups by id, for SQLite only (see `cache`).
-    cache: Option<Arc<cache::TokenCache>>,
-    /// SQLite's group commit; PostgreSQL syncs its own commits.
-    group_sync: Option<Arc<group_sync::GroupSync>>,
+    backend: Backend,
     keys: Arc<Keyring>,
-    /// For SQLite, the directory of the file, whose free space is checked before an exchange.
-    sqlite_directory: Option<Arc<Path>>,
     /// A token this close to its expiry counts as expired (`store.expiry_margin_secs`).
     expiry_margin_secs: i64,
     /// At most this many failure outcomes are kept in all (see `callbacks`).
@@ -102,44 +93,81 @@ pub struct TokenStore {
     failures_recorded: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// The database behind the store, and what only that backend has.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<SqliteParts>),
+    /// One pool for reads and writes; PostgreSQL syncs its own commits.
+    Postgres(Pool),
+}
+
+/// One SQLite file and what serves it.
+struct SqliteParts {
+    /// Reads go here.
+    readers: Pool,
+    /// Writes go here: SQLite's single writer connection.
+    writer: Pool,
+    /// Lookups by id (see `cache`).
+    cache: cache::TokenCache,
+    /// The group commit (see `group_sync`).
+    group_sync: group_sync::GroupSync,
+    /// The directory of the file, whose free space is checked before an exchange.
+    directory: PathBuf,
+}
+
 impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
-        let group_sync = match backend {
-            StoreBackend::Sqlite { path } => Some(Arc::new(group_sync::GroupSync::new(path))),
-            StoreBackend::Postgres { .. } => None,
-        };
-        let (pool, writer, sqlite_directory) = match backend {
+        let backend = match backend {
             StoreBackend::Sqlite { path } => {
+                let group_sync = group_sync::GroupSync::new(path);
                 let directory = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                     _ => PathBuf::from("."),
                 };
                 let (readers, writer) = sqlite::open(path).await?;
-                (
-                    Pool::Sqlite(readers),
-                    Pool::Sqlite(writer),
-                    Some(Arc::from(directory)),
-                )
+                Backend::Sqlite(Arc::new(SqliteParts {
+                    readers: Pool::Sqlite(readers),
+                    writer: Pool::Sqlite(writer),
+                    cache: cache::TokenCache::default(),
+                    group_sync,
+                    directory,
+                }))
             }
             StoreBackend::Postgres { url } => {
-                let pool = postgres::open(url).await?;
-                (Pool::Postgres(pool.clone()), Pool::Postgres(pool), None)
+                Backend::Postgres(Pool::Postgres(postgres::open(url).await?))
             }
         };
-        let cache = sqlite_directory
-            .as_ref()
-            .map(|_| Arc::new(cache::TokenCache::default()));
         Ok(Self {
-            pool,
-            writer,
-            cache,
-            group_sync,
+            backend,
             keys: Arc::new(keys),
-            sqlite_directory,
             expiry_margin_secs: 0,
             max_failure_outcomes: callbacks::DEFAULT_MAX_FAILURE_OUTCOMES,
             failures_recorded: Arc::default(),
         })
+    }
+
+    /// Reads go here.
+    fn pool(&self) -> &Pool {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => &sqlite.readers,
+            Backend::Postgres(pool) => pool,
+        }
+    }
+
+    /// Writes go here: SQLite's single writer connection, or the PostgreSQL pool.
+    fn writer(&self) -> &Pool {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => &sqlite.writer,
+            Backend::Postgres(pool) => pool,
+        }
+    }
+
+    /// Lookups by id, for SQLite only (see `cache`).
+    fn cache(&self) -> Option<&cache::TokenCache> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => Some(&sqlite.cache),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Counts a token as expired `secs` before it expires (`store.expiry_margin_secs`): such a
@@ -190,7 +218,7 @@ impl TokenStore {
         self.ensure_room()?;
         let now = now_unix();
         self.to_completion(move |store| async move {
-            on_pool!(&store.writer, pool => sqlx::query(
+            on_pool!(store.writer(), pool => sqlx::query(
                 "INSERT INTO health (id, checked_at) VALUES (1, $1) \
                  ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
             )
@@ -205,21 +233,22 @@ impl TokenStore {
 
     /// Waits until the writes this caller committed are on disk (SQLite's group commit).
     async fn durable(&self) -> Result<(), StoreError> {
-        match &self.group_sync {
-            Some(group) => group
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite
+                .group_sync
                 .durable()
                 .await
                 .map_err(|error| StoreError::Database(error.into())),
-            None => Ok(()),
+            Backend::Postgres(_) => Ok(()),
         }
     }
 
     /// Refuses to start an exchange whose token might not fit on the disk.
     fn ensure_room(&self) -> Result<(), StoreError> {
-        let Some(directory) = &self.sqlite_directory else {
+        let Backend::Sqlite(sqlite) = &self.backend else {
             return Ok(());
         };
-        match sqlite::free_bytes(directory) {
+        match sqlite::free_bytes(&sqlite.directory) {
             Ok(free) if free < sqlite::MIN_FREE_BYTES => Err(StoreError::DiskFull),
             // Unknown free space is SQLite's to find out.
             _ => Ok(()),
@@ -228,8 +257,13 @@ impl TokenStore {
 
     /// Flushes and closes the connections (SQLite checkpoints its WAL on the last close).
     pub async fn close(&self) {
-        self.pool.close().await;
-        self.writer.close().await;
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite.readers.close().await;
+                sqlite.writer.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

@@ -15,16 +15,12 @@ impl TokenStore {
     /// The token `id` if it is still valid past the expiry margin.
     pub async fn live_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let valid_until = self.valid_until();
-        if let Some(hit) = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.get(id, valid_until))
-        {
+        if let Some(hit) = self.cache().and_then(|cache| cache.get(id, valid_until)) {
             return Ok(Some(hit));
         }
-        let generation = self.cache.as_ref().map(|cache| cache.generation());
+        let generation = self.cache().map(|cache| cache.generation());
         let keys = &self.keys;
-        let found = on_pool!(&self.pool, pool => {
+        let found = on_pool!(self.pool(), pool => {
             sqlx::query(AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM tokens WHERE id = $1 AND expires_at > $2"
             )))
@@ -39,7 +35,7 @@ impl TokenStore {
             // The row may be committed but not yet synced: hand it out only once it is on disk.
             self.durable().await?;
         }
-        if let (Some(cache), Some(generation), Some(record)) = (&self.cache, generation, &found) {
+        if let (Some(cache), Some(generation), Some(record)) = (self.cache(), generation, &found) {
             cache.put(record, generation);
         }
         Ok(found)
@@ -68,11 +64,11 @@ impl TokenStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM tokens WHERE {column} = $1 AND expires_at > $2 \
              ORDER BY obtained_at ASC, {} ASC LIMIT 1",
-            self.pool.newest_first()
+            self.pool().newest_first()
         );
         let valid_until = self.valid_until();
         let keys = &self.keys;
-        let found = on_pool!(&self.pool, pool => {
+        let found = on_pool!(self.pool(), pool => {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(value)
                 .bind(valid_until)
@@ -93,11 +89,11 @@ impl TokenStore {
         let id = id.to_owned();
         // The cache forgets the token in the same task: a deleted token is never served again.
         self.to_completion(move |store| async move {
-            on_pool!(&store.writer, pool => {
+            on_pool!(store.writer(), pool => {
                 sqlx::query("DELETE FROM tokens WHERE id = $1").bind(&id).execute(pool).await.map(drop)
             })?;
             store.durable().await?;
-            if let Some(cache) = &store.cache {
+            if let Some(cache) = store.cache() {
                 cache.remove(&id);
             }
             Ok(())
@@ -108,7 +104,7 @@ impl TokenStore {
     /// How many tokens are still valid past the expiry margin.
     pub async fn count_live_tokens(&self) -> Result<i64, StoreError> {
         let valid_until = self.valid_until();
-        let live = on_pool!(&self.pool, pool => {
+        let live = on_pool!(self.pool(), pool => {
             sqlx::query("SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1")
                 .bind(valid_until)
                 .fetch_one(pool)
@@ -125,7 +121,7 @@ impl TokenStore {
     pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
         self.to_completion(move |store| async move {
             let cap = store.max_failure_outcomes;
-            let purged = on_pool!(&store.writer, pool => {
+            let purged = on_pool!(store.writer(), pool => {
                 let mut tx = pool.begin().await?;
                 let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
                     .bind(cutoff)
@@ -146,7 +142,7 @@ impl TokenStore {
                     .await?
                     .rows_affected();
                 let over_cap = sqlx::query(AssertSqlSafe(super::callbacks::trim_failures_sql(
-                    &store.writer,
+                    store.writer(),
                 )))
                 .bind(cap)
                 .bind("")
