@@ -40,7 +40,7 @@ impl Exchanger {
             reference: new.reference.clone(),
             uuid: new.uuid.clone(),
         };
-        match self.exchange(code, owner).await {
+        match self.exchange_hashed(code, hash, owner).await {
             // The token belongs to whoever first claimed the code (an earlier callback or an API
             // call): the outcome and the redirect name that owner, not this request's claim.
             Ok(record) => {

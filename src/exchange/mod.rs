@@ -116,8 +116,18 @@ impl Exchanger {
         code: Code,
         owner: Owner,
     ) -> Result<TokenRecord, ExchangeError> {
-        let this = Arc::clone(self);
         let hash = self.store.keys().hash_code(&code);
+        self.exchange_hashed(code, hash, owner).await
+    }
+
+    /// [`Exchanger::exchange`], for a caller that has the code's keyed hash already.
+    async fn exchange_hashed(
+        self: &Arc<Self>,
+        code: Code,
+        hash: CodeHash,
+        owner: Owner,
+    ) -> Result<TokenRecord, ExchangeError> {
+        let this = Arc::clone(self);
         let span = tracing::info_span!("exchange", code = hash.short());
         let result = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(slot) => self
