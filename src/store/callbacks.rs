@@ -12,7 +12,10 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
-use super::pool::{Columns, Pool, on_pool};
+use sqlx::{FromRow, Row};
+
+use super::pool::{Pool, on_pool};
+use super::rows::CallbackRow;
 use super::{StoreError, TokenStore, now_unix, unknown};
 use crate::crypto::{CodeHash, random_bytes};
 use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind};
@@ -230,7 +233,7 @@ impl TokenStore {
                     .fetch_all(pool)
                     .await?
                     .iter()
-                    .map(|row| Ok::<_, sqlx::Error>((outcome(row)?, row.int("seq")?)))
+                    .map(|row| Ok::<_, sqlx::Error>((outcome(row)?, row.try_get::<i64, _>("seq")?)))
                     .collect::<Result<Vec<_>, _>>()?
             });
             listed.extend(rows);
@@ -290,21 +293,24 @@ pub(super) fn trim_failures_sql(pool: &Pool) -> String {
     )
 }
 
-fn outcome(row: &impl Columns) -> Result<CallbackOutcome, sqlx::Error> {
-    let page_status = row.int("page_status")?;
+fn outcome<'r, R: Row>(row: &'r R) -> Result<CallbackOutcome, sqlx::Error>
+where
+    CallbackRow: FromRow<'r, R>,
+{
+    let row = CallbackRow::from_row(row)?;
+    let page_status = row.page_status;
     Ok(CallbackOutcome {
-        id: row.text("id")?,
-        created_at: row.int("created_at")?,
+        id: row.id,
+        created_at: row.created_at,
         outcome: NewCallback {
-            kind: OutcomeKind::parse(&row.text("outcome")?)
-                .map_err(|error| unknown("outcome", error))?,
+            kind: OutcomeKind::parse(&row.outcome).map_err(|error| unknown("outcome", error))?,
             page_status: u16::try_from(page_status).unwrap_or(500),
-            request_id: row.text("request_id")?,
-            reference: row.optional_text("ref")?,
-            uuid: row.optional_text("uuid")?,
-            status: row.optional_text("status")?,
-            error: row.optional_text("error")?,
-            token_id: row.optional_text("token_id")?,
+            request_id: row.request_id,
+            reference: row.reference,
+            uuid: row.uuid,
+            status: row.status,
+            error: row.error,
+            token_id: row.token_id,
         },
     })
 }

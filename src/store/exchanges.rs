@@ -4,7 +4,10 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 
 use super::now_unix;
-use super::pool::{Columns, Pool, on_pool};
+use sqlx::{FromRow, Row};
+
+use super::pool::{Pool, on_pool};
+use super::rows::{ClaimRow, ExchangeStateRow};
 use super::tokens::sealed_secrets;
 use super::{Claim, ExchangeRow, StoreError, TokenStore};
 use crate::crypto::{CodeHash, random_bytes};
@@ -213,15 +216,17 @@ impl TokenStore {
     }
 }
 
-fn exchange_row(row: &impl Columns) -> Result<ExchangeRow, sqlx::Error> {
-    let error = row.optional_text("error")?;
-    let http_status = row.optional_int("http_status")?;
+fn exchange_row<'r, R: Row>(row: &'r R) -> Result<ExchangeRow, sqlx::Error>
+where
+    ExchangeStateRow: FromRow<'r, R>,
+{
+    let row = ExchangeStateRow::from_row(row)?;
+    let http_status = row.http_status;
     Ok(ExchangeRow {
-        state: ExchangeState::parse(&row.text("state")?)
-            .map_err(|error| super::unknown("state", error))?,
-        lease_until: row.optional_int("lease_until")?,
-        token_id: row.optional_text("token_id")?,
-        rejection: error.map(|error| UpstreamError {
+        state: ExchangeState::parse(&row.state).map_err(|error| super::unknown("state", error))?,
+        lease_until: row.lease_until,
+        token_id: row.token_id,
+        rejection: row.error.map(|error| UpstreamError {
             http_status: u16::try_from(http_status.unwrap_or_default()).unwrap_or_default(),
             error,
             message: None,
@@ -230,12 +235,16 @@ fn exchange_row(row: &impl Columns) -> Result<ExchangeRow, sqlx::Error> {
 }
 
 /// What a claim returns: its attempt and the code's owner.
-fn claimed(row: &impl Columns) -> Result<(i64, Owner), sqlx::Error> {
+fn claimed<'r, R: Row>(row: &'r R) -> Result<(i64, Owner), sqlx::Error>
+where
+    ClaimRow: FromRow<'r, R>,
+{
+    let row = ClaimRow::from_row(row)?;
     Ok((
-        row.int("attempt")?,
+        row.attempt,
         Owner {
-            reference: row.optional_text("ref")?,
-            uuid: row.optional_text("uuid")?,
+            reference: row.reference,
+            uuid: row.uuid,
         },
     ))
 }

@@ -8,6 +8,7 @@ mod exchanges;
 mod group_sync;
 mod pool;
 mod postgres;
+mod rows;
 mod sqlite;
 mod tokens;
 

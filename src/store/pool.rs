@@ -1,9 +1,7 @@
 //! The two databases behind one store. Every query is written once, with `$N` placeholders
-//! both understand, and `on_pool!` compiles it for each; rows are read through `Columns`.
+//! both understand, and `on_pool!` compiles it for each; rows are read as the structs of `rows`.
 
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 /// Clones share the pool.
 #[derive(Clone)]
@@ -23,40 +21,6 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
-
-/// Reading a column by name, the same way from either database's rows.
-pub trait Columns {
-    fn text(&self, name: &str) -> Result<String, sqlx::Error>;
-    fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error>;
-    fn int(&self, name: &str) -> Result<i64, sqlx::Error>;
-    fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error>;
-    fn bytes(&self, name: &str) -> Result<Vec<u8>, sqlx::Error>;
-}
-
-macro_rules! columns_for {
-    ($row:ty) => {
-        impl Columns for $row {
-            fn text(&self, name: &str) -> Result<String, sqlx::Error> {
-                self.try_get(name)
-            }
-            fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
-                self.try_get(name)
-            }
-            fn int(&self, name: &str) -> Result<i64, sqlx::Error> {
-                self.try_get(name)
-            }
-            fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
-                self.try_get(name)
-            }
-            fn bytes(&self, name: &str) -> Result<Vec<u8>, sqlx::Error> {
-                self.try_get(name)
-            }
-        }
-    };
-}
-
-columns_for!(SqliteRow);
-columns_for!(PgRow);
 
 impl Pool {
     /// `ORDER BY` for "newest first" among rows with equal times: SQLite's insertion order is

@@ -4,7 +4,10 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
-use super::pool::{Columns, on_pool};
+use sqlx::{FromRow, Row};
+
+use super::pool::on_pool;
+use super::rows::TokenRow;
 use super::{Purged, StoreError, TokenStore};
 use crate::crypto::{Keyring, UnsealError};
 use crate::domain::{TokenRecord, UserToken};
@@ -109,7 +112,7 @@ impl TokenStore {
                 .bind(valid_until)
                 .fetch_one(pool)
                 .await?
-                .int("live")?
+                .try_get::<i64, _>("live")?
         });
         Ok(live)
     }
@@ -158,20 +161,23 @@ impl TokenStore {
     }
 }
 
-fn record(keys: &Keyring, row: &impl Columns) -> Result<TokenRecord, StoreError> {
-    let id = row.text("id")?;
-    let sealed = row.bytes("sealed")?;
+fn record<'r, R: Row>(keys: &Keyring, row: &'r R) -> Result<TokenRecord, StoreError>
+where
+    TokenRow: FromRow<'r, R>,
+{
+    let row = TokenRow::from_row(row)?;
+    let id = row.id;
     let secrets: SealedSecrets =
-        serde_json::from_slice(&keys.open(&sealed, id.as_bytes())?).map_err(|_| UnsealError)?;
+        serde_json::from_slice(&keys.open(&row.sealed, id.as_bytes())?).map_err(|_| UnsealError)?;
     Ok(TokenRecord {
         id,
         access_token: secrets.access_token.into(),
         refresh_token: secrets.refresh_token.map(Into::into),
-        token_type: row.text("token_type")?,
-        obtained_at: row.int("obtained_at")?,
-        expires_at: row.int("expires_at")?,
-        reference: row.optional_text("ref")?,
-        uuid: row.optional_text("uuid")?,
+        token_type: row.token_type,
+        obtained_at: row.obtained_at,
+        expires_at: row.expires_at,
+        reference: row.reference,
+        uuid: row.uuid,
         extra: secrets.extra,
     })
 }
