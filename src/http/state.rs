@@ -67,3 +67,15 @@ impl FromRef<AppState> for Arc<TokenStore> {
         Arc::clone(&state.store)
     }
 }
+
+impl FromRef<AppState> for Arc<Exchanger> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.exchanger)
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.metrics)
+    }
+}

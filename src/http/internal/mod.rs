@@ -7,6 +7,7 @@ mod problem;
 mod tokens;
 mod views;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -21,8 +22,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use problem::ApiError;
 
+use crate::exchange::Exchanger;
 use crate::http::layers::{self, Edge};
 use crate::http::state::AppState;
+use crate::metrics::Metrics;
+use crate::store::TokenStore;
 
 /// The JSON bodies of the API are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -73,19 +77,25 @@ pub fn bare_answer(status: StatusCode, _: &str) -> Response {
 }
 
 /// Prometheus text (OpenMetrics); the live token count is read from the store at each scrape.
-async fn metrics(State(state): State<AppState>) -> Response {
-    let live = match state.store.count_live_tokens().await {
+async fn metrics(
+    State(store): State<Arc<TokenStore>>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    let live = match store.count_live_tokens().await {
         Ok(live) => live,
         Err(error) => return ApiError::from(error).into_response(),
     };
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(CONTENT_TYPE, content_type)], state.metrics.render(live)).into_response()
+    ([(CONTENT_TYPE, content_type)], metrics.render(live)).into_response()
 }
 
 /// Ready when the store answers and MondiaPay did not refuse our credentials last time.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store = state.store.ping().await.is_ok();
-    let credentials = !state.exchanger.credentials_refused();
+async fn readyz(
+    State(store): State<Arc<TokenStore>>,
+    State(exchanger): State<Arc<Exchanger>>,
+) -> (StatusCode, Json<Value>) {
+    let store = store.ping().await.is_ok();
+    let credentials = !exchanger.credentials_refused();
     let status = if store && credentials {
         StatusCode::OK
     } else {

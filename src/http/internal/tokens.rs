@@ -45,11 +45,10 @@ pub async fn exchange(
 }
 
 pub async fn get_token(
-    State(state): State<AppState>,
+    State(store): State<Arc<TokenStore>>,
     Path(id): Path<String>,
 ) -> Result<Json<TokenRecord>, ApiError> {
-    state
-        .store
+    store
         .live_token(&id)
         .await?
         .map(Json)
@@ -65,12 +64,12 @@ pub struct Lookup {
 }
 
 pub async fn find_token(
-    State(state): State<AppState>,
+    State(store): State<Arc<TokenStore>>,
     ApiQuery(lookup): ApiQuery<Lookup>,
 ) -> Result<Json<TokenRecord>, ApiError> {
     let found = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
-        (Some(reference), None) => state.store.first_for_ref(&reference).await?,
-        (None, Some(uuid)) => state.store.first_for_uuid(&uuid).await?,
+        (Some(reference), None) => store.first_for_ref(&reference).await?,
+        (None, Some(uuid)) => store.first_for_uuid(&uuid).await?,
         _ => {
             return Err(ApiError::BadRequest(
                 "give exactly one of ref or uuid".to_owned(),
