@@ -176,8 +176,8 @@ impl TokenStore {
             (None, Some(key)) => self
                 .callback_for(key)
                 .await?
-                .ok_or(StoreError::Database(sqlx::Error::RowNotFound)),
-            (None, None) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+                .ok_or(StoreError::OutcomeMissing),
+            (None, None) => Err(StoreError::OutcomeMissing),
         }
     }
 

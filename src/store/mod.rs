@@ -44,6 +44,10 @@ pub enum StoreError {
     DiskFull,
     #[error("a store operation stopped unexpectedly")]
     Interrupted,
+    /// A callback outcome was neither recorded nor found standing (purged in between, or a
+    /// fault of the store's own logic).
+    #[error("the callback outcome was neither recorded nor found")]
+    OutcomeMissing,
 }
 
 /// The stored outcome of a code.
