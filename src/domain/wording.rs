@@ -2,6 +2,7 @@
 //! show these sentences, never MondiaPay's own free text (`message`, `error_description`) nor
 //! text from a query string: that text is not ours and may be an attacker's.
 
+use super::outcome::OutcomeKind;
 use super::token::NO_TOKEN_IN_ANSWER;
 
 /// What the user or the merchant is told for an unknown error in the purchase redirect.
@@ -52,6 +53,16 @@ pub fn purchase_failed(error: Option<&str>) -> &'static str {
 /// Why MondiaPay did not exchange a code, from the token call's error code.
 pub fn code_rejected(error: Option<&str>) -> &'static str {
     error.and_then(known).unwrap_or(CODE_REJECTED)
+}
+
+/// What a recorded outcome's error code means, in fixed words: for a failed purchase or a
+/// rejected code; a success or an unavailable MondiaPay has none.
+pub fn outcome(kind: OutcomeKind, error: Option<&str>) -> Option<&'static str> {
+    match kind {
+        OutcomeKind::PurchaseFailed => Some(purchase_failed(error)),
+        OutcomeKind::CodeRejected => Some(code_rejected(error)),
+        OutcomeKind::Succeeded | OutcomeKind::Unavailable => None,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::domain::{CallbackOutcome, OutcomeKind, TokenRecord, wording};
+use crate::domain::{CallbackOutcome, TokenRecord, wording};
 use crate::store::now_unix;
 
 impl Serialize for TokenRecord {
@@ -41,11 +41,7 @@ impl Serialize for CallbackOutcome {
         map.serialize_entry("mondiapay_error", &o.error)?;
         map.serialize_entry("mondiapay_status", &o.status)?;
         // MondiaPay's free text is never stored: what its error code means, in fixed words.
-        let meaning = match o.kind {
-            OutcomeKind::PurchaseFailed => Some(wording::purchase_failed(o.error.as_deref())),
-            OutcomeKind::CodeRejected => Some(wording::code_rejected(o.error.as_deref())),
-            OutcomeKind::Succeeded | OutcomeKind::Unavailable => None,
-        };
+        let meaning = wording::outcome(o.kind, o.error.as_deref());
         map.serialize_entry("mondiapay_message", &meaning)?;
         map.serialize_entry("ref", &o.reference)?;
         map.serialize_entry("uuid", &o.uuid)?;

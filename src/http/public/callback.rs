@@ -171,21 +171,16 @@ pub async fn result(
         }
     };
     let outcome = &recorded.outcome;
-    let page = match outcome.kind {
-        OutcomeKind::Succeeded => Page::Success,
-        OutcomeKind::PurchaseFailed => Page::PurchaseFailed,
-        OutcomeKind::CodeRejected => Page::CodeRejected,
-        OutcomeKind::Unavailable => Page::TryAgain,
-    };
+    let page = Page::for_outcome(outcome.kind);
     let facts = PageFacts {
         reference: outcome.reference.as_deref(),
         // The callback's request id: the one support finds in the logs.
         support_reference: &outcome.request_id,
         // A fixed sentence per MondiaPay error code; the query's `message` is never shown.
-        reason: Some(match outcome.kind {
-            OutcomeKind::CodeRejected => wording::code_rejected(outcome.error.as_deref()),
-            _ => wording::purchase_failed(outcome.error.as_deref()),
-        }),
+        reason: Some(
+            wording::outcome(outcome.kind, outcome.error.as_deref())
+                .unwrap_or_else(|| wording::purchase_failed(outcome.error.as_deref())),
+        ),
     };
     let status = StatusCode::from_u16(outcome.page_status).unwrap_or(StatusCode::OK);
     state.pages.render(page, status, &facts)

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{AutoEscape, Environment, context};
 
+use crate::domain::OutcomeKind;
+
 /// The built-in templates, compiled into the binary.
 macro_rules! built_in {
     ($($name:literal),* $(,)?) => {
@@ -37,6 +39,16 @@ pub enum Page {
 }
 
 impl Page {
+    /// The result page of a recorded outcome.
+    pub fn for_outcome(kind: OutcomeKind) -> Self {
+        match kind {
+            OutcomeKind::Succeeded => Page::Success,
+            OutcomeKind::PurchaseFailed => Page::PurchaseFailed,
+            OutcomeKind::CodeRejected => Page::CodeRejected,
+            OutcomeKind::Unavailable => Page::TryAgain,
+        }
+    }
+
     const ALL: [Page; 7] = [
         Page::Success,
         Page::PurchaseFailed,
