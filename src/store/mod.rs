@@ -4,6 +4,7 @@
 
 mod cache;
 mod callbacks;
+mod error;
 mod exchanges;
 mod group_sync;
 mod pool;
@@ -17,38 +18,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
+pub use error::StoreError;
+use error::unknown;
 
-use crate::crypto::{Keyring, UnsealError};
-use crate::domain::{ExchangeState, Owner, TokenRecord, UnknownState, UpstreamError};
+use crate::crypto::Keyring;
+use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};
 use crate::settings::StoreBackend;
 use pool::{Pool, on_pool};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store ({path})")]
-    Open {
-        path: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("cannot apply the store's migrations")]
-    Migrate(#[source] sqlx::Error),
-    #[error("the store is unavailable")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Unseal(#[from] UnsealError),
-    #[error(
-        "the disk holding the store has less than {} bytes free",
-        sqlite::MIN_FREE_BYTES
-    )]
-    DiskFull,
-    #[error("a store operation stopped unexpectedly")]
-    Interrupted,
-    /// A callback outcome was neither recorded nor found standing (purged in between, or a
-    /// fault of the store's own logic).
-    #[error("the callback outcome was neither recorded nor found")]
-    OutcomeMissing,
-}
 
 /// The stored outcome of a code.
 #[derive(Debug, Clone)]
@@ -254,7 +230,9 @@ impl TokenStore {
             return Ok(());
         };
         match sqlite::free_bytes(&sqlite.directory) {
-            Ok(free) if free < sqlite::MIN_FREE_BYTES => Err(StoreError::DiskFull),
+            Ok(free) if free < sqlite::MIN_FREE_BYTES => Err(StoreError::DiskFull {
+                min_free: sqlite::MIN_FREE_BYTES,
+            }),
             // Unknown free space is SQLite's to find out.
             _ => Ok(()),
         }
@@ -270,35 +248,6 @@ impl TokenStore {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
-}
-
-/// A column whose stored value this version does not know: the row cannot be read.
-fn unknown(column: &str, error: UnknownState) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: Box::new(error),
-    }
-}
-
-/// The embedded migrations of one backend: `(version, description, SQL)`.
-fn migrator(migrations: &[(i64, &str, &'static str)]) -> sqlx::migrate::Migrator {
-    use sqlx::SqlSafeStr;
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    Migrator::with_migrations(
-        migrations
-            .iter()
-            .map(|(version, description, sql)| {
-                let description = (*description).to_owned().into();
-                Migration::new(
-                    *version,
-                    description,
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
 }
 
 pub fn now_unix() -> i64 {

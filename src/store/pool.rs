@@ -36,3 +36,24 @@ impl Pool {
         on_pool!(self, pool => pool.close().await)
     }
 }
+
+/// The embedded migrations of one backend: `(version, description, SQL)`.
+pub(super) fn migrator(migrations: &[(i64, &str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                let description = (*description).to_owned().into();
+                Migration::new(
+                    *version,
+                    description,
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::StoreError;
+use super::error::StoreError;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -54,7 +54,7 @@ pub async fn open(url: &str) -> Result<PgPool, StoreError> {
             path: "store.url (PostgreSQL)".to_owned(),
             source,
         })?;
-    let migrator = super::migrator(MIGRATIONS);
+    let migrator = super::pool::migrator(MIGRATIONS);
     migrator
         .run(&pool)
         .await

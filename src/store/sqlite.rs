@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::StoreError;
+use super::error::StoreError;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -86,7 +86,7 @@ pub async fn open(path: &Path) -> Result<(SqlitePool, SqlitePool), StoreError> {
         .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
         .await
         .map_err(open_error)?;
-    super::migrator(MIGRATIONS)
+    super::pool::migrator(MIGRATIONS)
         .run(&writer)
         .await
         .map_err(|source| StoreError::Migrate(source.into()))?;

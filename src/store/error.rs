@@ -1,0 +1,36 @@
+//! What can go wrong in the store, for its callers; none of it speaks of HTTP.
+
+use crate::crypto::UnsealError;
+use crate::domain::UnknownState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store ({path})")]
+    Open {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply the store's migrations")]
+    Migrate(#[source] sqlx::Error),
+    #[error("the store is unavailable")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Unseal(#[from] UnsealError),
+    #[error("the disk holding the store has less than {min_free} bytes free")]
+    DiskFull { min_free: u64 },
+    #[error("a store operation stopped unexpectedly")]
+    Interrupted,
+    /// A callback outcome was neither recorded nor found standing (purged in between, or a
+    /// fault of the store's own logic).
+    #[error("the callback outcome was neither recorded nor found")]
+    OutcomeMissing,
+}
+
+/// A column whose stored value this version does not know: the row cannot be read.
+pub(super) fn unknown(column: &str, error: UnknownState) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(error),
+    }
+}
