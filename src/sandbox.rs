@@ -49,21 +49,25 @@ fn random() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<18>())
 }
 
+/// The token call's parameters this sandbox looks at; any others are ignored. A repeated `code`
+/// does not deserialize, so it counts as no code.
+#[derive(Deserialize)]
+struct TokenCall {
+    code: Option<String>,
+}
+
 /// The code arrives in the query string (MondiaPay's documented style) or the form body.
 async fn token(
     State(sandbox): State<Sandbox>,
     RawQuery(query): RawQuery,
     body: String,
 ) -> (StatusCode, Json<Value>) {
-    let code = [query.unwrap_or_default(), body]
-        .iter()
-        .flat_map(|text| {
-            form_urlencoded::parse(text.as_bytes())
-                .into_owned()
-                .collect::<Vec<_>>()
-        })
-        .find(|(name, _)| name == "code")
-        .map(|(_, value)| value);
+    let code_in = |text: &str| {
+        serde_urlencoded::from_str::<TokenCall>(text)
+            .ok()
+            .and_then(|call| call.code)
+    };
+    let code = code_in(query.as_deref().unwrap_or_default()).or_else(|| code_in(&body));
     let Some(code) = code.filter(|code| code.starts_with('A')) else {
         let error = json!({"error": "invalid_request", "error_description": "No valid code."});
         return (StatusCode::BAD_REQUEST, Json(error));

@@ -10,6 +10,7 @@ use base64::Engine;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{RequestBuilder, Response, redirect};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use url::Url;
 
 pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
@@ -108,29 +109,23 @@ impl MondiaPayClient {
     fn token_request(&self, code: &Code) -> RequestBuilder {
         let id = self.client_id.as_str();
         let secret = self.client_secret.expose_secret();
-        let credentials = [("client_id", id), ("client_secret", secret)];
-        let grant = [("grant_type", "authorization_code")];
-        let code_and_uri = [
-            ("code", code.expose()),
-            ("redirect_uri", self.redirect_uri.as_str()),
-        ];
         let request = match self.client_auth {
             ClientAuth::Query => {
-                let mut url = self.token_url.clone();
-                url.query_pairs_mut()
-                    .extend_pairs(grant.iter().chain(&credentials).chain(&code_and_uri));
-                self.http.post(url).body("")
+                let params = TokenParams::new(code, &self.redirect_uri, Some((id, secret)));
+                self.http
+                    .post(with_query(&self.token_url, &params.encode()))
+                    .body("")
             }
             ClientAuth::Form => {
-                let body = form(grant.iter().chain(&credentials).chain(&code_and_uri));
-                self.http.post(self.token_url.clone()).body(body)
+                let params = TokenParams::new(code, &self.redirect_uri, Some((id, secret)));
+                self.http.post(self.token_url.clone()).body(params.encode())
             }
             ClientAuth::Basic => {
-                let body = form(grant.iter().chain(&code_and_uri));
+                let params = TokenParams::new(code, &self.redirect_uri, None);
                 self.http
                     .post(self.token_url.clone())
                     .header(AUTHORIZATION, basic_authorization(id, secret))
-                    .body(body)
+                    .body(params.encode())
             }
         };
         request
@@ -253,7 +248,9 @@ fn basic_pair_unpadded(client_id: &str, client_secret: &str) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(basic_pair(client_id, client_secret))
 }
 
-/// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined.
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined. Each is one bare
+/// value, not a `name=value` pair, and serde_urlencoded only serializes pairs, so the value
+/// encoder it is built on (`form_urlencoded::byte_serialize`) does it.
 fn basic_pair(client_id: &str, client_secret: &str) -> String {
     let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     format!("{}:{}", encode(client_id), encode(client_secret))
@@ -271,10 +268,45 @@ pub fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue 
     value
 }
 
-fn form<'a>(pairs: impl Iterator<Item = &'a (&'a str, &'a str)>) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
+/// The token call's parameters, in the order MondiaPay's examples send them. With HTTP Basic the
+/// credentials travel in the `Authorization` header, so they are left out here.
+#[derive(Serialize)]
+struct TokenParams<'a> {
+    grant_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<&'a str>,
+    code: &'a str,
+    redirect_uri: &'a str,
+}
+
+impl<'a> TokenParams<'a> {
+    fn new(code: &'a Code, redirect_uri: &'a str, credentials: Option<(&'a str, &'a str)>) -> Self {
+        Self {
+            grant_type: "authorization_code",
+            client_id: credentials.map(|(id, _)| id),
+            client_secret: credentials.map(|(_, secret)| secret),
+            code: code.expose(),
+            redirect_uri,
+        }
+    }
+
+    /// `application/x-www-form-urlencoded`: the query string or the form body.
+    fn encode(&self) -> String {
+        serde_urlencoded::to_string(self).expect("a struct of strings always serializes")
+    }
+}
+
+/// `url` with `params` appended to its own query, if it has one.
+fn with_query(url: &Url, params: &str) -> Url {
+    let mut url = url.clone();
+    let query = match url.query() {
+        Some(own) if !own.is_empty() => format!("{own}&{params}"),
+        _ => params.to_owned(),
+    };
+    url.set_query(Some(&query));
+    url
 }
 
 async fn read_capped(mut response: Response) -> Result<Vec<u8>, NoAnswer> {
@@ -422,6 +454,37 @@ mod tests {
             );
             assert!(excerpt.contains("got [credentials]"), "{excerpt}");
         }
+    }
+
+    #[test]
+    fn the_token_call_parameters_are_spelled_byte_for_byte() {
+        let code = Code::parse("Aq7-Zp_3.X~k", "A").unwrap();
+        let redirect_uri = "https://merchant.example/thanks?x=1&y=a b";
+        let credentials = Some(("id +/:&=", "s e+c/r:e&t="));
+        let with = TokenParams::new(&code, redirect_uri, credentials).encode();
+        assert_eq!(
+            with,
+            "grant_type=authorization_code&client_id=id+%2B%2F%3A%26%3D\
+             &client_secret=s+e%2Bc%2Fr%3Ae%26t%3D&code=Aq7-Zp_3.X%7Ek\
+             &redirect_uri=https%3A%2F%2Fmerchant.example%2Fthanks%3Fx%3D1%26y%3Da+b"
+        );
+        // HTTP Basic: the credentials are in the header, not the body.
+        assert_eq!(
+            TokenParams::new(&code, redirect_uri, None).encode(),
+            "grant_type=authorization_code&code=Aq7-Zp_3.X%7Ek\
+             &redirect_uri=https%3A%2F%2Fmerchant.example%2Fthanks%3Fx%3D1%26y%3Da+b"
+        );
+        // Query style: appended to the token URL's own query, kept as serialized.
+        let bare = Url::parse("https://pay.example/v1/api/oauth/token").unwrap();
+        assert_eq!(
+            with_query(&bare, &with).as_str(),
+            format!("https://pay.example/v1/api/oauth/token?{with}")
+        );
+        let own = Url::parse("https://pay.example/token?tenant=7").unwrap();
+        assert_eq!(
+            with_query(&own, &with).as_str(),
+            format!("https://pay.example/token?tenant=7&{with}")
+        );
     }
 
     #[test]
