@@ -247,13 +247,8 @@ async fn a_rejected_code_shows_the_rejection_page_every_time_with_one_call() {
 #[tokio::test]
 async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_reload_may_retry() {
     let app = spawn_app().await;
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&app.mondiapay)
+    app.mondiapay_fails_then_issues(ResponseTemplate::new(503), 1)
         .await;
-    app.mondiapay_issues_tokens(1).await;
     let query = format!("ref=ORDER-W&code={}", new_code());
     let (first, status, page) = app.callback_page(&query).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);

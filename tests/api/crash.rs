@@ -98,29 +98,21 @@ async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice
     let http = reqwest::Client::new();
     for (code, record) in &acknowledged {
         let id = record["id"].as_str().unwrap();
-        let stored: Value = http
-            .get(format!("{internal}/v1/tokens/{id}"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stored = send_for_json(
+            http.get(format!("{internal}/v1/tokens/{id}"))
+                .bearer_auth(API_KEY),
+        )
+        .await;
         assert_eq!(
             stored["access_token"], record["access_token"],
             "acknowledged token {id} lost"
         );
-        let again: Value = http
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": code}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let again = send_for_json(
+            http.post(format!("{internal}/v1/exchange"))
+                .bearer_auth(API_KEY)
+                .json(&json!({"code": code})),
+        )
+        .await;
         assert_eq!(
             again["id"], record["id"],
             "an acknowledged code was exchanged again"

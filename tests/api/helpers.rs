@@ -184,6 +184,19 @@ impl TestApp {
             .await;
     }
 
+    /// Mounts a token endpoint answering `failure` to the first `failures` calls, then issuing
+    /// one token; expects exactly `failures` + 1 calls.
+    pub async fn mondiapay_fails_then_issues(&self, failure: ResponseTemplate, failures: u64) {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(failure)
+            .up_to_n_times(failures)
+            .expect(failures)
+            .mount(&self.mondiapay)
+            .await;
+        self.mondiapay_issues_tokens(1).await;
+    }
+
     /// Mounts a token endpoint issuing a fresh token per call, expecting exactly `calls` calls.
     pub async fn mondiapay_issues_tokens(&self, calls: u64) {
         Mock::given(method("POST"))
@@ -337,4 +350,9 @@ pub async fn assert_store_recovers(app: &TestApp, code: &str) {
         after["access_token"], "Ulater",
         "the refused code was not used up"
     );
+}
+
+/// Sends `request` and reads its answer as JSON; panics if either fails.
+pub async fn send_for_json(request: RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }

@@ -20,6 +20,20 @@ pub fn command(env: &HashMap<String, String>) -> Command {
     command
 }
 
+/// Runs `serve` with `command` (logs off) and returns what it wrote to stderr, after checking
+/// that start-up stopped with exit code 1 and one line.
+pub fn serve_stops_with_one_line(mut command: Command) -> String {
+    let output = command
+        .env("RUST_LOG", "off")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
 /// The binary running `serve`, its log lines collected as they come.
 pub struct Served {
     child: Child,
@@ -312,14 +326,7 @@ async fn a_port_in_use_stops_start_up_with_one_line() {
         "TOKEN_PROXY__INTERNAL__LISTEN".into(),
         taken.local_addr().unwrap().to_string(),
     );
-    let output = command(&env)
-        .env("RUST_LOG", "off")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = serve_stops_with_one_line(command(&env));
     assert!(
         stderr.starts_with("error: internal.listen: cannot listen on"),
         "{stderr}"

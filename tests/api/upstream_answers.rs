@@ -61,13 +61,7 @@ async fn both_error_shapes_are_understood() {
 async fn refused_credentials_are_a_configuration_fault_not_the_codes() {
     let app = spawn_app().await;
     let refused = ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(refused)
-        .up_to_n_times(2)
-        .expect(2)
-        .mount(&app.mondiapay)
-        .await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay_fails_then_issues(refused, 2).await;
     let code = new_code();
 
     let response = app.exchange_code(&code, "ORDER-1").await;
@@ -152,13 +146,7 @@ async fn a_hanging_mondiapay_times_out_and_leaves_the_code_usable() {
     let hanging = ResponseTemplate::new(200)
         .set_body_json(success_body("Ulate"))
         .set_delay(Duration::from_secs(5));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(hanging)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&app.mondiapay)
-        .await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay_fails_then_issues(hanging, 1).await;
     let code = new_code();
     let started = Instant::now();
     let response = app.exchange_code(&code, "ORDER-T").await;
