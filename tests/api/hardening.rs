@@ -273,6 +273,17 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
     );
 }
 
+/// The status of a public result page asked for with `X-Forwarded-For: client`.
+async fn forwarded_for(app: &TestApp, client: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{}/oauth/result/res_none", app.public))
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     let app = spawn_app_with(&[
@@ -281,22 +292,16 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         ("PUBLIC__TRUSTED_PROXIES", "127.0.0.1"),
     ])
     .await;
-    let from = |client: &'static str| {
-        reqwest::Client::new()
-            .get(format!("{}/oauth/result/res_none", app.public))
-            .header("x-forwarded-for", client)
-            .send()
-    };
     assert_eq!(
-        from("198.51.100.1").await.unwrap().status(),
+        forwarded_for(&app, "198.51.100.1").await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        from("198.51.100.2").await.unwrap().status(),
+        forwarded_for(&app, "198.51.100.2").await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        from("198.51.100.1").await.unwrap().status(),
+        forwarded_for(&app, "198.51.100.1").await,
         StatusCode::TOO_MANY_REQUESTS
     );
 
@@ -305,18 +310,12 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         ("PUBLIC__RATE_LIMIT_BURST", "1"),
     ])
     .await;
-    let spoofed = |client: &'static str| {
-        reqwest::Client::new()
-            .get(format!("{}/oauth/result/res_none", untrusting.public))
-            .header("x-forwarded-for", client)
-            .send()
-    };
     assert_eq!(
-        spoofed("198.51.100.1").await.unwrap().status(),
+        forwarded_for(&untrusting, "198.51.100.1").await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        spoofed("198.51.100.2").await.unwrap().status(),
+        forwarded_for(&untrusting, "198.51.100.2").await,
         StatusCode::TOO_MANY_REQUESTS,
         "a client cannot pick a fresh bucket by sending the header itself"
     );

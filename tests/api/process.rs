@@ -34,6 +34,20 @@ pub fn serve_stops_with_one_line(mut command: Command) -> String {
     stderr
 }
 
+/// A `POST /v1/exchange` of `code` for `reference` to the served binary at `internal`, with the
+/// API key.
+pub fn exchange_at(
+    client: &reqwest::Client,
+    internal: &str,
+    code: &str,
+    reference: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{internal}/v1/exchange"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"code": code, "ref": reference}))
+}
+
 /// The binary running `serve`, its log lines collected as they come.
 pub struct Served {
     child: Child,
@@ -151,11 +165,8 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
     let client = reqwest::Client::new();
     let code = new_code();
     let exchange = |code: &str| {
-        client
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
+        exchange_at(&client, &internal, code, "ORDER-LOG")
             .header("x-request-id", "trace-me-42")
-            .json(&json!({"code": code, "ref": "ORDER-LOG"}))
             .send()
     };
     let record: Value = exchange(&code).await.unwrap().json().await.unwrap();

@@ -6,21 +6,18 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tempfile::TempDir;
 use wiremock::{MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 use crate::postgres::PgCluster;
-use crate::process::{Served, mondiapay};
+use crate::process::{Served, exchange_at, mondiapay};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 async fn exchange(internal: &str, code: &str) -> reqwest::Result<reqwest::Response> {
-    reqwest::Client::new()
-        .post(format!("{internal}/v1/exchange"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"code": code, "ref": "ORDER-REPLICAS"}))
+    exchange_at(&reqwest::Client::new(), internal, code, "ORDER-REPLICAS")
         .send()
         .await
 }

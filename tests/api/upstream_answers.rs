@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
+use crate::process::exchange_at;
 
 #[tokio::test]
 async fn a_rejected_code_is_final_and_never_sent_again() {
@@ -319,13 +320,7 @@ async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_read
     let (served, internal) = crate::process::Served::start(&env);
     let client = reqwest::Client::new();
     let code = new_code();
-    let exchange = |code: &str| {
-        client
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": code, "ref": "ORDER-CRED"}))
-            .send()
-    };
+    let exchange = |code: &str| exchange_at(&client, &internal, code, "ORDER-CRED").send();
     let ready = || client.get(format!("{internal}/readyz")).send();
 
     let refused = exchange(&code).await.unwrap();
@@ -408,13 +403,7 @@ async fn no_success_answer_is_ever_logged_and_odd_tokens_stay_out_of_the_log() {
     .await;
     let (served, internal) = crate::process::Served::start(&env);
     let client = reqwest::Client::new();
-    let exchange = |code: &str| {
-        client
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": code, "ref": "ORDER-QUIET"}))
-            .send()
-    };
+    let exchange = |code: &str| exchange_at(&client, &internal, code, "ORDER-QUIET").send();
     for _ in 0..2 {
         let record: Value = exchange(&odd.0).await.unwrap().json().await.unwrap();
         assert_eq!(record["access_token"], odd.1);
@@ -465,10 +454,7 @@ async fn mondiapay_error_text_reaches_neither_the_api_nor_the_log_and_echoed_sec
         .mount(&server)
         .await;
     let (served, internal) = crate::process::Served::start(&env);
-    let response = reqwest::Client::new()
-        .post(format!("{internal}/v1/exchange"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"code": code, "ref": "ORDER-TEXT"}))
+    let response = exchange_at(&reqwest::Client::new(), &internal, &code, "ORDER-TEXT")
         .send()
         .await
         .unwrap();
