@@ -9,7 +9,6 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
@@ -175,9 +174,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
     let app = spawn_app_with(&[("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1")]).await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ucap"))
-        .set_delay(Duration::from_millis(500));
+    let slow = issues_after("Ucap", Duration::from_millis(500));
     app.mondiapay_answers(slow, 2).await;
     let (first, second) = (new_code(), new_code());
     let running = tokio::spawn(
@@ -213,9 +210,7 @@ async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored
         ("MONDIAPAY__TIMEOUT_SECS", "5"),
     ])
     .await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uslowly"))
-        .set_delay(Duration::from_secs(2));
+    let slow = issues_after("Uslowly", Duration::from_secs(2));
     app.mondiapay_answers(slow, 2).await;
 
     let code = new_code();

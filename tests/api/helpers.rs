@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use mondiapay_token_proxy::settings::{Purpose, Settings};
 use mondiapay_token_proxy::startup::Application;
@@ -239,6 +240,13 @@ pub fn success_body(access_token: &str) -> Value {
 }
 
 /// A fresh MondiaPay-shaped code.
+/// MondiaPay issuing `access_token`, but only after `delay`.
+pub fn issues_after(access_token: &str, delay: Duration) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(success_body(access_token))
+        .set_delay(delay)
+}
+
 pub fn new_code() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(

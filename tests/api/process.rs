@@ -231,9 +231,7 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
 #[tokio::test]
 async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
     let (server, _dir, env) = mondiapay().await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uslow"))
-        .set_delay(Duration::from_millis(1500));
+    let slow = issues_after("Uslow", Duration::from_millis(1500));
     mount(&server, slow, 1).await;
     let (mut served, internal) = Served::start(&env);
     let request = exchange_in_flight(&server, &internal).await;

@@ -41,9 +41,7 @@ async fn leased_replicas(cluster: &PgCluster) -> (MockServer, TempDir, HashMap<S
 
 /// Mounts a MondiaPay that issues `access_token` after `delay`, expecting exactly one call.
 async fn issues_once_after(server: &MockServer, access_token: &str, delay: Duration) {
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body(access_token))
-        .set_delay(delay);
+    let slow = issues_after(access_token, delay);
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(slow)
         .expect(1)
@@ -107,9 +105,7 @@ async fn two_replicas_exchange_a_code_once_and_both_see_the_token() {
 async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
     let cluster = PgCluster::start();
     let (server, _dir, env) = leased_replicas(&cluster).await;
-    let hanging = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ulost"))
-        .set_delay(Duration::from_secs(30));
+    let hanging = issues_after("Ulost", Duration::from_secs(30));
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(hanging)
         .up_to_n_times(1)

@@ -144,9 +144,7 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
 #[tokio::test]
 async fn a_hanging_mondiapay_times_out_and_leaves_the_code_usable() {
     let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
-    let hanging = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ulate"))
-        .set_delay(Duration::from_secs(5));
+    let hanging = issues_after("Ulate", Duration::from_secs(5));
     app.mondiapay_fails_then_issues(hanging, 1).await;
     let code = new_code();
     let started = Instant::now();
