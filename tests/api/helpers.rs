@@ -247,6 +247,13 @@ pub fn issues_after(access_token: &str, delay: Duration) -> ResponseTemplate {
         .set_delay(delay)
 }
 
+/// Asserts that `problem`, an `application/problem+json` body, is of the kind named `kind` (the
+/// end of its `type`).
+pub fn assert_problem_kind(problem: &Value, kind: &str) {
+    let type_ = problem["type"].as_str().unwrap();
+    assert!(type_.ends_with(kind), "{problem}");
+}
+
 pub fn new_code() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -310,12 +317,7 @@ pub async fn code_for_after_the_fault(app: &TestApp) -> String {
 pub async fn assert_store_refuses(app: &TestApp, code: &str) {
     let refused = app.exchange_code(code, "ORDER-FAULT").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        json(refused).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("store-unavailable")
-    );
+    assert_problem_kind(&json(refused).await, "store-unavailable");
     let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(ready).await["store"], "unavailable");
