@@ -34,11 +34,7 @@ async fn a_code_is_exchanged_for_a_stored_record() {
     assert!((43_190..=43_200).contains(&expires_in), "{expires_in}");
     assert!(record["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    let stored = json(
-        app.get(&format!("/v1/tokens/{}", record["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let stored = app.token_stored_for(&record).await;
     assert_eq!(stored["access_token"], "U12345");
 }
 

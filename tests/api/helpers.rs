@@ -140,6 +140,12 @@ impl TestApp {
         self.api(Method::GET, path).send().await.unwrap()
     }
 
+    /// The stored token looked up by the id of `record` (an exchange's answer), read as JSON.
+    pub async fn token_stored_for(&self, record: &Value) -> Value {
+        let id = record["id"].as_str().unwrap();
+        json(self.get(&format!("/v1/tokens/{id}")).await).await
+    }
+
     /// What a browser does on the public listener, without following redirects.
     pub async fn browser_get(&self, path_and_query: &str) -> Response {
         reqwest::Client::builder()

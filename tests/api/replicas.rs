@@ -165,11 +165,7 @@ async fn a_stopped_database_answers_503_until_it_is_back() {
 
     cluster.start_again();
     assert_store_recovers(&app, &blocked_code).await;
-    let stored = json(
-        app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let stored = app.token_stored_for(&before).await;
     assert_eq!(stored["access_token"], before["access_token"]);
 }
 
