@@ -121,12 +121,17 @@ impl SmallDisk {
     }
 }
 
+/// Detaches the file system mounted at `path`, even while files on it are still open.
+fn unmount_lazily(path: &Path) {
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(path)
+        .status();
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
+        unmount_lazily(&self.path);
     }
 }
 
@@ -213,10 +218,7 @@ impl Drop for Ext4Disk {
             .arg("-i")
             .arg(&self.path)
             .status();
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
+        unmount_lazily(&self.path);
     }
 }
 
