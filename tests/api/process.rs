@@ -146,6 +146,16 @@ pub async fn mount(server: &MockServer, template: impl wiremock::Respond + 'stat
         .await;
 }
 
+/// Mounts a token endpoint answering `template` to the first call only, expecting exactly one.
+pub async fn mount_first_answer(server: &MockServer, template: ResponseTemplate) {
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(template)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 #[tokio::test]
 async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
     let (server, _dir, env) = mondiapay().await;

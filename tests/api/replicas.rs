@@ -12,7 +12,7 @@ use wiremock::{MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 use crate::postgres::PgCluster;
-use crate::process::{Served, exchange_at, mondiapay};
+use crate::process::{Served, exchange_at, mondiapay, mount_first_answer};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -106,12 +106,7 @@ async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
     let cluster = PgCluster::start();
     let (server, _dir, env) = leased_replicas(&cluster).await;
     let hanging = issues_after("Ulost", Duration::from_secs(30));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(hanging)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_first_answer(&server, hanging).await;
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Utakeover")))
         .expect(1)

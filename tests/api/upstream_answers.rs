@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
-use crate::process::exchange_at;
+use crate::process::{exchange_at, mount_first_answer};
 
 #[tokio::test]
 async fn a_rejected_code_is_final_and_never_sent_again() {
@@ -293,12 +293,7 @@ async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_read
     let (server, _dir, env) = crate::process::mondiapay().await;
     let refused = ResponseTemplate::new(403)
         .set_body_json(json!({"status": "FORBIDDEN", "error": "AUTHORIZATION_FAILED"}));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(refused)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_first_answer(&server, refused).await;
     let other_code = new_code();
     wiremock::Mock::given(wiremock::matchers::query_param("code", other_code.as_str()))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
