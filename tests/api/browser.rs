@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::helpers::send_for_json;
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const BINARY: &str = env!("CARGO_BIN_EXE_mondiapay-token-proxy");
@@ -115,15 +117,7 @@ impl Browser {
             ]}
         }}});
         let base = format!("http://127.0.0.1:{port}/session");
-        let created: Value = http
-            .post(&base)
-            .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created = send_for_json(http.post(&base).json(&capabilities)).await;
         let session = created["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {created}"));
@@ -256,15 +250,12 @@ async fn a_person_buys_in_chromium_and_lands_on_the_thank_you_page_then_fails_on
     browser.screenshot("thank-you-phone.png").await;
     browser.resize(1280, 900).await;
 
-    let token: Value = reqwest::Client::new()
-        .get(format!("{}/v1/tokens?ref=ORDER-1", demo.internal))
-        .bearer_auth(&demo.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = send_for_json(
+        reqwest::Client::new()
+            .get(format!("{}/v1/tokens?ref=ORDER-1", demo.internal))
+            .bearer_auth(&demo.api_key),
+    )
+    .await;
     assert!(
         token["access_token"].as_str().unwrap().starts_with('U'),
         "{token}"

@@ -164,9 +164,7 @@ async fn a_purchase_lands_on_the_thank_you_page_and_its_token_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_callback_gets_the_same_303_and_causes_no_second_call() {
     let app = spawn_app().await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ureplay"))
-        .set_delay(Duration::from_millis(200));
+    let slow = issues_after("Ureplay", Duration::from_millis(200));
     app.mondiapay_answers(slow, 1).await;
     let url = format!(
         "{}/oauth/callback?ref=ORDER-R&code={}&status=200",
@@ -247,13 +245,8 @@ async fn a_rejected_code_shows_the_rejection_page_every_time_with_one_call() {
 #[tokio::test]
 async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_reload_may_retry() {
     let app = spawn_app().await;
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&app.mondiapay)
+    app.mondiapay_fails_then_issues(ResponseTemplate::new(503), 1)
         .await;
-    app.mondiapay_issues_tokens(1).await;
     let query = format!("ref=ORDER-W&code={}", new_code());
     let (first, status, page) = app.callback_page(&query).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -270,9 +263,7 @@ async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_rel
 #[tokio::test]
 async fn a_hanging_mondiapay_gives_a_504_page() {
     let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
-    let hanging = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uhang"))
-        .set_delay(Duration::from_secs(5));
+    let hanging = issues_after("Uhang", Duration::from_secs(5));
     app.mondiapay_answers(hanging, 1).await;
     let (_, status, page) = app
         .callback_page(&format!("ref=ORDER-H&code={}", new_code()))

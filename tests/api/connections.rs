@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-use crate::process::{Served, command, mondiapay, mount};
+use crate::process::{Served, command, mondiapay, mount, serve_stops_with_one_line};
 
 /// The open-file limit the service runs under in these tests: far below what 300 clients need.
 const FILE_LIMIT: u64 = 256;
@@ -152,14 +152,7 @@ async fn an_internal_cap_the_open_file_limit_cannot_hold_stops_start_up_with_one
         "TOKEN_PROXY__INTERNAL__MAX_CONNECTIONS".into(),
         "1000".into(),
     );
-    let output = limited(&env, FILE_LIMIT)
-        .env("RUST_LOG", "off")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = serve_stops_with_one_line(limited(&env, FILE_LIMIT));
     assert!(
         stderr.contains("open-file limit (256)") && stderr.contains("internal.max_connections"),
         "{stderr}"

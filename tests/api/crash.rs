@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 use crate::process::{Served, mondiapay, mount};
@@ -24,9 +23,7 @@ fn random_pause() -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice() {
     let (server, _dir, env) = mondiapay().await;
-    let issue = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ucrash"))
-        .set_delay(Duration::from_millis(15));
+    let issue = issues_after("Ucrash", Duration::from_millis(15));
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(issue)
         .mount(&server)
@@ -98,29 +95,21 @@ async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice
     let http = reqwest::Client::new();
     for (code, record) in &acknowledged {
         let id = record["id"].as_str().unwrap();
-        let stored: Value = http
-            .get(format!("{internal}/v1/tokens/{id}"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stored = send_for_json(
+            http.get(format!("{internal}/v1/tokens/{id}"))
+                .bearer_auth(API_KEY),
+        )
+        .await;
         assert_eq!(
             stored["access_token"], record["access_token"],
             "acknowledged token {id} lost"
         );
-        let again: Value = http
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": code}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let again = send_for_json(
+            http.post(format!("{internal}/v1/exchange"))
+                .bearer_auth(API_KEY)
+                .json(&json!({"code": code})),
+        )
+        .await;
         assert_eq!(
             again["id"], record["id"],
             "an acknowledged code was exchanged again"
@@ -155,9 +144,7 @@ async fn sigterm_refuses_new_connections_and_exits_within_the_grace_period() {
         "1".into(),
     );
     env.insert("TOKEN_PROXY__MONDIAPAY__TIMEOUT_SECS".into(), "20".into());
-    let hanging = ResponseTemplate::new(200)
-        .set_body_json(success_body("Unever"))
-        .set_delay(Duration::from_secs(15));
+    let hanging = issues_after("Unever", Duration::from_secs(15));
     mount(&server, hanging, 1).await;
     let (mut served, internal) = Served::start(&env);
     let stuck = exchange_in_flight(&server, &internal).await;

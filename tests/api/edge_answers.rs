@@ -76,12 +76,7 @@ async fn wrong_methods_and_unreadable_paths_get_a_page_or_a_problem() {
         );
         let problem = json(answer).await;
         assert_eq!(problem["status"], 405);
-        assert!(
-            problem["type"]
-                .as_str()
-                .unwrap()
-                .ends_with("method-not-allowed")
-        );
+        assert_problem_kind(&problem, "method-not-allowed");
     }
 
     let not_utf8 = app.get("/v1/tokens/%FF").await;

@@ -34,11 +34,7 @@ async fn a_code_is_exchanged_for_a_stored_record() {
     assert!((43_190..=43_200).contains(&expires_in), "{expires_in}");
     assert!(record["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    let stored = json(
-        app.get(&format!("/v1/tokens/{}", record["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let stored = app.token_stored_for(&record).await;
     assert_eq!(stored["access_token"], "U12345");
 }
 
@@ -61,9 +57,7 @@ async fn the_same_code_again_returns_the_same_record_without_a_second_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_for_one_code_share_one_upstream_call() {
     let app = spawn_app().await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uconcurrent"))
-        .set_delay(Duration::from_millis(300));
+    let slow = issues_after("Uconcurrent", Duration::from_millis(300));
     app.mondiapay_answers(slow, 1).await;
     let code = new_code();
     let body = json!({"code": code, "ref": "ORDER-C"});

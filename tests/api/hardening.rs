@@ -9,7 +9,6 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
@@ -175,9 +174,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
     let app = spawn_app_with(&[("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1")]).await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ucap"))
-        .set_delay(Duration::from_millis(500));
+    let slow = issues_after("Ucap", Duration::from_millis(500));
     app.mondiapay_answers(slow, 2).await;
     let (first, second) = (new_code(), new_code());
     let running = tokio::spawn(
@@ -191,12 +188,7 @@ async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
     let refused = app.exchange_code(&second, "ORDER-CAP").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "1");
-    assert!(
-        json(refused).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("exchange-capacity")
-    );
+    assert_problem_kind(&json(refused).await, "exchange-capacity");
     assert_eq!(running.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(
         app.exchange_code(&second, "ORDER-CAP").await.status(),
@@ -213,9 +205,7 @@ async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored
         ("MONDIAPAY__TIMEOUT_SECS", "5"),
     ])
     .await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uslowly"))
-        .set_delay(Duration::from_secs(2));
+    let slow = issues_after("Uslowly", Duration::from_secs(2));
     app.mondiapay_answers(slow, 2).await;
 
     let code = new_code();
@@ -273,6 +263,17 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
     );
 }
 
+/// The status of a public result page asked for with `X-Forwarded-For: client`.
+async fn forwarded_for(app: &TestApp, client: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{}/oauth/result/res_none", app.public))
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     let app = spawn_app_with(&[
@@ -281,22 +282,16 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         ("PUBLIC__TRUSTED_PROXIES", "127.0.0.1"),
     ])
     .await;
-    let from = |client: &'static str| {
-        reqwest::Client::new()
-            .get(format!("{}/oauth/result/res_none", app.public))
-            .header("x-forwarded-for", client)
-            .send()
-    };
     assert_eq!(
-        from("198.51.100.1").await.unwrap().status(),
+        forwarded_for(&app, "198.51.100.1").await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        from("198.51.100.2").await.unwrap().status(),
+        forwarded_for(&app, "198.51.100.2").await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        from("198.51.100.1").await.unwrap().status(),
+        forwarded_for(&app, "198.51.100.1").await,
         StatusCode::TOO_MANY_REQUESTS
     );
 
@@ -305,18 +300,12 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         ("PUBLIC__RATE_LIMIT_BURST", "1"),
     ])
     .await;
-    let spoofed = |client: &'static str| {
-        reqwest::Client::new()
-            .get(format!("{}/oauth/result/res_none", untrusting.public))
-            .header("x-forwarded-for", client)
-            .send()
-    };
     assert_eq!(
-        spoofed("198.51.100.1").await.unwrap().status(),
+        forwarded_for(&untrusting, "198.51.100.1").await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        spoofed("198.51.100.2").await.unwrap().status(),
+        forwarded_for(&untrusting, "198.51.100.2").await,
         StatusCode::TOO_MANY_REQUESTS,
         "a client cannot pick a fresh bucket by sending the header itself"
     );

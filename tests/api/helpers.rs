@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use mondiapay_token_proxy::settings::{Purpose, Settings};
 use mondiapay_token_proxy::startup::Application;
@@ -139,6 +140,12 @@ impl TestApp {
         self.api(Method::GET, path).send().await.unwrap()
     }
 
+    /// The stored token looked up by the id of `record` (an exchange's answer), read as JSON.
+    pub async fn token_stored_for(&self, record: &Value) -> Value {
+        let id = record["id"].as_str().unwrap();
+        json(self.get(&format!("/v1/tokens/{id}")).await).await
+    }
+
     /// What a browser does on the public listener, without following redirects.
     pub async fn browser_get(&self, path_and_query: &str) -> Response {
         reqwest::Client::builder()
@@ -184,6 +191,19 @@ impl TestApp {
             .await;
     }
 
+    /// Mounts a token endpoint answering `failure` to the first `failures` calls, then issuing
+    /// one token; expects exactly `failures` + 1 calls.
+    pub async fn mondiapay_fails_then_issues(&self, failure: ResponseTemplate, failures: u64) {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(failure)
+            .up_to_n_times(failures)
+            .expect(failures)
+            .mount(&self.mondiapay)
+            .await;
+        self.mondiapay_issues_tokens(1).await;
+    }
+
     /// Mounts a token endpoint issuing a fresh token per call, expecting exactly `calls` calls.
     pub async fn mondiapay_issues_tokens(&self, calls: u64) {
         Mock::given(method("POST"))
@@ -226,6 +246,20 @@ pub fn success_body(access_token: &str) -> Value {
 }
 
 /// A fresh MondiaPay-shaped code.
+/// MondiaPay issuing `access_token`, but only after `delay`.
+pub fn issues_after(access_token: &str, delay: Duration) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(success_body(access_token))
+        .set_delay(delay)
+}
+
+/// Asserts that `problem`, an `application/problem+json` body, is of the kind named `kind` (the
+/// end of its `type`).
+pub fn assert_problem_kind(problem: &Value, kind: &str) {
+    let type_ = problem["type"].as_str().unwrap();
+    assert!(type_.ends_with(kind), "{problem}");
+}
+
 pub fn new_code() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -289,12 +323,7 @@ pub async fn code_for_after_the_fault(app: &TestApp) -> String {
 pub async fn assert_store_refuses(app: &TestApp, code: &str) {
     let refused = app.exchange_code(code, "ORDER-FAULT").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        json(refused).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("store-unavailable")
-    );
+    assert_problem_kind(&json(refused).await, "store-unavailable");
     let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(ready).await["store"], "unavailable");
@@ -337,4 +366,9 @@ pub async fn assert_store_recovers(app: &TestApp, code: &str) {
         after["access_token"], "Ulater",
         "the refused code was not used up"
     );
+}
+
+/// Sends `request` and reads its answer as JSON; panics if either fails.
+pub async fn send_for_json(request: RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }

@@ -118,11 +118,7 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
         assert!(Instant::now() < deadline, "nothing purged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let kept = json(
-        app.get(&format!("/v1/tokens/{}", live["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let kept = app.token_stored_for(&live).await;
     assert_eq!(
         kept["access_token"], live["access_token"],
         "a live token and its exchange stay"

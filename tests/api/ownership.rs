@@ -3,22 +3,15 @@
 //! else's `ref`/`uuid` re-points nothing.
 
 use reqwest::StatusCode;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer() {
     let app = spawn_app().await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&app.mondiapay)
+    app.mondiapay_fails_then_issues(ResponseTemplate::new(503), 1)
         .await;
-    app.mondiapay_issues_tokens(1).await;
     let code = new_code();
 
     let (_, status, _) = app

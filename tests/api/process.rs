@@ -20,6 +20,34 @@ pub fn command(env: &HashMap<String, String>) -> Command {
     command
 }
 
+/// Runs `serve` with `command` (logs off) and returns what it wrote to stderr, after checking
+/// that start-up stopped with exit code 1 and one line.
+pub fn serve_stops_with_one_line(mut command: Command) -> String {
+    let output = command
+        .env("RUST_LOG", "off")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// A `POST /v1/exchange` of `code` for `reference` to the served binary at `internal`, with the
+/// API key.
+pub fn exchange_at(
+    client: &reqwest::Client,
+    internal: &str,
+    code: &str,
+    reference: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{internal}/v1/exchange"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"code": code, "ref": reference}))
+}
+
 /// The binary running `serve`, its log lines collected as they come.
 pub struct Served {
     child: Child,
@@ -118,6 +146,16 @@ pub async fn mount(server: &MockServer, template: impl wiremock::Respond + 'stat
         .await;
 }
 
+/// Mounts a token endpoint answering `template` to the first call only, expecting exactly one.
+pub async fn mount_first_answer(server: &MockServer, template: ResponseTemplate) {
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(template)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 #[tokio::test]
 async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
     let (server, _dir, env) = mondiapay().await;
@@ -137,11 +175,8 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
     let client = reqwest::Client::new();
     let code = new_code();
     let exchange = |code: &str| {
-        client
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
+        exchange_at(&client, &internal, code, "ORDER-LOG")
             .header("x-request-id", "trace-me-42")
-            .json(&json!({"code": code, "ref": "ORDER-LOG"}))
             .send()
     };
     let record: Value = exchange(&code).await.unwrap().json().await.unwrap();
@@ -206,9 +241,7 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
 #[tokio::test]
 async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
     let (server, _dir, env) = mondiapay().await;
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uslow"))
-        .set_delay(Duration::from_millis(1500));
+    let slow = issues_after("Uslow", Duration::from_millis(1500));
     mount(&server, slow, 1).await;
     let (mut served, internal) = Served::start(&env);
     let request = exchange_in_flight(&server, &internal).await;
@@ -312,14 +345,7 @@ async fn a_port_in_use_stops_start_up_with_one_line() {
         "TOKEN_PROXY__INTERNAL__LISTEN".into(),
         taken.local_addr().unwrap().to_string(),
     );
-    let output = command(&env)
-        .env("RUST_LOG", "off")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = serve_stops_with_one_line(command(&env));
     assert!(
         stderr.starts_with("error: internal.listen: cannot listen on"),
         "{stderr}"

@@ -2,25 +2,51 @@
 //! every token visible from each, a dead replica's claim taken over after its lease, and a
 //! database outage answered with 503 until it is back.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use wiremock::ResponseTemplate;
+use serde_json::Value;
+use tempfile::TempDir;
+use wiremock::{MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 use crate::postgres::PgCluster;
-use crate::process::{Served, mondiapay};
+use crate::process::{Served, exchange_at, mondiapay, mount_first_answer};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 async fn exchange(internal: &str, code: &str) -> reqwest::Result<reqwest::Response> {
-    reqwest::Client::new()
-        .post(format!("{internal}/v1/exchange"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"code": code, "ref": "ORDER-REPLICAS"}))
+    exchange_at(&reqwest::Client::new(), internal, code, "ORDER-REPLICAS")
         .send()
         .await
+}
+
+/// A MondiaPay mock and the environment for replicas sharing `cluster`: a 10 s claim lease, and
+/// a MondiaPay call given up after 5 s with no connect retry.
+async fn leased_replicas(cluster: &PgCluster) -> (MockServer, TempDir, HashMap<String, String>) {
+    let (server, dir, mut env) = mondiapay().await;
+    for (key, value) in [
+        ("STORE__URL", cluster.url()),
+        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
+        ("STORE__CLAIM_LEASE_SECS", "10".to_owned()),
+        ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
+        ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
+        ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
+    ] {
+        env.insert(format!("TOKEN_PROXY__{key}"), value);
+    }
+    (server, dir, env)
+}
+
+/// Mounts a MondiaPay that issues `access_token` after `delay`, expecting exactly one call.
+async fn issues_once_after(server: &MockServer, access_token: &str, delay: Duration) {
+    let slow = issues_after(access_token, delay);
+    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
+        .respond_with(slow)
+        .expect(1)
+        .mount(server)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,14 +55,7 @@ async fn two_replicas_exchange_a_code_once_and_both_see_the_token() {
     let (server, _dir, mut env) = mondiapay().await;
     env.insert("TOKEN_PROXY__STORE__URL".into(), cluster.url());
     env.insert("TOKEN_PROXY__STORE__ENCRYPTION_KEY".into(), KEY.into());
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ushared"))
-        .set_delay(Duration::from_millis(300));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(slow)
-        .expect(1)
-        .mount(&server)
-        .await;
+    issues_once_after(&server, "Ushared", Duration::from_millis(300)).await;
     let (a, a_internal) = Served::start(&env);
     let (b, b_internal) = Served::start(&env);
 
@@ -68,15 +87,12 @@ async fn two_replicas_exchange_a_code_once_and_both_see_the_token() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "one record for the code: {ids:?}");
     for internal in [&a_internal, &b_internal] {
-        let found: Value = reqwest::Client::new()
-            .get(format!("{internal}/v1/tokens?ref=ORDER-REPLICAS"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let found = send_for_json(
+            reqwest::Client::new()
+                .get(format!("{internal}/v1/tokens?ref=ORDER-REPLICAS"))
+                .bearer_auth(API_KEY),
+        )
+        .await;
         assert_eq!(found["id"], ids[0].as_str());
     }
     for replica in [a, b] {
@@ -88,26 +104,9 @@ async fn two_replicas_exchange_a_code_once_and_both_see_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
     let cluster = PgCluster::start();
-    let (server, _dir, mut env) = mondiapay().await;
-    for (key, value) in [
-        ("STORE__URL", cluster.url()),
-        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
-        ("STORE__CLAIM_LEASE_SECS", "10".to_owned()),
-        ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
-        ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
-        ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
-    ] {
-        env.insert(format!("TOKEN_PROXY__{key}"), value);
-    }
-    let hanging = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ulost"))
-        .set_delay(Duration::from_secs(30));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(hanging)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
+    let (server, _dir, env) = leased_replicas(&cluster).await;
+    let hanging = issues_after("Ulost", Duration::from_secs(30));
+    mount_first_answer(&server, hanging).await;
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Utakeover")))
         .expect(1)
@@ -161,11 +160,7 @@ async fn a_stopped_database_answers_503_until_it_is_back() {
 
     cluster.start_again();
     assert_store_recovers(&app, &blocked_code).await;
-    let stored = json(
-        app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let stored = app.token_stored_for(&before).await;
     assert_eq!(stored["access_token"], before["access_token"]);
 }
 
@@ -180,25 +175,8 @@ async fn a_replica_whose_clock_runs_ahead_cannot_take_over_a_live_claim() {
         "this test needs Debian's faketime package: apt-get install -y faketime (.ci/run does)"
     );
     let cluster = PgCluster::start();
-    let (server, _dir, mut env) = mondiapay().await;
-    for (key, value) in [
-        ("STORE__URL", cluster.url()),
-        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
-        ("STORE__CLAIM_LEASE_SECS", "10".to_owned()),
-        ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
-        ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
-        ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
-    ] {
-        env.insert(format!("TOKEN_PROXY__{key}"), value);
-    }
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(success_body("Uonce"))
-        .set_delay(Duration::from_secs(3));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(slow)
-        .expect(1)
-        .mount(&server)
-        .await;
+    let (server, _dir, env) = leased_replicas(&cluster).await;
+    issues_once_after(&server, "Uonce", Duration::from_secs(3)).await;
     let (a, a_internal) = Served::start(&env);
     // Replica B's clock is two minutes ahead: far past any lease replica A takes.
     let mut skewed = env.clone();

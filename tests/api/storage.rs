@@ -80,11 +80,7 @@ async fn a_configured_key_is_used_and_no_key_file_is_made() {
     app.mondiapay_issues_tokens(1).await;
     let record = json(app.exchange_code(&new_code(), "ORDER-K").await).await;
     app.restart().await;
-    let again = json(
-        app.get(&format!("/v1/tokens/{}", record["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let again = app.token_stored_for(&record).await;
     assert_eq!(again["access_token"], record["access_token"]);
     assert!(!app.dir.path().join("encryption.key").exists());
 }
@@ -125,12 +121,17 @@ impl SmallDisk {
     }
 }
 
+/// Detaches the file system mounted at `path`, even while files on it are still open.
+fn unmount_lazily(path: &Path) {
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(path)
+        .status();
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
+        unmount_lazily(&self.path);
     }
 }
 
@@ -145,11 +146,7 @@ async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damage
 
     let filler = disk.fill();
     assert_store_refuses(&app, &blocked_code).await;
-    let stored = json(
-        app.get(&format!("/v1/tokens/{}", before["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let stored = app.token_stored_for(&before).await;
     assert_eq!(
         stored["access_token"], before["access_token"],
         "reads go on while the disk is full"
@@ -221,10 +218,7 @@ impl Drop for Ext4Disk {
             .arg("-i")
             .arg(&self.path)
             .status();
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
+        unmount_lazily(&self.path);
     }
 }
 

@@ -325,35 +325,41 @@ async fn forged_failures(store: &TokenStore) {
 #[tokio::test]
 async fn forged_failures_stay_bounded_and_never_push_out_a_success_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = StoreBackend::Sqlite {
-        path: dir.path().join("tokens.db"),
-    };
-    forged_failures(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+    forged_failures(&open_on_sqlite(&dir).await).await;
 }
 
 #[tokio::test]
 async fn forged_failures_stay_bounded_and_never_push_out_a_success_on_postgresql() {
     let cluster = PgCluster::start();
-    let backend = StoreBackend::Postgres { url: cluster.url() };
-    forged_failures(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+    forged_failures(&open_on_postgresql(&cluster).await).await;
 }
 
 fn keyring() -> Keyring {
     Keyring::new(&[9; 32])
 }
 
-#[tokio::test]
-async fn the_store_behaves_the_same_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store in a fresh SQLite file under `dir`.
+async fn open_on_sqlite(dir: &tempfile::TempDir) -> TokenStore {
     let backend = StoreBackend::Sqlite {
         path: dir.path().join("tokens.db"),
     };
-    exercise(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+    TokenStore::open(&backend, keyring()).await.unwrap()
+}
+
+/// A store in `cluster`'s PostgreSQL database.
+async fn open_on_postgresql(cluster: &PgCluster) -> TokenStore {
+    let backend = StoreBackend::Postgres { url: cluster.url() };
+    TokenStore::open(&backend, keyring()).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_store_behaves_the_same_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(&open_on_sqlite(&dir).await).await;
 }
 
 #[tokio::test]
 async fn the_store_behaves_the_same_on_postgresql() {
     let cluster = PgCluster::start();
-    let backend = StoreBackend::Postgres { url: cluster.url() };
-    exercise(&TokenStore::open(&backend, keyring()).await.unwrap()).await;
+    exercise(&open_on_postgresql(&cluster).await).await;
 }

@@ -26,11 +26,7 @@ async fn tokens_are_found_by_id_and_by_ref_and_uuid_the_first_live_one() {
     )
     .await;
 
-    let by_id = json(
-        app.get(&format!("/v1/tokens/{}", older["id"].as_str().unwrap()))
-            .await,
-    )
-    .await;
+    let by_id = app.token_stored_for(&older).await;
     assert_eq!(by_id["access_token"], older["access_token"]);
     let by_ref = app.get("/v1/tokens?ref=ORDER-7").await;
     assert_eq!(by_ref.headers()["cache-control"], "no-store");

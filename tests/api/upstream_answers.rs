@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
+use crate::process::{exchange_at, mount_first_answer};
 
 #[tokio::test]
 async fn a_rejected_code_is_final_and_never_sent_again() {
@@ -61,24 +62,13 @@ async fn both_error_shapes_are_understood() {
 async fn refused_credentials_are_a_configuration_fault_not_the_codes() {
     let app = spawn_app().await;
     let refused = ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(refused)
-        .up_to_n_times(2)
-        .expect(2)
-        .mount(&app.mondiapay)
-        .await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay_fails_then_issues(refused, 2).await;
     let code = new_code();
 
     let response = app.exchange_code(&code, "ORDER-1").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let problem = json(response).await;
-    assert!(
-        problem["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("credentials-rejected")
-    );
+    assert_problem_kind(&problem, "credentials-rejected");
     assert!(problem.get("mondiapay_error").is_none());
     let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -149,16 +139,8 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
 #[tokio::test]
 async fn a_hanging_mondiapay_times_out_and_leaves_the_code_usable() {
     let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
-    let hanging = ResponseTemplate::new(200)
-        .set_body_json(success_body("Ulate"))
-        .set_delay(Duration::from_secs(5));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(hanging)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&app.mondiapay)
-        .await;
-    app.mondiapay_issues_tokens(1).await;
+    let hanging = issues_after("Ulate", Duration::from_secs(5));
+    app.mondiapay_fails_then_issues(hanging, 1).await;
     let code = new_code();
     let started = Instant::now();
     let response = app.exchange_code(&code, "ORDER-T").await;
@@ -187,12 +169,7 @@ async fn an_unreachable_mondiapay_is_a_bad_gateway() {
     .await;
     let response = app.exchange_code(&new_code(), "ORDER-DOWN").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    assert!(
-        json(response).await["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("upstream-unavailable")
-    );
+    assert_problem_kind(&json(response).await, "upstream-unavailable");
 }
 
 /// Mounts an answer for `code` alone, expected exactly once.
@@ -316,12 +293,7 @@ async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_read
     let (server, _dir, env) = crate::process::mondiapay().await;
     let refused = ResponseTemplate::new(403)
         .set_body_json(json!({"status": "FORBIDDEN", "error": "AUTHORIZATION_FAILED"}));
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(refused)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_first_answer(&server, refused).await;
     let other_code = new_code();
     wiremock::Mock::given(wiremock::matchers::query_param("code", other_code.as_str()))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
@@ -331,25 +303,13 @@ async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_read
     let (served, internal) = crate::process::Served::start(&env);
     let client = reqwest::Client::new();
     let code = new_code();
-    let exchange = |code: &str| {
-        client
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": code, "ref": "ORDER-CRED"}))
-            .send()
-    };
+    let exchange = |code: &str| exchange_at(&client, &internal, code, "ORDER-CRED").send();
     let ready = || client.get(format!("{internal}/readyz")).send();
 
     let refused = exchange(&code).await.unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
     let problem = json(refused).await;
-    assert!(
-        problem["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("credentials-rejected"),
-        "{problem}"
-    );
+    assert_problem_kind(&problem, "credentials-rejected");
     assert_eq!(
         ready().await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -420,13 +380,7 @@ async fn no_success_answer_is_ever_logged_and_odd_tokens_stay_out_of_the_log() {
     .await;
     let (served, internal) = crate::process::Served::start(&env);
     let client = reqwest::Client::new();
-    let exchange = |code: &str| {
-        client
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
-            .json(&json!({"code": code, "ref": "ORDER-QUIET"}))
-            .send()
-    };
+    let exchange = |code: &str| exchange_at(&client, &internal, code, "ORDER-QUIET").send();
     for _ in 0..2 {
         let record: Value = exchange(&odd.0).await.unwrap().json().await.unwrap();
         assert_eq!(record["access_token"], odd.1);
@@ -477,10 +431,7 @@ async fn mondiapay_error_text_reaches_neither_the_api_nor_the_log_and_echoed_sec
         .mount(&server)
         .await;
     let (served, internal) = crate::process::Served::start(&env);
-    let response = reqwest::Client::new()
-        .post(format!("{internal}/v1/exchange"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"code": code, "ref": "ORDER-TEXT"}))
+    let response = exchange_at(&reqwest::Client::new(), &internal, &code, "ORDER-TEXT")
         .send()
         .await
         .unwrap();
