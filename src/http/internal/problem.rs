@@ -89,6 +89,9 @@ impl ApiError {
                 "unauthorized",
                 "A valid API key is required",
             ),
+            // Refusals at the edge that name a problem this API already has take its shape.
+            Self::Refused(StatusCode::NOT_FOUND) => Self::NotFound("no such route").problem(),
+            Self::Refused(StatusCode::PAYLOAD_TOO_LARGE) => Self::PayloadTooLarge.problem(),
             Self::Refused(status) => refused(*status),
             Self::Exchange(error) => match error {
                 // A 2xx without a usable token: MondiaPay's fault, but final for the code.
@@ -177,6 +180,7 @@ impl ApiError {
     }
 }
 
+/// A refusal at the edge (a time limit, a wrong method, a request hyper could not read).
 fn refused(status: StatusCode) -> Problem {
     let (kind, title) = match status {
         StatusCode::REQUEST_TIMEOUT => (
@@ -187,8 +191,6 @@ fn refused(status: StatusCode) -> Problem {
             "method-not-allowed",
             "This method is not allowed on this route",
         ),
-        StatusCode::NOT_FOUND => ("not-found", "Not found"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The body is too large"),
         StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
             "request-too-large",
             "The request's address or headers are too large",
