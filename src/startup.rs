@@ -110,15 +110,8 @@ fn generated_key(backend: &StoreBackend) -> Result<[u8; 32], KeyFileError> {
 
 pub struct Application {
     engine: Engine,
-    state: AppState,
-    public: TcpListener,
-    internal: TcpListener,
-    public_timeout: Duration,
-    internal_timeout: Duration,
-    public_limits: ConnectionLimits,
-    internal_limits: ConnectionLimits,
-    public_bare: Arc<BareAnswers>,
-    internal_bare: Arc<BareAnswers>,
+    public: Listener,
+    internal: Listener,
     shutdown_grace: Duration,
     housekeeping: Housekeeping,
 }
@@ -182,36 +175,47 @@ impl Application {
         };
         let internal = &settings.internal;
         let page_state = state.clone();
-        let public_bare =
-            BareAnswers::prepare("public", Arc::clone(&engine.metrics), |status, id| {
-                public::bare_answer(&page_state, status, id)
-            })
-            .await;
-        let internal_bare = BareAnswers::prepare(
-            "internal",
-            Arc::clone(&engine.metrics),
-            internal::bare_answer,
-        )
-        .await;
-        Ok(Self {
-            engine,
-            state,
-            public: public_listener,
-            internal: internal_listener,
-            public_timeout: Duration::from_secs(public.request_timeout_secs),
-            internal_timeout: Duration::from_secs(settings.internal.request_timeout_secs),
-            public_limits: ConnectionLimits {
+        let public = Listener {
+            name: "public",
+            socket: public_listener,
+            router: public::router(
+                state.clone(),
+                Duration::from_secs(public.request_timeout_secs),
+            ),
+            limits: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(public.header_read_timeout_secs),
                 idle_timeout: Duration::from_secs(public.idle_timeout_secs),
                 max_connections: public_cap,
             },
-            internal_limits: ConnectionLimits {
+            bare: Arc::new(
+                BareAnswers::prepare("public", Arc::clone(&engine.metrics), |status, id| {
+                    public::bare_answer(&page_state, status, id)
+                })
+                .await,
+            ),
+        };
+        let internal = Listener {
+            name: "internal",
+            socket: internal_listener,
+            router: internal::router(state, Duration::from_secs(internal.request_timeout_secs)),
+            limits: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(internal.header_read_timeout_secs),
                 idle_timeout: Duration::from_secs(internal.idle_timeout_secs),
                 max_connections: internal.max_connections,
             },
-            public_bare: Arc::new(public_bare),
-            internal_bare: Arc::new(internal_bare),
+            bare: Arc::new(
+                BareAnswers::prepare(
+                    "internal",
+                    Arc::clone(&engine.metrics),
+                    internal::bare_answer,
+                )
+                .await,
+            ),
+        };
+        Ok(Self {
+            engine,
+            public,
+            internal,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             housekeeping,
         })
@@ -219,12 +223,14 @@ impl Application {
 
     pub fn public_addr(&self) -> SocketAddr {
         self.public
+            .socket
             .local_addr()
             .expect("a bound listener has an address")
     }
 
     pub fn internal_addr(&self) -> SocketAddr {
         self.internal
+            .socket
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -244,20 +250,7 @@ impl Application {
             trigger.cancel();
         });
         let housekeeping = tokio::spawn(self.housekeeping.run(stop.clone()));
-        let public = Listener {
-            name: "public",
-            socket: self.public,
-            router: public::router(self.state.clone(), self.public_timeout),
-            limits: self.public_limits,
-            bare: self.public_bare,
-        };
-        let internal = Listener {
-            name: "internal",
-            socket: self.internal,
-            router: internal::router(self.state.clone(), self.internal_timeout),
-            limits: self.internal_limits,
-            bare: self.internal_bare,
-        };
+        let (public, internal) = (self.public, self.internal);
         let grace = self.shutdown_grace;
         tokio::select! {
             ((), ()) = async { tokio::join!(public.serve(stop.clone()), internal.serve(stop.clone())) } => {}

@@ -21,3 +21,15 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => builder.pretty().try_init(),
     };
 }
+
+/// `error: cause: cause`: an error and its sources on one line, for a log field or a message.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

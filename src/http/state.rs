@@ -54,28 +54,21 @@ impl Deref for AppState {
     }
 }
 
-// What a handler or layer takes on its own, instead of the whole state.
-
-impl FromRef<AppState> for Arc<ApiKeys> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.api_keys)
-    }
+/// A handler or layer takes the one shared part it uses (`State<Arc<TokenStore>>`), not the
+/// whole state.
+macro_rules! sub_states {
+    ($($field:ident: $part:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for Arc<$part> {
+            fn from_ref(state: &AppState) -> Self {
+                Arc::clone(&state.$field)
+            }
+        }
+    )*};
 }
 
-impl FromRef<AppState> for Arc<TokenStore> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.store)
-    }
-}
-
-impl FromRef<AppState> for Arc<Exchanger> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.exchanger)
-    }
-}
-
-impl FromRef<AppState> for Arc<Metrics> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.metrics)
-    }
-}
+sub_states!(
+    api_keys: ApiKeys,
+    store: TokenStore,
+    exchanger: Exchanger,
+    metrics: Metrics,
+);

@@ -12,23 +12,22 @@ use super::{Purpose, Settings, SettingsError, StoreBackend, api_keys, database_t
 impl Settings {
     pub(super) fn read_secret_files(&mut self) -> Result<(), SettingsError> {
         let mut problems = Vec::new();
-        let mp = &mut self.mondiapay;
-        if let Some(secret) = from_file(
-            &mp.client_secret,
-            mp.client_secret_file.as_deref(),
-            "mondiapay.client_secret",
-            &mut problems,
-        ) {
-            mp.client_secret = Some(secret.into());
-        }
-        let store = &mut self.store;
-        if let Some(key) = from_file(
-            &store.encryption_key,
-            store.encryption_key_file.as_deref(),
-            "store.encryption_key",
-            &mut problems,
-        ) {
-            store.encryption_key = Some(key.into());
+        let secrets = [
+            (
+                &mut self.mondiapay.client_secret,
+                self.mondiapay.client_secret_file.as_deref(),
+                "mondiapay.client_secret",
+            ),
+            (
+                &mut self.store.encryption_key,
+                self.store.encryption_key_file.as_deref(),
+                "store.encryption_key",
+            ),
+        ];
+        for (secret, file, key) in secrets {
+            if let Some(text) = from_file(secret, file, key, &mut problems) {
+                *secret = Some(text.into());
+            }
         }
         if let Some(path) = self.store.url_file.clone() {
             match std::fs::read_to_string(&path) {

@@ -134,31 +134,16 @@ mod tests {
 
     #[test]
     fn failed_purchases_are_recognised() {
-        assert!(
-            parse("code=A1&error=INSUFFICIENT_FUNDS&status=402", "ref")
-                .unwrap()
-                .purchase_failed()
-        );
-        assert!(
-            parse("code=A1&status=402", "ref")
-                .unwrap()
-                .purchase_failed()
-        );
-        assert!(
-            parse("code=A1&status=abc", "ref")
-                .unwrap()
-                .purchase_failed()
-        );
-        assert!(
-            parse("error=USER_DECLINED_PURCHASE_DURING_CONFIRMATION", "ref")
-                .unwrap()
-                .purchase_failed()
-        );
-        assert!(
-            !parse("code=A1&status=201", "ref")
-                .unwrap()
-                .purchase_failed()
-        );
+        for (query, failed) in [
+            ("code=A1&error=INSUFFICIENT_FUNDS&status=402", true),
+            ("code=A1&status=402", true),
+            ("code=A1&status=abc", true),
+            ("error=USER_DECLINED_PURCHASE_DURING_CONFIRMATION", true),
+            ("code=A1&status=201", false),
+        ] {
+            let params = parse(query, "ref").unwrap();
+            assert_eq!(params.purchase_failed(), failed, "{query}");
+        }
     }
 
     #[test]
