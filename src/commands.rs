@@ -124,14 +124,7 @@ async fn exchange(
 
 /// One line on standard error with the cause chain; exit code 1.
 pub fn fail(error: &dyn std::error::Error) -> ExitCode {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    eprintln!("error: {line}");
+    eprintln!("error: {}", crate::telemetry::cause_chain(error));
     ExitCode::FAILURE
 }
 

@@ -21,3 +21,15 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => builder.pretty().try_init(),
     };
 }
+
+/// `error: cause: cause`, for one log line.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

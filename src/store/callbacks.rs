@@ -16,9 +16,9 @@ use sqlx::{FromRow, Row};
 
 use super::pool::{Pool, on_pool};
 use super::rows::CallbackRow;
-use super::{StoreError, TokenStore, now_unix, unknown};
+use super::{StoreError, TokenStore, now_unix};
 use crate::crypto::{CodeHash, random_bytes};
-use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind};
+use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
 const MAX_LISTED_SUCCEEDED: i64 = 100;
@@ -115,7 +115,7 @@ impl TokenStore {
                         row = sqlx::query(AssertSqlSafe(finish))
                             .bind(code)
                             .bind(new.kind.as_str())
-                            .bind(i64::from(new.page_status))
+                            .bind(new.cause.map(UnavailableCause::as_str))
                             .bind(new.error.as_deref())
                             .bind(now)
                             .fetch_optional(&mut *tx)
@@ -126,7 +126,7 @@ impl TokenStore {
                             .bind(&id)
                             .bind(key.as_deref())
                             .bind(new.kind.as_str())
-                            .bind(i64::from(new.page_status))
+                            .bind(new.cause.map(UnavailableCause::as_str))
                             .bind(&new.request_id)
                             .bind(new.reference.as_deref())
                             .bind(new.uuid.as_deref())
@@ -233,7 +233,7 @@ impl TokenStore {
                     .fetch_all(pool)
                     .await?
                     .iter()
-                    .map(|row| Ok::<_, sqlx::Error>((outcome(row)?, row.try_get::<i64, _>("seq")?)))
+                    .map(|row| Ok::<_, StoreError>((outcome(row)?, row.try_get::<i64, _>("seq")?)))
                     .collect::<Result<Vec<_>, _>>()?
             });
             listed.extend(rows);
@@ -244,21 +244,21 @@ impl TokenStore {
 }
 
 const COLUMNS: &str =
-    "id, outcome, page_status, request_id, ref, uuid, status, error, token_id, created_at";
+    "id, outcome, cause, request_id, ref, uuid, status, error, token_id, created_at";
 
-const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, uuid, status, \
+const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, cause, request_id, ref, uuid, status, \
          error, token_id, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
 
 /// A code's outcome is final once it is not `unavailable`.
 const ON_CODE: &str = "ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, \
-         page_status = excluded.page_status, error = excluded.error, token_id = excluded.token_id, \
+         cause = excluded.cause, error = excluded.error, token_id = excluded.token_id, \
          updated_at = excluded.updated_at \
      WHERE callbacks.outcome = 'unavailable'";
 
 /// A code's `unavailable` outcome (`$1`) becomes its final one: the same result page, now
 /// saying what happened.
-const FINISH_UNAVAILABLE: &str = "UPDATE callbacks SET outcome = $2, page_status = $3, error = $4, \
+const FINISH_UNAVAILABLE: &str = "UPDATE callbacks SET outcome = $2, cause = $3, error = $4, \
          token_id = NULL, updated_at = $5 \
      WHERE replay_key = $1 AND outcome = 'unavailable'";
 
@@ -293,18 +293,23 @@ pub(super) fn trim_failures_sql(pool: &Pool) -> String {
     )
 }
 
-fn outcome<'r, R: Row>(row: &'r R) -> Result<CallbackOutcome, sqlx::Error>
+fn outcome<'r, R: Row>(row: &'r R) -> Result<CallbackOutcome, StoreError>
 where
     CallbackRow: FromRow<'r, R>,
 {
     let row = CallbackRow::from_row(row)?;
-    let page_status = row.page_status;
+    let kind = OutcomeKind::parse(&row.outcome)?;
+    let cause = row
+        .cause
+        .as_deref()
+        .map(UnavailableCause::parse)
+        .transpose()?;
     Ok(CallbackOutcome {
         id: row.id,
         created_at: row.created_at,
         outcome: NewCallback {
-            kind: OutcomeKind::parse(&row.outcome).map_err(|error| unknown("outcome", error))?,
-            page_status: u16::try_from(page_status).unwrap_or(500),
+            kind,
+            cause,
             request_id: row.request_id,
             reference: row.reference,
             uuid: row.uuid,

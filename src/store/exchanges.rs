@@ -1,7 +1,6 @@
 //! The exchange of each code: claimed before MondiaPay is called, completed with its verdict.
 
 use base64::Engine;
-use secrecy::ExposeSecret;
 
 use super::now_unix;
 use sqlx::{FromRow, Row};
@@ -112,26 +111,12 @@ impl TokenStore {
         owner: &Owner,
         token: &UserToken,
     ) -> Result<TokenRecord, StoreError> {
-        let id = new_token_id();
-        let obtained_at = now_unix();
-        let expires_at = obtained_at + token.expires_in as i64;
-        let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
+        let record = TokenRecord::issued(new_token_id(), token, owner, now_unix());
+        let sealed = self
+            .keys
+            .seal(&sealed_secrets(&record), record.id.as_bytes());
         // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
         let generation = self.cache().map(|cache| cache.generation());
-        let record = TokenRecord {
-            id,
-            access_token: token.access_token.expose_secret().into(),
-            refresh_token: token
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().into()),
-            token_type: token.token_type.clone(),
-            obtained_at,
-            expires_at,
-            reference: owner.reference.clone(),
-            uuid: owner.uuid.clone(),
-            extra: token.extra.clone(),
-        };
         let code_hash = code.clone();
         self.to_completion(move |store| async move {
             // One statement: the trigger of migration 4 marks the exchange succeeded with it.
@@ -143,8 +128,8 @@ impl TokenStore {
                 .bind(&record.id)
                 .bind(&sealed)
                 .bind(&record.token_type)
-                .bind(obtained_at)
-                .bind(expires_at)
+                .bind(record.obtained_at)
+                .bind(record.expires_at)
                 .bind(record.reference.as_deref())
                 .bind(record.uuid.as_deref())
                 .bind(code_hash.as_str())
@@ -216,14 +201,14 @@ impl TokenStore {
     }
 }
 
-fn exchange_row<'r, R: Row>(row: &'r R) -> Result<ExchangeRow, sqlx::Error>
+fn exchange_row<'r, R: Row>(row: &'r R) -> Result<ExchangeRow, StoreError>
 where
     ExchangeStateRow: FromRow<'r, R>,
 {
     let row = ExchangeStateRow::from_row(row)?;
     let http_status = row.http_status;
     Ok(ExchangeRow {
-        state: ExchangeState::parse(&row.state).map_err(|error| super::unknown("state", error))?,
+        state: ExchangeState::parse(&row.state)?,
         lease_until: row.lease_until,
         token_id: row.token_id,
         rejection: row.error.map(|error| UpstreamError {

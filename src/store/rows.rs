@@ -39,7 +39,7 @@ pub(super) struct CallbackRow {
     pub id: String,
     pub created_at: i64,
     pub outcome: String,
-    pub page_status: i64,
+    pub cause: Option<String>,
     pub request_id: String,
     #[sqlx(rename = "ref")]
     pub reference: Option<String>,

@@ -10,7 +10,7 @@ use super::pool::on_pool;
 use super::rows::TokenRow;
 use super::{Purged, StoreError, TokenStore};
 use crate::crypto::{Keyring, UnsealError};
-use crate::domain::{TokenRecord, UserToken};
+use crate::domain::TokenRecord;
 
 const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
 
@@ -192,14 +192,15 @@ struct SealedSecrets {
     extra: Map<String, Value>,
 }
 
-pub(super) fn sealed_secrets(token: &UserToken) -> Vec<u8> {
+/// The secrets of a record, as sealed.
+pub(super) fn sealed_secrets(record: &TokenRecord) -> Vec<u8> {
     serde_json::to_vec(&SealedSecrets {
-        access_token: token.access_token.expose_secret().to_owned(),
-        refresh_token: token
+        access_token: record.access_token.expose_secret().to_owned(),
+        refresh_token: record
             .refresh_token
             .as_ref()
             .map(|t| t.expose_secret().to_owned()),
-        extra: token.extra.clone(),
+        extra: record.extra.clone(),
     })
     .expect("strings and JSON values serialize")
 }
