@@ -22,12 +22,12 @@ impl UnknownState {
 /// `parse` reads it back, and a text this version does not know (a newer version's, or a
 /// damaged row) is an [`UnknownState`], not a guess.
 macro_rules! stored_as_text {
-    (
+    ($(
         $(#[$doc:meta])*
         pub enum $name:ident ($what:literal) {
             $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
         }
-    ) => {
+    )+) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name {
@@ -51,7 +51,7 @@ macro_rules! stored_as_text {
                 }
             }
         }
-    };
+    )+};
 }
 
 stored_as_text! {
@@ -64,9 +64,7 @@ stored_as_text! {
         /// Ended without a usable answer: may be claimed again.
         Failed = "failed",
     }
-}
 
-stored_as_text! {
     /// What a browser callback ended in.
     pub enum OutcomeKind ("callback outcome") {
         Succeeded = "succeeded",
@@ -77,9 +75,7 @@ stored_as_text! {
         /// MondiaPay gave no usable answer; a later callback with the same code may try again.
         Unavailable = "unavailable",
     }
-}
 
-stored_as_text! {
     /// Why a callback's outcome is `unavailable`: its exchange ended without a verdict on the code.
     pub enum UnavailableCause ("unavailable cause") {
         /// MondiaPay did not answer in time.

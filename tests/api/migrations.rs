@@ -58,6 +58,20 @@ fn recorded_the_old_way() -> AssertSqlSafe<String> {
     )
 }
 
+/// Brings `db` to the schema that kept `page_status`, and records there what that version did.
+async fn record_the_old_way<DB: sqlx::Database>(backend: &str, db: &sqlx::Pool<DB>)
+where
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let migrations = migrations(backend).await;
+    migrations.run_to(WITH_PAGE_STATUS, db).await.unwrap();
+    sqlx::raw_sql(recorded_the_old_way())
+        .execute(db)
+        .await
+        .unwrap();
+}
+
 /// Every page recorded before answers with the status it had, and the list still has them all.
 async fn assert_pages_as_before(app: &TestApp) {
     for (id, _, _, status) in RECORDED_BEFORE {
@@ -91,12 +105,7 @@ async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_u
         .filename(&path)
         .create_if_missing(true);
     let db = SqlitePool::connect_with(options).await.unwrap();
-    let migrations = migrations("sqlite").await;
-    migrations.run_to(WITH_PAGE_STATUS, &db).await.unwrap();
-    sqlx::raw_sql(recorded_the_old_way())
-        .execute(&db)
-        .await
-        .unwrap();
+    record_the_old_way("sqlite", &db).await;
     db.close().await;
 
     let url = format!("sqlite://{}", path.display());
@@ -114,12 +123,7 @@ async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_u
  {
     let cluster = PgCluster::start();
     let db = PgPool::connect(&cluster.url()).await.unwrap();
-    let migrations = migrations("postgres").await;
-    migrations.run_to(WITH_PAGE_STATUS, &db).await.unwrap();
-    sqlx::raw_sql(recorded_the_old_way())
-        .execute(&db)
-        .await
-        .unwrap();
+    record_the_old_way("postgres", &db).await;
 
     // Replicas share one key (any 32 bytes, base64).
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
