@@ -12,10 +12,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
-use sqlx::{FromRow, Row};
-
 use super::pool::{Pool, on_pool};
-use super::rows::CallbackRow;
+use super::rows::{CallbackRow, ListedCallbackRow};
 use super::{StoreError, TokenStore, now_unix};
 use crate::crypto::{CodeHash, random_bytes};
 use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause};
@@ -112,7 +110,7 @@ impl TokenStore {
                     let mut tx = pool.begin().await?;
                     let mut row = None;
                     if let (true, Some(code)) = (by_failure, &code) {
-                        row = sqlx::query(AssertSqlSafe(finish))
+                        row = sqlx::query_as::<_, CallbackRow>(AssertSqlSafe(finish))
                             .bind(code)
                             .bind(new.kind.as_str())
                             .bind(new.cause.map(UnavailableCause::as_str))
@@ -122,7 +120,7 @@ impl TokenStore {
                             .await?;
                     }
                     if row.is_none() {
-                        row = sqlx::query(AssertSqlSafe(record))
+                        row = sqlx::query_as(AssertSqlSafe(record))
                             .bind(&id)
                             .bind(key.as_deref())
                             .bind(new.kind.as_str())
@@ -137,7 +135,7 @@ impl TokenStore {
                             .fetch_optional(&mut *tx)
                             .await?;
                     }
-                    let recorded = row.map(|row| outcome(&row)).transpose()?;
+                    let recorded = row.map(outcome).transpose()?;
                     if let (true, Some(kept)) = (failure, &recorded) {
                         // Older failures make room for the one just recorded.
                         let with_ref = kept.outcome.reference.is_some();
@@ -181,32 +179,27 @@ impl TokenStore {
         }
     }
 
+    /// The outcome recorded for a code, if any.
     pub async fn callback_for(
         &self,
         key: &ReplayKey,
     ) -> Result<Option<CallbackOutcome>, StoreError> {
-        self.callback_where("replay_key", &key.0).await
+        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE replay_key = $1");
+        self.pool()
+            .fetch_optional(sql, &key.0)
+            .await?
+            .map(outcome)
+            .transpose()
     }
 
+    /// The outcome a result page shows.
     pub async fn callback(&self, id: &str) -> Result<Option<CallbackOutcome>, StoreError> {
-        self.callback_where("id", id).await
-    }
-
-    async fn callback_where(
-        &self,
-        column: &'static str,
-        value: &str,
-    ) -> Result<Option<CallbackOutcome>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE {column} = $1");
-        let found = on_pool!(self.pool(), pool => {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(value)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| outcome(&row))
-                .transpose()?
-        });
-        Ok(found)
+        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE id = $1");
+        self.pool()
+            .fetch_optional(sql, id)
+            .await?
+            .map(outcome)
+            .transpose()
     }
 
     /// The outcomes recorded for a merchant reference, newest first: its newest
@@ -226,17 +219,16 @@ impl TokenStore {
                 "SELECT {COLUMNS}, {seq} AS seq FROM callbacks WHERE ref = $1 AND {outcomes} \
                  ORDER BY created_at DESC, {seq} DESC LIMIT $2"
             );
-            let rows = on_pool!(self.pool(), pool => {
-                sqlx::query(AssertSqlSafe(sql))
+            let rows: Vec<ListedCallbackRow> = on_pool!(self.pool(), pool => {
+                sqlx::query_as(AssertSqlSafe(sql))
                     .bind(reference)
                     .bind(limit)
                     .fetch_all(pool)
                     .await?
-                    .iter()
-                    .map(|row| Ok::<_, StoreError>((outcome(row)?, row.try_get::<i64, _>("seq")?)))
-                    .collect::<Result<Vec<_>, _>>()?
             });
-            listed.extend(rows);
+            for row in rows {
+                listed.push((outcome(row.callback)?, row.seq));
+            }
         }
         listed.sort_by_key(|(outcome, seq)| std::cmp::Reverse((outcome.created_at, *seq)));
         Ok(listed.into_iter().map(|(outcome, _)| outcome).collect())
@@ -293,26 +285,20 @@ pub(super) fn trim_failures_sql(pool: &Pool) -> String {
     )
 }
 
-fn outcome<'r, R: Row>(row: &'r R) -> Result<CallbackOutcome, StoreError>
-where
-    CallbackRow: FromRow<'r, R>,
-{
-    let row = CallbackRow::from_row(row)?;
-    let kind = OutcomeKind::parse(&row.outcome)?;
-    let cause = row
-        .cause
-        .as_deref()
-        .map(UnavailableCause::parse)
-        .transpose()?;
+fn outcome(row: CallbackRow) -> Result<CallbackOutcome, StoreError> {
     Ok(CallbackOutcome {
         id: row.id,
         created_at: row.created_at,
         outcome: NewCallback {
-            kind,
-            cause,
+            kind: OutcomeKind::parse(&row.outcome)?,
+            cause: row
+                .cause
+                .as_deref()
+                .map(UnavailableCause::parse)
+                .transpose()?,
             request_id: row.request_id,
-            reference: row.reference,
-            uuid: row.uuid,
+            reference: row.owner.reference,
+            uuid: row.owner.uuid,
             status: row.status,
             error: row.error,
             token_id: row.token_id,

@@ -3,7 +3,6 @@
 use base64::Engine;
 
 use super::now_unix;
-use sqlx::{FromRow, Row};
 
 use super::pool::{Pool, on_pool};
 use super::rows::{ClaimRow, ExchangeStateRow};
@@ -56,14 +55,14 @@ impl TokenStore {
                         Pool::Postgres(_) => CLAIM_POSTGRES,
                     };
                     let mut tx = pool.begin().await?;
-                    let row = sqlx::query(sql)
+                    let row = sqlx::query_as::<_, ClaimRow>(sql)
                         .bind(code_hash.as_str())
                         .bind(lease_secs)
                         .bind(owner.reference.as_deref())
                         .bind(owner.uuid.as_deref())
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let claimed = row.map(|row| claimed(&row)).transpose()?;
+                    let claimed = row.map(|row| (row.attempt, Owner::from(row.owner)));
                     tx.commit().await?;
                     claimed
                 });
@@ -89,18 +88,13 @@ impl TokenStore {
     }
 
     pub async fn exchange(&self, code: &CodeHash) -> Result<Option<ExchangeRow>, StoreError> {
-        let row = on_pool!(self.pool(), pool => {
-            sqlx::query(
-                "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
-                 WHERE code_hash = $1",
-            )
-            .bind(code.as_str())
-            .fetch_optional(pool)
-            .await?
-            .map(|row| exchange_row(&row))
-            .transpose()?
-        });
-        Ok(row)
+        let sql = "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
+                   WHERE code_hash = $1";
+        let row = self
+            .pool()
+            .fetch_optional(sql.to_owned(), code.as_str())
+            .await?;
+        row.map(exchange_row).transpose()
     }
 
     /// Stores the token and marks the code succeeded, atomically: when this returns, both are
@@ -201,11 +195,7 @@ impl TokenStore {
     }
 }
 
-fn exchange_row<'r, R: Row>(row: &'r R) -> Result<ExchangeRow, StoreError>
-where
-    ExchangeStateRow: FromRow<'r, R>,
-{
-    let row = ExchangeStateRow::from_row(row)?;
+fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
     let http_status = row.http_status;
     Ok(ExchangeRow {
         state: ExchangeState::parse(&row.state)?,
@@ -217,21 +207,6 @@ where
             message: None,
         }),
     })
-}
-
-/// What a claim returns: its attempt and the code's owner.
-fn claimed<'r, R: Row>(row: &'r R) -> Result<(i64, Owner), sqlx::Error>
-where
-    ClaimRow: FromRow<'r, R>,
-{
-    let row = ClaimRow::from_row(row)?;
-    Ok((
-        row.attempt,
-        Owner {
-            reference: row.reference,
-            uuid: row.uuid,
-        },
-    ))
 }
 
 /// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
