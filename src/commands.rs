@@ -124,7 +124,7 @@ async fn exchange(
 
 /// One line on standard error with the cause chain; exit code 1.
 pub fn fail(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("error: {}", crate::telemetry::cause_chain(error));
+    eprintln!("error: {}", telemetry::cause_chain(error));
     ExitCode::FAILURE
 }
 

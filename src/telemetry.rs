@@ -22,14 +22,14 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// `error: cause: cause`, for one log line.
+/// `error: cause: cause`: an error and its sources on one line, for a log field or a message.
 pub fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+    let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    line
 }
