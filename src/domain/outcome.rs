@@ -18,70 +18,72 @@ impl UnknownState {
     }
 }
 
-/// Where a code's exchange stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeState {
-    /// Claimed by an exchange under way until the lease ends.
-    Pending,
-    Succeeded,
-    Rejected,
-    /// Ended without a usable answer: may be claimed again.
-    Failed,
+/// A closed set of values the store keeps as text, each spelled once: `as_str` writes one,
+/// `parse` reads it back, and a text this version does not know (a newer version's, or a
+/// damaged row) is an [`UnknownState`], not a guess.
+macro_rules! stored_as_text {
+    ($(
+        $(#[$doc:meta])*
+        pub enum $name:ident ($what:literal) {
+            $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
+        }
+    )+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_doc])* $variant,)+
+        }
+
+        impl $name {
+            #[cfg(test)]
+            const ALL: &[Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            pub(crate) fn parse(text: &str) -> Result<Self, UnknownState> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(UnknownState::new($what, text)),
+                }
+            }
+        }
+    )+};
 }
 
-impl ExchangeState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Succeeded => "succeeded",
-            Self::Rejected => "rejected",
-            Self::Failed => "failed",
-        }
+stored_as_text! {
+    /// Where a code's exchange stands.
+    pub enum ExchangeState ("exchange state") {
+        /// Claimed by an exchange under way until the lease ends.
+        Pending = "pending",
+        Succeeded = "succeeded",
+        Rejected = "rejected",
+        /// Ended without a usable answer: may be claimed again.
+        Failed = "failed",
     }
 
-    /// A state this version does not know (a newer version's, or a damaged row) is an error,
-    /// not a guess.
-    pub(crate) fn parse(text: &str) -> Result<Self, UnknownState> {
-        match text {
-            "pending" => Ok(Self::Pending),
-            "succeeded" => Ok(Self::Succeeded),
-            "rejected" => Ok(Self::Rejected),
-            "failed" => Ok(Self::Failed),
-            _ => Err(UnknownState::new("exchange state", text)),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutcomeKind {
-    Succeeded,
-    /// MondiaPay's redirect said the purchase failed.
-    PurchaseFailed,
-    /// MondiaPay rejected the code.
-    CodeRejected,
-    /// MondiaPay gave no usable answer; a later callback with the same code may try again.
-    Unavailable,
-}
-
-impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::PurchaseFailed => "purchase_failed",
-            Self::CodeRejected => "code_rejected",
-            Self::Unavailable => "unavailable",
-        }
+    /// What a browser callback ended in.
+    pub enum OutcomeKind ("callback outcome") {
+        Succeeded = "succeeded",
+        /// MondiaPay's redirect said the purchase failed.
+        PurchaseFailed = "purchase_failed",
+        /// MondiaPay rejected the code.
+        CodeRejected = "code_rejected",
+        /// MondiaPay gave no usable answer; a later callback with the same code may try again.
+        Unavailable = "unavailable",
     }
 
-    /// An outcome this version does not know is an error, not a guess.
-    pub(crate) fn parse(text: &str) -> Result<Self, UnknownState> {
-        match text {
-            "succeeded" => Ok(Self::Succeeded),
-            "purchase_failed" => Ok(Self::PurchaseFailed),
-            "code_rejected" => Ok(Self::CodeRejected),
-            "unavailable" => Ok(Self::Unavailable),
-            _ => Err(UnknownState::new("callback outcome", text)),
-        }
+    /// Why a callback's outcome is `unavailable`: its exchange ended without a verdict on the code.
+    pub enum UnavailableCause ("unavailable cause") {
+        /// MondiaPay did not answer in time.
+        TimedOut = "timed_out",
+        /// No usable answer: MondiaPay unreachable or its answer unreadable, or the exchange
+        /// could not be made now (the credentials refused, too many under way, another holding
+        /// the code).
+        NoAnswer = "no_answer",
     }
 }
 
@@ -89,8 +91,8 @@ impl OutcomeKind {
 #[derive(Debug, Clone)]
 pub struct NewCallback {
     pub kind: OutcomeKind,
-    /// The HTTP status of the result page.
-    pub page_status: u16,
+    /// Why an `unavailable` outcome is; `None` for every other outcome.
+    pub cause: Option<UnavailableCause>,
     pub request_id: String,
     pub reference: Option<String>,
     pub uuid: Option<String>,
@@ -114,26 +116,34 @@ pub struct CallbackOutcome {
 mod tests {
     use super::*;
 
+    /// Every value reads back as itself; a text this version does not know is an error.
+    fn reads_back<T: Copy + PartialEq + std::fmt::Debug>(
+        all: &[T],
+        as_str: fn(T) -> &'static str,
+        parse: fn(&str) -> Result<T, UnknownState>,
+    ) {
+        for &value in all {
+            assert_eq!(parse(as_str(value)), Ok(value));
+        }
+        for unknown in ["", "expired", "Succeeded", "unavailable "] {
+            assert!(parse(unknown).is_err(), "{unknown:?}");
+        }
+    }
+
     #[test]
     fn stored_states_read_back_and_unknown_ones_are_errors() {
-        for state in [
-            ExchangeState::Pending,
-            ExchangeState::Succeeded,
-            ExchangeState::Rejected,
-            ExchangeState::Failed,
-        ] {
-            assert_eq!(ExchangeState::parse(state.as_str()), Ok(state));
-        }
-        for kind in [
-            OutcomeKind::Succeeded,
-            OutcomeKind::PurchaseFailed,
-            OutcomeKind::CodeRejected,
-            OutcomeKind::Unavailable,
-        ] {
-            assert_eq!(OutcomeKind::parse(kind.as_str()), Ok(kind));
-        }
-        assert!(ExchangeState::parse("expired").is_err());
-        assert!(ExchangeState::parse("").is_err());
-        assert!(OutcomeKind::parse("Succeeded").is_err());
+        reads_back(
+            ExchangeState::ALL,
+            ExchangeState::as_str,
+            ExchangeState::parse,
+        );
+        reads_back(OutcomeKind::ALL, OutcomeKind::as_str, OutcomeKind::parse);
+        reads_back(
+            UnavailableCause::ALL,
+            UnavailableCause::as_str,
+            UnavailableCause::parse,
+        );
+        assert_eq!(ExchangeState::ALL.len(), 4);
+        assert_eq!(OutcomeKind::ALL.len(), 4);
     }
 }

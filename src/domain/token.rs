@@ -2,8 +2,10 @@
 //! sealed and stored), MondiaPay's error (a verdict on the code), or why there was no usable
 //! verdict at all; and the token as stored, with what is known about it.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Map, Value};
+
+use super::label::Owner;
 
 /// The error code recorded when a `2xx` carried no usable `access_token` (nor an error code):
 /// MondiaPay took the code, so it is spent and final, but there is no token to keep.
@@ -80,7 +82,7 @@ pub enum NoAnswer {
 
 /// A stored User Access Token with what is known about it. The secrets print only through the
 /// JSON the internal API returns.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TokenRecord {
     pub id: String,
     pub access_token: SecretString,
@@ -94,21 +96,20 @@ pub struct TokenRecord {
     pub extra: Map<String, Value>,
 }
 
-impl Clone for TokenRecord {
-    fn clone(&self) -> Self {
+impl TokenRecord {
+    /// The record of a token MondiaPay issued at `obtained_at` (Unix seconds) to `owner`,
+    /// stored as `id`.
+    pub fn issued(id: String, token: &UserToken, owner: &Owner, obtained_at: i64) -> Self {
         Self {
-            id: self.id.clone(),
-            access_token: self.access_token.expose_secret().into(),
-            refresh_token: self
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().into()),
-            token_type: self.token_type.clone(),
-            obtained_at: self.obtained_at,
-            expires_at: self.expires_at,
-            reference: self.reference.clone(),
-            uuid: self.uuid.clone(),
-            extra: self.extra.clone(),
+            id,
+            access_token: token.access_token.clone(),
+            refresh_token: token.refresh_token.clone(),
+            token_type: token.token_type.clone(),
+            obtained_at,
+            expires_at: obtained_at.saturating_add_unsigned(token.expires_in),
+            reference: owner.reference.clone(),
+            uuid: owner.uuid.clone(),
+            extra: token.extra.clone(),
         }
     }
 }

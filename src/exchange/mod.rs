@@ -2,6 +2,7 @@
 //! before MondiaPay is called, and a stored outcome that every later request for the code reads.
 
 mod callback;
+mod error;
 mod turns;
 
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use tracing::Instrument;
 use tokio::sync::Semaphore;
 
 use crate::crypto::CodeHash;
-use crate::domain::{Code, ExchangeState, NoAnswer, Owner, TokenRecord, UpstreamError};
+use crate::domain::{Code, ExchangeState, Owner, TokenRecord, UpstreamError};
 use crate::metrics::Metrics;
 use crate::mondiapay::{Answer, MondiaPayClient};
 use crate::store::{Claim, StoreError, TokenStore};
+pub use error::{CallbackEnd, ExchangeError, Meaning};
 use turns::Turns;
 
 /// Whether MondiaPay issued the token for this request (rather than an earlier one).
@@ -29,16 +31,7 @@ fn outcome_label(result: &Result<(TokenRecord, Fresh), ExchangeError>) -> &'stat
     match result {
         Ok((_, true)) => "issued",
         Ok((_, false)) => "replayed",
-        Err(ExchangeError::CodeRejected(_)) => "code_rejected",
-        Err(ExchangeError::CredentialsRejected(_)) => "credentials_rejected",
-        Err(ExchangeError::NoAnswer(NoAnswer::TimedOut)) => "timed_out",
-        Err(ExchangeError::NoAnswer(NoAnswer::Unreachable)) => "unreachable",
-        Err(ExchangeError::NoAnswer(NoAnswer::Invalid(_))) => "invalid_answer",
-        Err(ExchangeError::TokenGone) => "token_gone",
-        Err(ExchangeError::StillPending) => "still_pending",
-        Err(ExchangeError::Busy) => "busy",
-        Err(ExchangeError::Store(_)) => "store_unavailable",
-        Err(ExchangeError::Aborted) => "aborted",
+        Err(error) => error.meaning().label,
     }
 }
 
@@ -47,26 +40,6 @@ const STORE_ATTEMPTS: u32 = 6;
 
 /// How often a request waiting on another process's claim looks again.
 const CLAIM_POLL: Duration = Duration::from_millis(100);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    #[error("MondiaPay rejected the code ({})", .0.error)]
-    CodeRejected(UpstreamError),
-    #[error("MondiaPay refused the merchant's client credentials ({})", .0.error)]
-    CredentialsRejected(UpstreamError),
-    #[error("no usable answer from MondiaPay: {0}")]
-    NoAnswer(NoAnswer),
-    #[error("the code was exchanged before and its token has expired or was deleted")]
-    TokenGone,
-    #[error("another exchange of this code is still under way")]
-    StillPending,
-    #[error("too many exchanges are under way; the code was not used")]
-    Busy,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the exchange stopped unexpectedly")]
-    Aborted,
-}
 
 /// The bounds an exchanger works within.
 pub struct ExchangeLimits {

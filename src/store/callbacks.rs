@@ -12,13 +12,11 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
-use sqlx::{FromRow, Row};
-
 use super::pool::{Pool, on_pool};
-use super::rows::CallbackRow;
-use super::{StoreError, TokenStore, now_unix, unknown};
+use super::rows::{CallbackRow, ListedCallbackRow};
+use super::{StoreError, TokenStore, now_unix};
 use crate::crypto::{CodeHash, random_bytes};
-use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind};
+use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
 const MAX_LISTED_SUCCEEDED: i64 = 100;
@@ -112,21 +110,21 @@ impl TokenStore {
                     let mut tx = pool.begin().await?;
                     let mut row = None;
                     if let (true, Some(code)) = (by_failure, &code) {
-                        row = sqlx::query(AssertSqlSafe(finish))
+                        row = sqlx::query_as::<_, CallbackRow>(AssertSqlSafe(finish))
                             .bind(code)
                             .bind(new.kind.as_str())
-                            .bind(i64::from(new.page_status))
+                            .bind(new.cause.map(UnavailableCause::as_str))
                             .bind(new.error.as_deref())
                             .bind(now)
                             .fetch_optional(&mut *tx)
                             .await?;
                     }
                     if row.is_none() {
-                        row = sqlx::query(AssertSqlSafe(record))
+                        row = sqlx::query_as(AssertSqlSafe(record))
                             .bind(&id)
                             .bind(key.as_deref())
                             .bind(new.kind.as_str())
-                            .bind(i64::from(new.page_status))
+                            .bind(new.cause.map(UnavailableCause::as_str))
                             .bind(&new.request_id)
                             .bind(new.reference.as_deref())
                             .bind(new.uuid.as_deref())
@@ -137,7 +135,7 @@ impl TokenStore {
                             .fetch_optional(&mut *tx)
                             .await?;
                     }
-                    let recorded = row.map(|row| outcome(&row)).transpose()?;
+                    let recorded = row.map(outcome).transpose()?;
                     if let (true, Some(kept)) = (failure, &recorded) {
                         // Older failures make room for the one just recorded.
                         let with_ref = kept.outcome.reference.is_some();
@@ -181,32 +179,27 @@ impl TokenStore {
         }
     }
 
+    /// The outcome recorded for a code, if any.
     pub async fn callback_for(
         &self,
         key: &ReplayKey,
     ) -> Result<Option<CallbackOutcome>, StoreError> {
-        self.callback_where("replay_key", &key.0).await
+        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE replay_key = $1");
+        self.pool()
+            .fetch_optional(sql, &key.0)
+            .await?
+            .map(outcome)
+            .transpose()
     }
 
+    /// The outcome a result page shows.
     pub async fn callback(&self, id: &str) -> Result<Option<CallbackOutcome>, StoreError> {
-        self.callback_where("id", id).await
-    }
-
-    async fn callback_where(
-        &self,
-        column: &'static str,
-        value: &str,
-    ) -> Result<Option<CallbackOutcome>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE {column} = $1");
-        let found = on_pool!(self.pool(), pool => {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(value)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| outcome(&row))
-                .transpose()?
-        });
-        Ok(found)
+        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE id = $1");
+        self.pool()
+            .fetch_optional(sql, id)
+            .await?
+            .map(outcome)
+            .transpose()
     }
 
     /// The outcomes recorded for a merchant reference, newest first: its newest
@@ -226,17 +219,16 @@ impl TokenStore {
                 "SELECT {COLUMNS}, {seq} AS seq FROM callbacks WHERE ref = $1 AND {outcomes} \
                  ORDER BY created_at DESC, {seq} DESC LIMIT $2"
             );
-            let rows = on_pool!(self.pool(), pool => {
-                sqlx::query(AssertSqlSafe(sql))
+            let rows: Vec<ListedCallbackRow> = on_pool!(self.pool(), pool => {
+                sqlx::query_as(AssertSqlSafe(sql))
                     .bind(reference)
                     .bind(limit)
                     .fetch_all(pool)
                     .await?
-                    .iter()
-                    .map(|row| Ok::<_, sqlx::Error>((outcome(row)?, row.try_get::<i64, _>("seq")?)))
-                    .collect::<Result<Vec<_>, _>>()?
             });
-            listed.extend(rows);
+            for row in rows {
+                listed.push((outcome(row.callback)?, row.seq));
+            }
         }
         listed.sort_by_key(|(outcome, seq)| std::cmp::Reverse((outcome.created_at, *seq)));
         Ok(listed.into_iter().map(|(outcome, _)| outcome).collect())
@@ -244,21 +236,21 @@ impl TokenStore {
 }
 
 const COLUMNS: &str =
-    "id, outcome, page_status, request_id, ref, uuid, status, error, token_id, created_at";
+    "id, outcome, cause, request_id, ref, uuid, status, error, token_id, created_at";
 
-const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, uuid, status, \
+const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, cause, request_id, ref, uuid, status, \
          error, token_id, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
 
 /// A code's outcome is final once it is not `unavailable`.
 const ON_CODE: &str = "ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, \
-         page_status = excluded.page_status, error = excluded.error, token_id = excluded.token_id, \
+         cause = excluded.cause, error = excluded.error, token_id = excluded.token_id, \
          updated_at = excluded.updated_at \
      WHERE callbacks.outcome = 'unavailable'";
 
 /// A code's `unavailable` outcome (`$1`) becomes its final one: the same result page, now
 /// saying what happened.
-const FINISH_UNAVAILABLE: &str = "UPDATE callbacks SET outcome = $2, page_status = $3, error = $4, \
+const FINISH_UNAVAILABLE: &str = "UPDATE callbacks SET outcome = $2, cause = $3, error = $4, \
          token_id = NULL, updated_at = $5 \
      WHERE replay_key = $1 AND outcome = 'unavailable'";
 
@@ -293,21 +285,20 @@ pub(super) fn trim_failures_sql(pool: &Pool) -> String {
     )
 }
 
-fn outcome<'r, R: Row>(row: &'r R) -> Result<CallbackOutcome, sqlx::Error>
-where
-    CallbackRow: FromRow<'r, R>,
-{
-    let row = CallbackRow::from_row(row)?;
-    let page_status = row.page_status;
+fn outcome(row: CallbackRow) -> Result<CallbackOutcome, StoreError> {
     Ok(CallbackOutcome {
         id: row.id,
         created_at: row.created_at,
         outcome: NewCallback {
-            kind: OutcomeKind::parse(&row.outcome).map_err(|error| unknown("outcome", error))?,
-            page_status: u16::try_from(page_status).unwrap_or(500),
+            kind: OutcomeKind::parse(&row.outcome)?,
+            cause: row
+                .cause
+                .as_deref()
+                .map(UnavailableCause::parse)
+                .transpose()?,
             request_id: row.request_id,
-            reference: row.reference,
-            uuid: row.uuid,
+            reference: row.owner.reference,
+            uuid: row.owner.uuid,
             status: row.status,
             error: row.error,
             token_id: row.token_id,

@@ -25,12 +25,15 @@ pub enum StoreError {
     /// fault of the store's own logic).
     #[error("the callback outcome was neither recorded nor found")]
     OutcomeMissing,
+    /// A stored value this version does not know: a newer version's, or a damaged row.
+    #[error("a stored row cannot be read")]
+    UnknownState(#[from] UnknownState),
 }
 
-/// A column whose stored value this version does not know: the row cannot be read.
-pub(super) fn unknown(column: &str, error: UnknownState) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: Box::new(error),
+impl StoreError {
+    /// Whether the store's own logic or data is at fault, not the database's availability:
+    /// asking again will not help, and it is a bug to look into.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, Self::OutcomeMissing | Self::UnknownState(_))
     }
 }

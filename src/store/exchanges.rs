@@ -1,10 +1,8 @@
 //! The exchange of each code: claimed before MondiaPay is called, completed with its verdict.
 
 use base64::Engine;
-use secrecy::ExposeSecret;
 
 use super::now_unix;
-use sqlx::{FromRow, Row};
 
 use super::pool::{Pool, on_pool};
 use super::rows::{ClaimRow, ExchangeStateRow};
@@ -57,14 +55,14 @@ impl TokenStore {
                         Pool::Postgres(_) => CLAIM_POSTGRES,
                     };
                     let mut tx = pool.begin().await?;
-                    let row = sqlx::query(sql)
+                    let row = sqlx::query_as::<_, ClaimRow>(sql)
                         .bind(code_hash.as_str())
                         .bind(lease_secs)
                         .bind(owner.reference.as_deref())
                         .bind(owner.uuid.as_deref())
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let claimed = row.map(|row| claimed(&row)).transpose()?;
+                    let claimed = row.map(|row| (row.attempt, Owner::from(row.owner)));
                     tx.commit().await?;
                     claimed
                 });
@@ -90,18 +88,13 @@ impl TokenStore {
     }
 
     pub async fn exchange(&self, code: &CodeHash) -> Result<Option<ExchangeRow>, StoreError> {
-        let row = on_pool!(self.pool(), pool => {
-            sqlx::query(
-                "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
-                 WHERE code_hash = $1",
-            )
-            .bind(code.as_str())
-            .fetch_optional(pool)
-            .await?
-            .map(|row| exchange_row(&row))
-            .transpose()?
-        });
-        Ok(row)
+        let sql = "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
+                   WHERE code_hash = $1";
+        let row = self
+            .pool()
+            .fetch_optional(sql.to_owned(), code.as_str())
+            .await?;
+        row.map(exchange_row).transpose()
     }
 
     /// Stores the token and marks the code succeeded, atomically: when this returns, both are
@@ -112,26 +105,12 @@ impl TokenStore {
         owner: &Owner,
         token: &UserToken,
     ) -> Result<TokenRecord, StoreError> {
-        let id = new_token_id();
-        let obtained_at = now_unix();
-        let expires_at = obtained_at + token.expires_in as i64;
-        let sealed = self.keys.seal(&sealed_secrets(token), id.as_bytes());
+        let record = TokenRecord::issued(new_token_id(), token, owner, now_unix());
+        let sealed = self
+            .keys
+            .seal(&sealed_secrets(&record), record.id.as_bytes());
         // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
         let generation = self.cache().map(|cache| cache.generation());
-        let record = TokenRecord {
-            id,
-            access_token: token.access_token.expose_secret().into(),
-            refresh_token: token
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().into()),
-            token_type: token.token_type.clone(),
-            obtained_at,
-            expires_at,
-            reference: owner.reference.clone(),
-            uuid: owner.uuid.clone(),
-            extra: token.extra.clone(),
-        };
         let code_hash = code.clone();
         self.to_completion(move |store| async move {
             // One statement: the trigger of migration 4 marks the exchange succeeded with it.
@@ -143,8 +122,8 @@ impl TokenStore {
                 .bind(&record.id)
                 .bind(&sealed)
                 .bind(&record.token_type)
-                .bind(obtained_at)
-                .bind(expires_at)
+                .bind(record.obtained_at)
+                .bind(record.expires_at)
                 .bind(record.reference.as_deref())
                 .bind(record.uuid.as_deref())
                 .bind(code_hash.as_str())
@@ -216,14 +195,10 @@ impl TokenStore {
     }
 }
 
-fn exchange_row<'r, R: Row>(row: &'r R) -> Result<ExchangeRow, sqlx::Error>
-where
-    ExchangeStateRow: FromRow<'r, R>,
-{
-    let row = ExchangeStateRow::from_row(row)?;
+fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
     let http_status = row.http_status;
     Ok(ExchangeRow {
-        state: ExchangeState::parse(&row.state).map_err(|error| super::unknown("state", error))?,
+        state: ExchangeState::parse(&row.state)?,
         lease_until: row.lease_until,
         token_id: row.token_id,
         rejection: row.error.map(|error| UpstreamError {
@@ -232,21 +207,6 @@ where
             message: None,
         }),
     })
-}
-
-/// What a claim returns: its attempt and the code's owner.
-fn claimed<'r, R: Row>(row: &'r R) -> Result<(i64, Owner), sqlx::Error>
-where
-    ClaimRow: FromRow<'r, R>,
-{
-    let row = ClaimRow::from_row(row)?;
-    Ok((
-        row.attempt,
-        Owner {
-            reference: row.reference,
-            uuid: row.uuid,
-        },
-    ))
 }
 
 /// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.

@@ -19,7 +19,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
-use error::unknown;
 
 use crate::crypto::Keyring;
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};

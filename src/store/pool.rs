@@ -1,7 +1,9 @@
 //! The two databases behind one store. Every query is written once, with `$N` placeholders
 //! both understand, and `on_pool!` compiles it for each; rows are read as the structs of `rows`.
 
-use sqlx::{PgPool, SqlitePool};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
 /// Clones share the pool.
 #[derive(Clone)]
@@ -30,6 +32,19 @@ impl Pool {
             Pool::Sqlite(_) => "rowid",
             Pool::Postgres(_) => "seq",
         }
+    }
+
+    /// The row `sql` finds for `key` (its one parameter), if any.
+    pub async fn fetch_optional<T>(&self, sql: String, key: &str) -> Result<Option<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+        })
     }
 
     pub async fn close(&self) {

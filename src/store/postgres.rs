@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bounded failure outcomes, no free text from MondiaPay",
         include_str!("../../migrations/postgres/0005_bounded_outcomes_no_free_text.sql"),
     ),
+    (
+        6,
+        "an unavailable outcome's cause, not its page's status",
+        include_str!("../../migrations/postgres/0006_outcome_cause_not_page_status.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bounded failure outcomes, no free text from MondiaPay",
         include_str!("../../migrations/sqlite/0005_bounded_outcomes_no_free_text.sql"),
     ),
+    (
+        6,
+        "an unavailable outcome's cause, not its page's status",
+        include_str!("../../migrations/sqlite/0006_outcome_cause_not_page_status.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token

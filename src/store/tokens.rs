@@ -4,13 +4,13 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 
 use super::pool::on_pool;
 use super::rows::TokenRow;
 use super::{Purged, StoreError, TokenStore};
 use crate::crypto::{Keyring, UnsealError};
-use crate::domain::{TokenRecord, UserToken};
+use crate::domain::TokenRecord;
 
 const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
 
@@ -22,22 +22,7 @@ impl TokenStore {
             return Ok(Some(hit));
         }
         let generation = self.cache().map(|cache| cache.generation());
-        let keys = &self.keys;
-        let found = on_pool!(self.pool(), pool => {
-            sqlx::query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM tokens WHERE id = $1 AND expires_at > $2"
-            )))
-            .bind(id)
-            .bind(valid_until)
-            .fetch_optional(pool)
-            .await?
-            .map(|row| record(keys, &row))
-            .transpose()?
-        });
-        if found.is_some() {
-            // The row may be committed but not yet synced: hand it out only once it is on disk.
-            self.durable().await?;
-        }
+        let found = self.first_live("id", id).await?;
         if let (Some(cache), Some(generation), Some(record)) = (self.cache(), generation, &found) {
             cache.put(record, generation);
         }
@@ -58,6 +43,8 @@ impl TokenStore {
         self.first_live("uuid", uuid).await
     }
 
+    /// The first token whose `column` is `value` among those still valid past the expiry
+    /// margin (by `id`: that token), handed out only once it is on disk.
     async fn first_live(
         &self,
         column: &'static str,
@@ -69,17 +56,14 @@ impl TokenStore {
              ORDER BY obtained_at ASC, {} ASC LIMIT 1",
             self.pool().newest_first()
         );
-        let valid_until = self.valid_until();
-        let keys = &self.keys;
-        let found = on_pool!(self.pool(), pool => {
-            sqlx::query(AssertSqlSafe(sql))
+        let row: Option<TokenRow> = on_pool!(self.pool(), pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
                 .bind(value)
-                .bind(valid_until)
+                .bind(self.valid_until())
                 .fetch_optional(pool)
                 .await?
-                .map(|row| record(keys, &row))
-                .transpose()
-        })?;
+        });
+        let found = row.map(|row| record(&self.keys, row)).transpose()?;
         if found.is_some() {
             // The row may be committed but not yet synced: hand it out only once it is on disk.
             self.durable().await?;
@@ -161,11 +145,7 @@ impl TokenStore {
     }
 }
 
-fn record<'r, R: Row>(keys: &Keyring, row: &'r R) -> Result<TokenRecord, StoreError>
-where
-    TokenRow: FromRow<'r, R>,
-{
-    let row = TokenRow::from_row(row)?;
+fn record(keys: &Keyring, row: TokenRow) -> Result<TokenRecord, StoreError> {
     let id = row.id;
     let secrets: SealedSecrets =
         serde_json::from_slice(&keys.open(&row.sealed, id.as_bytes())?).map_err(|_| UnsealError)?;
@@ -176,8 +156,8 @@ where
         token_type: row.token_type,
         obtained_at: row.obtained_at,
         expires_at: row.expires_at,
-        reference: row.reference,
-        uuid: row.uuid,
+        reference: row.owner.reference,
+        uuid: row.owner.uuid,
         extra: secrets.extra,
     })
 }
@@ -192,14 +172,15 @@ struct SealedSecrets {
     extra: Map<String, Value>,
 }
 
-pub(super) fn sealed_secrets(token: &UserToken) -> Vec<u8> {
+/// The secrets of a record, as sealed.
+pub(super) fn sealed_secrets(record: &TokenRecord) -> Vec<u8> {
     serde_json::to_vec(&SealedSecrets {
-        access_token: token.access_token.expose_secret().to_owned(),
-        refresh_token: token
+        access_token: record.access_token.expose_secret().to_owned(),
+        refresh_token: record
             .refresh_token
             .as_ref()
             .map(|t| t.expose_secret().to_owned()),
-        extra: token.extra.clone(),
+        extra: record.extra.clone(),
     })
     .expect("strings and JSON values serialize")
 }

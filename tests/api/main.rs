@@ -11,6 +11,7 @@ mod fuzz_listeners;
 mod hangups;
 mod hardening;
 mod helpers;
+mod migrations;
 mod observability;
 mod openapi;
 mod outcomes;

@@ -30,7 +30,7 @@ fn owner(reference: &str) -> Owner {
 fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
     NewCallback {
         kind,
-        page_status: 200,
+        cause: None,
         request_id: "req".to_owned(),
         reference: Some(reference.to_owned()),
         uuid: None,

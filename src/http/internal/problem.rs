@@ -1,8 +1,6 @@
 //! Errors of the internal API as `application/problem+json` (RFC 9457), mapped to a status in
 //! this one place. Clients get a short safe message; the log gets the cause chain, once.
 
-use std::error::Error as _;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,6 +10,7 @@ use serde_json::json;
 use crate::domain::{NoAnswer, wording};
 use crate::exchange::ExchangeError;
 use crate::store::StoreError;
+use crate::telemetry::cause_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -52,27 +51,35 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// What the caller is told: never an upstream body, a token or a code.
 struct Problem {
     status: StatusCode,
     kind: &'static str,
     title: &'static str,
+    detail: String,
     mondiapay_error: Option<String>,
+    /// `Retry-After: 1`: this service was only briefly unable.
+    retry_after: bool,
+}
+
+impl Problem {
+    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: String) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail,
+            mondiapay_error: None,
+            retry_after: false,
+        }
+    }
 }
 
 impl ApiError {
     fn problem(&self) -> Problem {
-        let problem = |status, kind, title| Problem {
-            status,
-            kind,
-            title,
-            mondiapay_error: None,
-        };
+        let problem = |status, kind, title| Problem::new(status, kind, title, self.to_string());
         match self {
-            Self::BadRequest(_) => problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "The request is malformed",
-            ),
+            Self::BadRequest(_) => problem(StatusCode::BAD_REQUEST, "bad-request", BAD_REQUEST),
             Self::UnsupportedMediaType => problem(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -90,99 +97,32 @@ impl ApiError {
                 "A valid API key is required",
             ),
             // Refusals at the edge that name a problem this API already has take its shape.
-            Self::Refused(StatusCode::NOT_FOUND) => Self::NotFound("no such route").problem(),
-            Self::Refused(StatusCode::PAYLOAD_TOO_LARGE) => Self::PayloadTooLarge.problem(),
-            Self::Refused(status) => refused(*status),
-            Self::Exchange(error) => match error {
-                // A 2xx without a usable token: MondiaPay's fault, but final for the code.
-                ExchangeError::CodeRejected(upstream) if upstream.is_no_token() => problem(
-                    StatusCode::BAD_GATEWAY,
-                    "no-token-in-answer",
-                    "MondiaPay took the code but sent no usable token",
-                ),
-                ExchangeError::CodeRejected(upstream) => Problem {
-                    mondiapay_error: Some(upstream.error.clone()),
-                    ..problem(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "code-rejected",
-                        "MondiaPay rejected the code",
-                    )
-                },
-                ExchangeError::CredentialsRejected(_) => problem(
-                    StatusCode::BAD_GATEWAY,
-                    "credentials-rejected",
-                    "MondiaPay refused this service's client credentials",
-                ),
-                ExchangeError::NoAnswer(NoAnswer::TimedOut) => problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream-timeout",
-                    "MondiaPay did not answer in time",
-                ),
-                ExchangeError::NoAnswer(_) => problem(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream-unavailable",
-                    "MondiaPay gave no usable answer",
-                ),
-                ExchangeError::TokenGone => problem(
-                    StatusCode::GONE,
-                    "token-gone",
-                    "The code's token has expired or was deleted",
-                ),
-                ExchangeError::StillPending => problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "exchange-in-progress",
-                    "Another exchange of this code is under way",
-                ),
-                ExchangeError::Busy => problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "exchange-capacity",
-                    "Too many exchanges are under way",
-                ),
-                ExchangeError::Store(_) => store_unavailable(),
-                ExchangeError::Aborted => problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "The exchange stopped unexpectedly",
-                ),
-            },
-            Self::Store(_) => store_unavailable(),
-        }
-    }
-
-    /// What the caller is told: never an upstream body, a token or a code.
-    fn detail(&self) -> String {
-        match self {
-            // MondiaPay's error code and our fixed words for it, never MondiaPay's own text.
-            Self::Exchange(ExchangeError::CodeRejected(upstream)) if upstream.is_no_token() => {
-                format!(
-                    "the code is used up and cannot be submitted again: {}",
-                    wording::code_rejected(Some(&upstream.error))
-                )
+            Self::Refused(status) => {
+                let shape = match *status {
+                    StatusCode::NOT_FOUND => Self::NotFound("no such route").problem(),
+                    StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge.problem(),
+                    status => {
+                        let (kind, title) = refused(status);
+                        problem(status, kind, title)
+                    }
+                };
+                Problem {
+                    detail: self.to_string(),
+                    ..shape
+                }
             }
-            Self::Exchange(ExchangeError::CodeRejected(upstream)) => format!(
-                "MondiaPay error {}: {}",
-                upstream.error,
-                wording::code_rejected(Some(&upstream.error))
-            ),
-            Self::Exchange(ExchangeError::CredentialsRejected(_)) => {
-                "the operator must check mondiapay.client_id and mondiapay.client_secret; the code was not used up and may be submitted again".to_owned()
-            }
-            Self::Exchange(
-                ExchangeError::NoAnswer(_) | ExchangeError::StillPending | ExchangeError::Busy,
-            ) => {
-                "the code was not used up; submit it again later".to_owned()
-            }
-            Self::Exchange(ExchangeError::Store(_)) | Self::Store(_) => {
-                "the token store is unavailable; try again later".to_owned()
-            }
-            other => other.to_string(),
+            Self::Exchange(error) => exchange_problem(error),
+            Self::Store(error) => store_problem(error),
         }
     }
 }
 
+const BAD_REQUEST: &str = "The request is malformed";
+const INTERNAL: &str = "The request could not be handled";
+
 /// A refusal at the edge (a time limit, a wrong method, a request hyper could not read).
-fn refused(status: StatusCode) -> Problem {
-    let (kind, title) = match status {
+fn refused(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
         StatusCode::REQUEST_TIMEOUT => (
             "request-timeout",
             "The request took longer than this service allows",
@@ -195,23 +135,109 @@ fn refused(status: StatusCode) -> Problem {
             "request-too-large",
             "The request's address or headers are too large",
         ),
-        status if status.is_server_error() => ("internal", "The request could not be handled"),
-        _ => ("bad-request", "The request is malformed"),
-    };
-    Problem {
-        status,
-        kind,
-        title,
-        mondiapay_error: None,
+        status if status.is_server_error() => ("internal", INTERNAL),
+        _ => ("bad-request", BAD_REQUEST),
     }
 }
 
-fn store_unavailable() -> Problem {
+/// An exchange's error as a problem: the one place its status, kind and words are chosen.
+fn exchange_problem(error: &ExchangeError) -> Problem {
+    /// What the caller of a code that was not used up may do.
+    const SUBMIT_AGAIN_LATER: &str = "the code was not used up; submit it again later";
+    let fixed =
+        |status, kind, title, detail: &str| Problem::new(status, kind, title, detail.to_owned());
+    let mut problem = match error {
+        // A 2xx without a usable token: MondiaPay's fault, but final for the code.
+        ExchangeError::CodeRejected(upstream) if upstream.is_no_token() => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "no-token-in-answer",
+            "MondiaPay took the code but sent no usable token",
+            // Our fixed words for MondiaPay's error code, never MondiaPay's own text.
+            format!(
+                "the code is used up and cannot be submitted again: {}",
+                wording::code_rejected(Some(&upstream.error))
+            ),
+        ),
+        ExchangeError::CodeRejected(upstream) => Problem {
+            mondiapay_error: Some(upstream.error.clone()),
+            ..Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "code-rejected",
+                "MondiaPay rejected the code",
+                format!(
+                    "MondiaPay error {}: {}",
+                    upstream.error,
+                    wording::code_rejected(Some(&upstream.error))
+                ),
+            )
+        },
+        ExchangeError::CredentialsRejected(_) => fixed(
+            StatusCode::BAD_GATEWAY,
+            "credentials-rejected",
+            "MondiaPay refused this service's client credentials",
+            "the operator must check mondiapay.client_id and mondiapay.client_secret; the code was not used up and may be submitted again",
+        ),
+        ExchangeError::NoAnswer(NoAnswer::TimedOut) => fixed(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            "MondiaPay did not answer in time",
+            SUBMIT_AGAIN_LATER,
+        ),
+        ExchangeError::NoAnswer(_) => fixed(
+            StatusCode::BAD_GATEWAY,
+            "upstream-unavailable",
+            "MondiaPay gave no usable answer",
+            SUBMIT_AGAIN_LATER,
+        ),
+        ExchangeError::TokenGone => fixed(
+            StatusCode::GONE,
+            "token-gone",
+            "The code's token has expired or was deleted",
+            &error.to_string(),
+        ),
+        ExchangeError::StillPending => fixed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "exchange-in-progress",
+            "Another exchange of this code is under way",
+            SUBMIT_AGAIN_LATER,
+        ),
+        ExchangeError::Busy => fixed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "exchange-capacity",
+            "Too many exchanges are under way",
+            SUBMIT_AGAIN_LATER,
+        ),
+        ExchangeError::Store(error) => store_problem(error),
+        ExchangeError::Aborted => fixed(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "The exchange stopped unexpectedly",
+            &error.to_string(),
+        ),
+    };
+    problem.retry_after = error.meaning().retry_soon;
+    problem
+}
+
+/// The store's error as a problem: out of reach, try again soon; or a fault of its own (a bug,
+/// a row this version cannot read), which asking again will not mend.
+fn store_problem(error: &StoreError) -> Problem {
+    if error.is_fault() {
+        return Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            INTERNAL,
+            "a fault of this service; it is logged".to_owned(),
+        );
+    }
     Problem {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        kind: "store-unavailable",
-        title: "The token store is unavailable",
-        mondiapay_error: None,
+        retry_after: true,
+        ..Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "The token store is unavailable",
+            "the token store is unavailable; try again later".to_owned(),
+        )
     }
 }
 
@@ -227,7 +253,7 @@ impl IntoResponse for ApiError {
             "type": format!("urn:mondiapay-token-proxy:problem:{}", problem.kind),
             "title": problem.title,
             "status": problem.status.as_u16(),
-            "detail": self.detail(),
+            "detail": problem.detail,
         });
         if let Some(error) = problem.mondiapay_error {
             body["mondiapay_error"] = error.into();
@@ -241,30 +267,12 @@ impl IntoResponse for ApiError {
         // Also problems shaped outside the `/v1` router (wrong method, a request refused before
         // routing): no cache keeps an answer of this API.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match &self {
-            Self::Unauthorized => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Self::Exchange(
-                ExchangeError::StillPending | ExchangeError::Busy | ExchangeError::Store(_),
-            )
-            | Self::Store(_) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
+        if let Self::Unauthorized = self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if problem.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
-}
-
-/// `error: cause: cause`, for one log line.
-fn cause_chain(error: &ApiError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

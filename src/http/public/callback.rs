@@ -11,8 +11,10 @@ use url::Url;
 use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
 use crate::domain::{CallbackOutcome, Code, NewCallback, OutcomeKind, wording};
+use crate::exchange::ExchangeError;
 use crate::http::layers::RequestId;
 use crate::http::state::AppState;
+use crate::telemetry::cause_chain;
 
 pub async fn callback(
     State(state): State<AppState>,
@@ -49,7 +51,7 @@ pub async fn callback(
             .is_some_and(|error| state.callback.exchange_on_errors.contains(error));
     let result = match code {
         Some(Ok(code)) if exchangeable => {
-            let new = outcome(&params, &request_id, OutcomeKind::Succeeded, StatusCode::OK);
+            let new = outcome(&params, &request_id, OutcomeKind::Succeeded);
             state.exchanger.exchange_callback(code, new).await
         }
         Some(Err(problem)) if exchangeable => return bad_request(&problem),
@@ -61,13 +63,12 @@ pub async fn callback(
                 mondiapay_status = params.status.as_deref(),
                 "purchase failed"
             );
-            let failed = outcome(
-                &params,
-                &request_id,
-                OutcomeKind::PurchaseFailed,
-                StatusCode::OK,
-            );
-            state.store.record_callback(None, &failed).await
+            let failed = outcome(&params, &request_id, OutcomeKind::PurchaseFailed);
+            state
+                .store
+                .record_callback(None, &failed)
+                .await
+                .map_err(ExchangeError::from)
         }
     };
     match result {
@@ -76,30 +77,24 @@ pub async fn callback(
             see_other(&state, &recorded)
         }
         Err(error) => {
-            tracing::error!(%error, "callback outcome could not be recorded");
+            let fault = error.meaning().fault;
+            log_failure(&error, fault, "callback outcome could not be recorded");
             state.metrics.callback("store_unavailable");
-            state.pages.render(
-                Page::TryAgain,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &PageFacts {
-                    reference: params.reference.as_deref(),
-                    support_reference: &request_id,
-                    ..PageFacts::default()
-                },
-            )
+            let (page, status) = Page::for_failure(fault);
+            let facts = PageFacts {
+                reference: params.reference.as_deref(),
+                support_reference: &request_id,
+                ..PageFacts::default()
+            };
+            state.pages.render(page, status, &facts)
         }
     }
 }
 
-fn outcome(
-    params: &CallbackParams,
-    request_id: &str,
-    kind: OutcomeKind,
-    page_status: StatusCode,
-) -> NewCallback {
+fn outcome(params: &CallbackParams, request_id: &str, kind: OutcomeKind) -> NewCallback {
     NewCallback {
         kind,
-        page_status: page_status.as_u16(),
+        cause: None,
         request_id: request_id.to_owned(),
         reference: params.reference.clone(),
         uuid: params.uuid.clone(),
@@ -160,18 +155,17 @@ pub async fn result(
         Ok(Some(recorded)) => recorded,
         Ok(None) => return state.pages.not_found(&request_id),
         Err(error) => {
-            tracing::error!(%error, "result page unavailable");
+            log_failure(&error, error.is_fault(), "result page unavailable");
+            let (page, status) = Page::for_failure(error.is_fault());
             let facts = PageFacts {
                 support_reference: &request_id,
                 ..PageFacts::default()
             };
-            return state
-                .pages
-                .render(Page::TryAgain, StatusCode::SERVICE_UNAVAILABLE, &facts);
+            return state.pages.render(page, status, &facts);
         }
     };
     let outcome = &recorded.outcome;
-    let page = Page::for_outcome(outcome.kind);
+    let (page, status) = Page::for_outcome(outcome);
     let facts = PageFacts {
         reference: outcome.reference.as_deref(),
         // The callback's request id: the one support finds in the logs.
@@ -182,6 +176,16 @@ pub async fn result(
                 .unwrap_or_else(|| wording::purchase_failed(outcome.error.as_deref())),
         ),
     };
-    let status = StatusCode::from_u16(outcome.page_status).unwrap_or(StatusCode::OK);
     state.pages.render(page, status, &facts)
+}
+
+/// A fault of the service's own (a bug, a row this version cannot read) is logged as one, with
+/// its causes; a store out of reach as what it is.
+fn log_failure(error: &dyn std::error::Error, fault: bool, what: &str) {
+    let error = cause_chain(error);
+    if fault {
+        tracing::error!(%error, bug = true, "{what}: a fault of this service");
+    } else {
+        tracing::error!(%error, "{what}");
+    }
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{AutoEscape, Environment, context};
 
-use crate::domain::OutcomeKind;
+use crate::domain::{NewCallback, OutcomeKind, UnavailableCause};
 
 /// The built-in templates, compiled into the binary.
 macro_rules! built_in {
@@ -39,14 +39,29 @@ pub enum Page {
 }
 
 impl Page {
-    /// The result page of a recorded outcome.
-    pub fn for_outcome(kind: OutcomeKind) -> Self {
-        match kind {
-            OutcomeKind::Succeeded => Page::Success,
-            OutcomeKind::PurchaseFailed => Page::PurchaseFailed,
-            OutcomeKind::CodeRejected => Page::CodeRejected,
-            OutcomeKind::Unavailable => Page::TryAgain,
+    /// The result page of a recorded outcome and its status: where an outcome meets HTTP on
+    /// the public listener.
+    pub fn for_outcome(outcome: &NewCallback) -> (Self, StatusCode) {
+        match (outcome.kind, outcome.cause) {
+            (OutcomeKind::Succeeded, _) => (Page::Success, StatusCode::OK),
+            (OutcomeKind::PurchaseFailed, _) => (Page::PurchaseFailed, StatusCode::OK),
+            (OutcomeKind::CodeRejected, _) => (Page::CodeRejected, StatusCode::BAD_REQUEST),
+            (OutcomeKind::Unavailable, Some(UnavailableCause::TimedOut)) => {
+                (Page::TryAgain, StatusCode::GATEWAY_TIMEOUT)
+            }
+            (OutcomeKind::Unavailable, _) => (Page::TryAgain, StatusCode::BAD_GATEWAY),
         }
+    }
+
+    /// The page for a callback or result the service could not serve, and its status: `503`
+    /// while it is briefly unable (its store out of reach), `500` for a fault of its own.
+    pub fn for_failure(fault: bool) -> (Self, StatusCode) {
+        let status = if fault {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (Page::TryAgain, status)
     }
 
     const ALL: [Page; 7] = [

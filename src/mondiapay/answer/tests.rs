@@ -108,112 +108,114 @@ fn token_type_is_case_insensitive_and_unknown_fields_are_kept() {
     assert!(token.refresh_token.is_none());
 }
 
-fn verdict(status: u16, body: &str) -> (&'static str, Option<String>) {
+/// An answer's class, with the error code it keeps: `code:invalid_grant`,
+/// `credentials:UNAUTHORIZED`, `issued`, `unusable`.
+fn verdict(status: u16, body: &str) -> String {
     match read_answer(status, body.as_bytes()) {
-        Answer::Issued(_) => ("issued", None),
-        Answer::CodeRejected(e) => ("code", Some(e.error)),
-        Answer::CredentialsRejected(e) => ("credentials", Some(e.error)),
-        Answer::Unusable(_) => ("unusable", None),
+        Answer::Issued(_) => "issued".to_owned(),
+        Answer::CodeRejected(e) => format!("code:{}", e.error),
+        Answer::CredentialsRejected(e) => format!("credentials:{}", e.error),
+        Answer::Unusable(_) => "unusable".to_owned(),
+    }
+}
+
+/// Reads each `(status, body)` and asserts its verdict.
+fn assert_verdicts(cases: &[(u16, &str, &str)]) {
+    for &(status, body, expected) in cases {
+        assert_eq!(verdict(status, body), expected, "{status} {body}");
     }
 }
 
 #[test]
 fn error_shapes_and_classes() {
-    let code = |e: &str| ("code", Some(e.to_owned()));
-    let credentials = |e: &str| ("credentials", Some(e.to_owned()));
-    assert_eq!(
-        verdict(
+    assert_verdicts(&[
+        (
             400,
-            r#"{"error":"invalid_grant","error_description":"used"}"#
+            r#"{"error":"invalid_grant","error_description":"used"}"#,
+            "code:invalid_grant",
         ),
-        code("invalid_grant")
-    );
-    assert_eq!(
-        verdict(
+        (
             400,
-            r#"{"status":"BAD_REQUEST","error":"INVALID_PARAMETERS","message":"bad"}"#
+            r#"{"status":"BAD_REQUEST","error":"INVALID_PARAMETERS","message":"bad"}"#,
+            "code:INVALID_PARAMETERS",
         ),
-        code("INVALID_PARAMETERS")
-    );
-    assert_eq!(
-        verdict(
+        (
             401,
-            r#"{"status":"UNAUTHORIZED","error":"TOKEN_NOT_FOUND"}"#
+            r#"{"status":"UNAUTHORIZED","error":"TOKEN_NOT_FOUND"}"#,
+            "code:TOKEN_NOT_FOUND",
         ),
-        code("TOKEN_NOT_FOUND")
-    );
-    assert_eq!(
-        verdict(200, r#"{"error":"invalid_grant"}"#),
-        code("invalid_grant")
-    );
-    assert_eq!(
-        verdict(401, r#"{"error":"invalid_client"}"#),
-        credentials("invalid_client")
-    );
-    assert_eq!(
-        verdict(400, r#"{"error":"invalid_client"}"#),
-        credentials("invalid_client")
-    );
-    assert_eq!(
-        verdict(401, r#"{"status":"UNAUTHORIZED","message":"bad client"}"#),
-        credentials("UNAUTHORIZED")
-    );
-    assert_eq!(
-        verdict(401, r#"{"error":"UNAUTHORIZED"}"#),
-        credentials("UNAUTHORIZED")
-    );
-    assert_eq!(verdict(500, r#"{"error":"invalid_grant"}"#).0, "unusable");
-    assert_eq!(verdict(503, "").0, "unusable");
-    assert_eq!(verdict(429, r#"{"error":"slow_down"}"#).0, "unusable");
-    assert_eq!(verdict(302, "").0, "unusable");
-    assert_eq!(verdict(404, "<html>not found</html>").0, "unusable");
-    assert_eq!(verdict(400, r#"{"detail":"no code here"}"#).0, "unusable");
+        (200, r#"{"error":"invalid_grant"}"#, "code:invalid_grant"),
+        (
+            401,
+            r#"{"error":"invalid_client"}"#,
+            "credentials:invalid_client",
+        ),
+        (
+            400,
+            r#"{"error":"invalid_client"}"#,
+            "credentials:invalid_client",
+        ),
+        (
+            401,
+            r#"{"status":"UNAUTHORIZED","message":"bad client"}"#,
+            "credentials:UNAUTHORIZED",
+        ),
+        (
+            401,
+            r#"{"error":"UNAUTHORIZED"}"#,
+            "credentials:UNAUTHORIZED",
+        ),
+        (500, r#"{"error":"invalid_grant"}"#, "unusable"),
+        (503, "", "unusable"),
+        (429, r#"{"error":"slow_down"}"#, "unusable"),
+        (302, "", "unusable"),
+        (404, "<html>not found</html>", "unusable"),
+        (400, r#"{"detail":"no code here"}"#, "unusable"),
+    ]);
 }
 
 #[test]
 fn a_wrong_token_url_answering_json_errors_burns_no_code() {
     // Spring's and other gateways' 404/405/415 bodies name an error, but not about the code.
-    for (status, body) in [
+    assert_verdicts(&[
         (
             404,
             r#"{"status":404,"error":"Not Found","path":"/v1/api/oauth/tokn"}"#,
+            "unusable",
         ),
-        (404, r#"{"error":"NOT_FOUND"}"#),
-        (405, r#"{"error":"Method Not Allowed"}"#),
-        (415, r#"{"error":"UNSUPPORTED_MEDIA_TYPE"}"#),
-    ] {
-        assert_eq!(verdict(status, body).0, "unusable", "{status} {body}");
-    }
-    // A credentials error still counts as one, whatever the status.
-    assert_eq!(
-        verdict(404, r#"{"error":"invalid_client"}"#).0,
-        "credentials"
-    );
+        (404, r#"{"error":"NOT_FOUND"}"#, "unusable"),
+        (405, r#"{"error":"Method Not Allowed"}"#, "unusable"),
+        (415, r#"{"error":"UNSUPPORTED_MEDIA_TYPE"}"#, "unusable"),
+        // A credentials error still counts as one, whatever the status.
+        (
+            404,
+            r#"{"error":"invalid_client"}"#,
+            "credentials:invalid_client",
+        ),
+    ]);
 }
 
 #[test]
 fn a_401_or_403_that_names_neither_grant_nor_code_blames_the_credentials() {
-    let credentials = |e: &str| ("credentials", Some(e.to_owned()));
-    assert_eq!(
-        verdict(
+    assert_verdicts(&[
+        (
             403,
-            r#"{"status":"FORBIDDEN","error":"AUTHORIZATION_FAILED"}"#
+            r#"{"status":"FORBIDDEN","error":"AUTHORIZATION_FAILED"}"#,
+            "credentials:AUTHORIZATION_FAILED",
         ),
-        credentials("AUTHORIZATION_FAILED")
-    );
-    assert_eq!(
-        verdict(401, r#"{"status":"UNAUTHORIZED","error":"UNAUTHORIZED"}"#),
-        credentials("UNAUTHORIZED")
-    );
-    assert_eq!(
-        verdict(403, r#"{"error":"SOMETHING_NEW"}"#),
-        credentials("SOMETHING_NEW")
-    );
-    assert_eq!(verdict(401, "").0, "credentials");
-    assert_eq!(
-        verdict(403, "<html>denied</html>"),
-        credentials("FORBIDDEN")
-    );
+        (
+            401,
+            r#"{"status":"UNAUTHORIZED","error":"UNAUTHORIZED"}"#,
+            "credentials:UNAUTHORIZED",
+        ),
+        (
+            403,
+            r#"{"error":"SOMETHING_NEW"}"#,
+            "credentials:SOMETHING_NEW",
+        ),
+        (401, "", "credentials:UNAUTHORIZED"),
+        (403, "<html>denied</html>", "credentials:FORBIDDEN"),
+    ]);
     for named in [
         "invalid_grant",
         "TOKEN_NOT_FOUND",
@@ -224,29 +226,23 @@ fn a_401_or_403_that_names_neither_grant_nor_code_blames_the_credentials() {
     ] {
         for status in [401, 403] {
             let body = format!(r#"{{"error":"{named}"}}"#);
-            assert_eq!(verdict(status, &body).0, "code", "{status} {named}");
+            assert_eq!(verdict(status, &body), format!("code:{named}"), "{status}");
         }
     }
 }
 
 #[test]
 fn free_text_in_the_error_field_is_not_kept_as_an_error_code() {
-    assert_eq!(
-        verdict(
+    let long = format!(r#"{{"error":"{}"}}"#, "E".repeat(65));
+    assert_verdicts(&[
+        (
             400,
-            r#"{"error":"Your code A123 is wrong, call +1-555-0100"}"#
+            r#"{"error":"Your code A123 is wrong, call +1-555-0100"}"#,
+            "code:UNRECOGNISED_ERROR",
         ),
-        ("code", Some("UNRECOGNISED_ERROR".to_owned()))
-    );
-    let long = "E".repeat(65);
-    assert_eq!(
-        verdict(400, &format!(r#"{{"error":"{long}"}}"#)).1.unwrap(),
-        "UNRECOGNISED_ERROR"
-    );
-    assert_eq!(
-        verdict(400, r#"{"error":" invalid_grant "}"#).1.unwrap(),
-        "invalid_grant"
-    );
+        (400, &long, "code:UNRECOGNISED_ERROR"),
+        (400, r#"{"error":" invalid_grant "}"#, "code:invalid_grant"),
+    ]);
 }
 
 #[test]

@@ -1,0 +1,97 @@
+//! What can go wrong in an exchange, and what each error means, said once: the metric's label,
+//! what a browser callback records, whether asking again in a moment may help. The HTTP edge
+//! turns a meaning into statuses, once per medium (the API's problems, the browser's pages).
+
+use crate::domain::{NoAnswer, UnavailableCause, UpstreamError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("MondiaPay rejected the code ({})", .0.error)]
+    CodeRejected(UpstreamError),
+    #[error("MondiaPay refused the merchant's client credentials ({})", .0.error)]
+    CredentialsRejected(UpstreamError),
+    #[error("no usable answer from MondiaPay: {0}")]
+    NoAnswer(NoAnswer),
+    #[error("the code was exchanged before and its token has expired or was deleted")]
+    TokenGone,
+    #[error("another exchange of this code is still under way")]
+    StillPending,
+    #[error("too many exchanges are under way; the code was not used")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the exchange stopped unexpectedly")]
+    Aborted,
+}
+
+/// What an exchange error means, for everyone who reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meaning<'a> {
+    /// The `outcome` label of `token_proxy_exchanges_total`.
+    pub label: &'static str,
+    /// What a browser callback whose exchange ended so records.
+    pub callback: CallbackEnd<'a>,
+    /// This service was only briefly unable (too busy, or its store out of reach): the same
+    /// request may well succeed in a moment.
+    pub retry_soon: bool,
+    /// A fault of this service's own (a bug, a damaged row, a stopped task): asking again
+    /// will not help, and it is logged as an error to look into.
+    pub fault: bool,
+}
+
+/// What a browser callback records when its exchange ends in an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackEnd<'a> {
+    /// The purchase stands: its code was exchanged before, and the token has gone since.
+    Stands,
+    /// MondiaPay rejected the code, for good, with this error code.
+    CodeRejected(&'a str),
+    /// No verdict on the code: a later callback with it may try again.
+    Unavailable(UnavailableCause),
+    /// Nothing can be recorded: the store failed.
+    NotRecorded,
+}
+
+impl ExchangeError {
+    /// The one place an error's meaning is decided.
+    pub fn meaning(&self) -> Meaning<'_> {
+        let meaning = |label, callback| Meaning {
+            label,
+            callback,
+            retry_soon: false,
+            fault: false,
+        };
+        let no_answer = CallbackEnd::Unavailable(UnavailableCause::NoAnswer);
+        match self {
+            Self::CodeRejected(rejection) => {
+                meaning("code_rejected", CallbackEnd::CodeRejected(&rejection.error))
+            }
+            Self::CredentialsRejected(_) => meaning("credentials_rejected", no_answer),
+            Self::NoAnswer(NoAnswer::TimedOut) => meaning(
+                "timed_out",
+                CallbackEnd::Unavailable(UnavailableCause::TimedOut),
+            ),
+            Self::NoAnswer(NoAnswer::Unreachable) => meaning("unreachable", no_answer),
+            Self::NoAnswer(NoAnswer::Invalid(_)) => meaning("invalid_answer", no_answer),
+            Self::TokenGone => meaning("token_gone", CallbackEnd::Stands),
+            Self::StillPending => Meaning {
+                retry_soon: true,
+                ..meaning("still_pending", no_answer)
+            },
+            Self::Busy => Meaning {
+                retry_soon: true,
+                ..meaning("busy", no_answer)
+            },
+            Self::Store(error) => Meaning {
+                retry_soon: !error.is_fault(),
+                fault: error.is_fault(),
+                ..meaning("store_unavailable", CallbackEnd::NotRecorded)
+            },
+            Self::Aborted => Meaning {
+                fault: true,
+                ..meaning("aborted", no_answer)
+            },
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The store's migrations carry what an earlier version recorded: a database left by that
+//! version, written with its own SQL, still shows every result page as it did. And a row this
+//! version cannot read is a fault it answers as one (`500`), never a guess nor a panic.
+
+use reqwest::StatusCode;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
+
+use crate::helpers::*;
+use crate::postgres::PgCluster;
+
+/// The last schema that kept the result page's HTTP status (`page_status`) in the store.
+const WITH_PAGE_STATUS: i64 = 5;
+
+/// Outcomes as that schema recorded them, and the status their result page answers.
+const RECORDED_BEFORE: &[(&str, &str, i64, StatusCode)] = &[
+    (
+        "res_timed_out",
+        "unavailable",
+        504,
+        StatusCode::GATEWAY_TIMEOUT,
+    ),
+    ("res_no_answer", "unavailable", 502, StatusCode::BAD_GATEWAY),
+    (
+        "res_rejected",
+        "code_rejected",
+        400,
+        StatusCode::BAD_REQUEST,
+    ),
+    ("res_succeeded", "succeeded", 200, StatusCode::OK),
+    ("res_failed", "purchase_failed", 200, StatusCode::OK),
+];
+
+async fn migrations(backend: &str) -> Migrator {
+    let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
+    Migrator::new(std::path::Path::new(&dir)).await.unwrap()
+}
+
+/// `RECORDED_BEFORE` as that version's insert wrote them: SQL both databases take.
+fn recorded_the_old_way() -> AssertSqlSafe<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    AssertSqlSafe(
+        RECORDED_BEFORE
+            .iter()
+            .map(|(id, outcome, page_status, _)| {
+                format!(
+                    "INSERT INTO callbacks (id, replay_key, outcome, page_status, request_id, ref, \
+                     created_at, updated_at) \
+                     VALUES ('{id}', '{id}', '{outcome}', {page_status}, 'req-old', 'ORDER-OLD', \
+                     {now}, {now});"
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Brings `db` to the schema that kept `page_status`, and records there what that version did.
+async fn record_the_old_way<DB: sqlx::Database>(backend: &str, db: &sqlx::Pool<DB>)
+where
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let migrations = migrations(backend).await;
+    migrations.run_to(WITH_PAGE_STATUS, db).await.unwrap();
+    sqlx::raw_sql(recorded_the_old_way())
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// Every page recorded before answers with the status it had, and the list still has them all.
+async fn assert_pages_as_before(app: &TestApp) {
+    for (id, _, _, status) in RECORDED_BEFORE {
+        let page = app.browser_get(&format!("/oauth/result/{id}")).await;
+        assert_eq!(page.status(), *status, "{id}");
+    }
+    let listed = json(app.get("/v1/callbacks?ref=ORDER-OLD").await).await;
+    assert_eq!(listed.as_array().unwrap().len(), RECORDED_BEFORE.len());
+}
+
+/// What the migration made of the old `page_status`: the cause of each `unavailable` outcome.
+const CAUSES: &str = "SELECT id, cause FROM callbacks WHERE outcome = 'unavailable' ORDER BY id";
+
+fn assert_causes(causes: &[(String, Option<String>)]) {
+    let expected = [
+        ("res_no_answer", "no_answer"),
+        ("res_timed_out", "timed_out"),
+    ];
+    let causes: Vec<_> = causes
+        .iter()
+        .map(|(id, cause)| (id.as_str(), cause.as_deref().unwrap_or("NULL")))
+        .collect();
+    assert_eq!(causes, expected);
+}
+
+#[tokio::test]
+async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_upgrade_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earlier.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let db = SqlitePool::connect_with(options).await.unwrap();
+    record_the_old_way("sqlite", &db).await;
+    db.close().await;
+
+    let url = format!("sqlite://{}", path.display());
+    let app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    assert_pages_as_before(&app).await;
+
+    let db = SqlitePool::connect(&url).await.unwrap();
+    assert_causes(&sqlx::query_as(CAUSES).fetch_all(&db).await.unwrap());
+    let page_status = sqlx::query("SELECT page_status FROM callbacks");
+    assert!(page_status.fetch_all(&db).await.is_err(), "dropped");
+}
+
+#[tokio::test]
+async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_upgrade_on_postgresql()
+ {
+    let cluster = PgCluster::start();
+    let db = PgPool::connect(&cluster.url()).await.unwrap();
+    record_the_old_way("postgres", &db).await;
+
+    // Replicas share one key (any 32 bytes, base64).
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let app = spawn_app_with(&[
+        ("STORE__URL", &cluster.url()),
+        ("STORE__ENCRYPTION_KEY", key),
+    ])
+    .await;
+    assert_pages_as_before(&app).await;
+
+    assert_causes(&sqlx::query_as(CAUSES).fetch_all(&db).await.unwrap());
+    let page_status = sqlx::query("SELECT page_status FROM callbacks");
+    assert!(page_status.fetch_all(&db).await.is_err(), "dropped");
+}
+
+#[tokio::test]
+async fn a_stored_outcome_this_version_does_not_know_is_answered_as_a_fault() {
+    let app = spawn_app().await;
+    let url = format!("sqlite://{}/tokens.db", app.dir.path().display());
+    let db = SqlitePool::connect(&url).await.unwrap();
+    // A newer version's outcome, and a cause no version wrote.
+    sqlx::raw_sql(
+        "INSERT INTO callbacks (id, replay_key, outcome, cause, request_id, ref, created_at, \
+             updated_at) \
+         VALUES ('res_newer', 'res_newer', 'refunded', NULL, 'req', 'ORDER-NEW', unixepoch(), \
+             unixepoch()), \
+         ('res_odd', 'res_odd', 'unavailable', 'overloaded', 'req', 'ORDER-NEW', unixepoch(), \
+             unixepoch())",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let listed = app.get("/v1/callbacks?ref=ORDER-NEW").await;
+    assert_eq!(listed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(listed.headers().get("retry-after").is_none());
+    let problem = json(listed).await;
+    assert_problem_kind(&problem, "internal");
+    assert!(!problem.to_string().contains("refunded"), "{problem}");
+    for id in ["res_newer", "res_odd"] {
+        let page = app.browser_get(&format!("/oauth/result/{id}")).await;
+        assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR, "{id}");
+        assert!(page.text().await.unwrap().contains("try again"), "{id}");
+    }
+    // The rows this version knows are served as before.
+    let (_, status, _) = app
+        .callback_page("error=INSUFFICIENT_FUNDS&ref=ORDER-NEW")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
