@@ -10,10 +10,10 @@ async fn one_call(client_auth: &str, extra: &[(&str, &str)]) -> (Request, String
     let mut overrides = vec![("MONDIAPAY__CLIENT_AUTH", client_auth)];
     overrides.extend_from_slice(extra);
     let app = spawn_app_with(&overrides).await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     assert_eq!(
-        app.exchange_code(&code, "ORDER-W").await.status(),
+        app.exchange(&code, "ORDER-W").await.status(),
         StatusCode::OK
     );
     let calls = app.upstream_calls().await;

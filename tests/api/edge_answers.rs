@@ -149,7 +149,7 @@ async fn requests_the_http_parser_refuses_get_the_listeners_own_answer() {
 #[tokio::test]
 async fn pages_show_a_support_reference_the_service_generated_not_the_callers_request_id() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -96,14 +96,14 @@ async fn misbehave(mut stream: TcpStream, misbehaviour: Misbehaviour, sent: Arc<
 async fn a_reset_connection_is_a_bad_gateway_and_leaves_the_code_usable() {
     let upstream = RawMondiaPay::start(Misbehaviour::Reset).await;
     let app = spawn_app_with(&[("MONDIAPAY__TOKEN_URL", &upstream.url)]).await;
-    let response = app.exchange_code(&new_code(), "ORDER-RST").await;
+    let response = app.exchange(&new_code(), "ORDER-RST").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(
         upstream.connections.load(Ordering::SeqCst),
         1,
         "a reset after sending is not retried"
     );
-    let exchanges = scrape(&app).await;
+    let exchanges = app.metrics_text().await;
     assert!(
         exchanges.contains("token_proxy_exchanges_total{outcome=\"unreachable\"} 1"),
         "{exchanges}"
@@ -115,7 +115,7 @@ async fn an_endless_answer_is_cut_off_not_buffered() {
     let upstream = RawMondiaPay::start(Misbehaviour::EndlessBody).await;
     let app = spawn_app_with(&[("MONDIAPAY__TOKEN_URL", &upstream.url)]).await;
     let started = Instant::now();
-    let response = app.exchange_code(&new_code(), "ORDER-BIG").await;
+    let response = app.exchange(&new_code(), "ORDER-BIG").await;
     assert_eq!(
         response.status(),
         StatusCode::BAD_GATEWAY,
@@ -136,7 +136,7 @@ async fn headers_sent_slowly_end_in_a_timeout() {
     ])
     .await;
     let started = Instant::now();
-    let response = app.exchange_code(&new_code(), "ORDER-SLOW").await;
+    let response = app.exchange(&new_code(), "ORDER-SLOW").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -156,7 +156,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
     ])
     .await;
     let started = Instant::now();
-    let response = app.exchange_code(&new_code(), "ORDER-REFUSED").await;
+    let response = app.exchange(&new_code(), "ORDER-REFUSED").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     // Backoff of at least 100, 200 and 400 ms between the four attempts.
     assert!(
@@ -164,7 +164,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
         "{:?}",
         started.elapsed()
     );
-    let metrics = scrape(&app).await;
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("token_proxy_mondiapay_connect_retries_total 3"),
         "{metrics}"
@@ -175,7 +175,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
 async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
     let app = spawn_app_with(&[("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1")]).await;
     let slow = issues_after("Ucap", Duration::from_millis(500));
-    app.mondiapay_answers(slow, 2).await;
+    app.mondiapay.answers(slow, 2).await;
     let (first, second) = (new_code(), new_code());
     let running = tokio::spawn(
         app.api(reqwest::Method::POST, "/v1/exchange")
@@ -185,13 +185,13 @@ async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
     while app.upstream_calls().await.is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let refused = app.exchange_code(&second, "ORDER-CAP").await;
+    let refused = app.exchange(&second, "ORDER-CAP").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_problem_kind(&json(refused).await, "exchange-capacity");
     assert_eq!(running.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(
-        app.exchange_code(&second, "ORDER-CAP").await.status(),
+        app.exchange(&second, "ORDER-CAP").await.status(),
         StatusCode::OK,
         "the refused code was not used"
     );
@@ -206,24 +206,24 @@ async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored
     ])
     .await;
     let slow = issues_after("Uslowly", Duration::from_secs(2));
-    app.mondiapay_answers(slow, 2).await;
+    app.mondiapay.answers(slow, 2).await;
 
     let code = new_code();
-    let response = app.exchange_code(&code, "ORDER-408").await;
+    let response = app.exchange(&code, "ORDER-408").await;
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
     assert_eq!(
         response.headers()["content-type"],
         "application/problem+json"
     );
     wait_for_token(&app, "ORDER-408").await;
-    let record = json(app.exchange_code(&code, "ORDER-408").await).await;
+    let record = json(app.exchange(&code, "ORDER-408").await).await;
     assert_eq!(
         record["access_token"], "Uslowly",
         "the exchange finished after its caller left"
     );
 
     let query = format!("ref=ORDER-408B&code={}", new_code());
-    let page = app.browser_get(&format!("/oauth/callback?{query}")).await;
+    let page = app.callback(&query).await;
     assert_eq!(page.status(), StatusCode::REQUEST_TIMEOUT);
     assert!(page.text().await.unwrap().contains("Please try again"));
     wait_for_token(&app, "ORDER-408B").await;
@@ -252,12 +252,12 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
     for _ in 0..5 {
         assert_eq!(app.browser_get("/healthz").await.status(), StatusCode::OK);
         assert_eq!(
-            app.get("/v1/tokens?ref=NONE").await.status(),
+            app.tokens_by_ref("NONE").await.status(),
             StatusCode::NOT_FOUND
         );
     }
     assert!(
-        scrape(&app)
+        app.metrics_text()
             .await
             .contains("token_proxy_rate_limited_total 1")
     );
@@ -323,10 +323,4 @@ async fn wait_for_token(app: &TestApp, reference: &str) {
         assert!(Instant::now() < deadline, "no token for {reference}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub async fn scrape(app: &TestApp) -> String {
-    let response = app.http_get(&format!("{}/metrics", app.internal)).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap()
 }

@@ -21,18 +21,18 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
     .expect(1)
     .mount(&app.mondiapay)
     .await;
-    app.mondiapay_issues_tokens(2).await;
+    app.mondiapay.issues_tokens(2).await;
     let code = new_code();
     assert_eq!(
-        app.exchange_code(&code, "ORDER-M").await.status(),
+        app.exchange(&code, "ORDER-M").await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        app.exchange_code(&code, "ORDER-M").await.status(),
+        app.exchange(&code, "ORDER-M").await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        app.exchange_code(&rejected_code, "ORDER-M").await.status(),
+        app.exchange(&rejected_code, "ORDER-M").await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
     app.callback_page(&format!("ref=ORDER-M2&code={}", new_code()))
@@ -44,7 +44,7 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
         StatusCode::BAD_REQUEST
     );
 
-    let response = app.http_get(&format!("{}/metrics", app.internal)).await;
+    let response = app.metrics().await;
     assert!(
         response.headers()["content-type"]
             .to_str()
@@ -95,14 +95,12 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
     .expect(1)
     .mount(&app.mondiapay)
     .await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     assert_eq!(
-        app.exchange_code(&expiring_code, "ORDER-OLD")
-            .await
-            .status(),
+        app.exchange(&expiring_code, "ORDER-OLD").await.status(),
         StatusCode::GONE
     );
-    let live = json(app.exchange_code(&new_code(), "ORDER-LIVE").await).await;
+    let live = json(app.exchange(&new_code(), "ORDER-LIVE").await).await;
     app.callback_page("ref=ORDER-OLD&error=INSUFFICIENT_FUNDS")
         .await;
 
@@ -118,7 +116,7 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
         assert!(Instant::now() < deadline, "nothing purged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let kept = app.token_stored_for(&live).await;
+    let kept = app.stored_token(&live).await;
     assert_eq!(
         kept["access_token"], live["access_token"],
         "a live token and its exchange stay"

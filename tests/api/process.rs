@@ -6,9 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use std::ops::Deref;
+
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wiremock::{MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
@@ -34,37 +36,22 @@ pub fn serve_stops_with_one_line(mut command: Command) -> String {
     stderr
 }
 
-/// A `POST /v1/exchange` of `code` for `reference` to the served binary at `internal`, with the
-/// API key.
-pub fn exchange_at(
-    client: &reqwest::Client,
-    internal: &str,
-    code: &str,
-    reference: &str,
-) -> reqwest::RequestBuilder {
-    client
-        .post(format!("{internal}/v1/exchange"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"code": code, "ref": reference}))
-}
-
-/// The binary running `serve`, its log lines collected as they come.
+/// The binary running `serve`, its log lines collected as they come; derefs to its `Client`.
 pub struct Served {
+    pub client: Client,
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Served {
-    pub fn start(env: &HashMap<String, String>) -> (Self, String) {
-        let (served, listening) = Self::spawn(command(env));
-        let internal = format!("http://{}", listening["internal"].as_str().unwrap());
-        (served, internal)
+    pub fn start(env: &HashMap<String, String>) -> Self {
+        Self::spawn(command(env))
     }
 
-    /// Runs `serve` with a command prepared by the caller (limits, extra variables); returns
-    /// the `listening` log line, which holds both addresses.
-    pub fn spawn(mut command: Command) -> (Self, Value) {
+    /// Runs `serve` with a command prepared by the caller (limits, extra variables), and waits
+    /// for the event that announces both listeners' addresses.
+    pub fn spawn(mut command: Command) -> Self {
         let mut child = command.arg("serve").stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (send, lines) = mpsc::channel();
@@ -76,16 +63,19 @@ impl Served {
             }
         });
         let mut served = Self {
+            client: Client::new(String::new(), String::new()),
             child,
             lines,
             seen: Vec::new(),
         };
-        let listening = served.wait_for("listening");
-        (served, listening)
+        let listening = served.wait_for_event("listening");
+        let address = |listener: &str| format!("http://{}", listening[listener].as_str().unwrap());
+        served.client = Client::new(address("public"), address("internal"));
+        served
     }
 
-    /// Reads log lines until one has `message`; the service announces its addresses this way.
-    pub fn wait_for(&mut self, message: &str) -> Value {
+    /// Reads log lines until one carries `"event": event`, and returns it.
+    pub fn wait_for_event(&mut self, event: &str) -> Value {
         loop {
             let line = self
                 .lines
@@ -93,20 +83,27 @@ impl Served {
                 .expect("the service logs");
             self.seen.push(line.clone());
             if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["message"] == message
+                && value["event"] == event
             {
                 return value;
             }
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends SIGTERM and waits until the service says it has begun to shut down.
+    pub fn terminate(&mut self) {
+        self.signal("-TERM");
+        self.wait_for_event("shutdown_started");
     }
 
-    pub fn terminate(&self) {
+    /// Sends SIGKILL: no shutdown, no flush.
+    pub fn kill(&self) {
+        self.signal("-KILL");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -118,6 +115,20 @@ impl Served {
         let mut seen = std::mem::take(&mut self.seen);
         seen.extend(self.lines.iter());
         (status.code(), seen)
+    }
+
+    /// SIGTERM, then the exit code once the service has stopped.
+    pub fn stop(mut self) -> (Option<i32>, Vec<String>) {
+        self.terminate();
+        self.wait()
+    }
+}
+
+impl Deref for Served {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -131,52 +142,21 @@ impl Drop for Served {
     }
 }
 
-pub async fn mondiapay() -> (MockServer, tempfile::TempDir, HashMap<String, String>) {
-    let server = MockServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = test_env(&server, &dir);
-    (server, dir, env)
-}
-
-pub async fn mount(server: &MockServer, template: impl wiremock::Respond + 'static, calls: u64) {
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(template)
-        .expect(calls)
-        .mount(server)
-        .await;
-}
-
-/// Mounts a token endpoint answering `template` to the first call only, expecting exactly one.
-pub async fn mount_first_answer(server: &MockServer, template: ResponseTemplate) {
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(template)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(server)
-        .await;
-}
-
 #[tokio::test]
 async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
-    let (server, _dir, env) = mondiapay().await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
     let rejected_code = new_code();
     let rejection = ResponseTemplate::new(400)
         .set_body_json(json!({"error": "invalid_grant", "error_description": format!("code {rejected_code} with secret {CLIENT_SECRET} unknown")}));
-    wiremock::Mock::given(wiremock::matchers::query_param(
-        "code",
-        rejected_code.as_str(),
-    ))
-    .respond_with(rejection)
-    .expect(1)
-    .mount(&server)
-    .await;
-    mount(&server, IssueTokens, 1).await;
-    let (served, internal) = Served::start(&env);
-    let client = reqwest::Client::new();
+    mondiapay.answers_code(&rejected_code, rejection).await;
+    mondiapay.issues_tokens(1).await;
+    let served = Served::start(&env);
     let code = new_code();
     let exchange = |code: &str| {
-        exchange_at(&client, &internal, code, "ORDER-LOG")
+        served
+            .api(Method::POST, "/v1/exchange")
             .header("x-request-id", "trace-me-42")
+            .json(&json!({"code": code, "ref": "ORDER-LOG"}))
             .send()
     };
     let record: Value = exchange(&code).await.unwrap().json().await.unwrap();
@@ -185,20 +165,18 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
         exchange(&rejected_code).await.unwrap().status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let wrong_key = client
-        .get(format!("{internal}/v1/tokens?ref=ORDER-LOG"))
-        .bearer_auth("not-the-key-0123456789");
+    let wrong_key = served.with_api_key("not-the-key-0123456789");
     assert_eq!(
-        wrong_key.send().await.unwrap().status(),
+        wrong_key.tokens_by_ref("ORDER-LOG").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let by_ref = client
-        .get(format!("{internal}/v1/tokens?ref=ORDER-LOG"))
-        .bearer_auth(ROTATED_API_KEY);
-    assert_eq!(by_ref.send().await.unwrap().status(), StatusCode::OK);
+    let rotated = served.with_api_key(ROTATED_API_KEY);
+    assert_eq!(
+        rotated.tokens_by_ref("ORDER-LOG").await.status(),
+        StatusCode::OK
+    );
 
-    served.terminate();
-    let (exit, lines) = served.wait();
+    let (exit, lines) = served.stop();
     assert_eq!(exit, Some(0));
     let secrets = [
         CLIENT_SECRET,
@@ -240,13 +218,13 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
 
 #[tokio::test]
 async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
-    let (server, _dir, env) = mondiapay().await;
-    let slow = issues_after("Uslow", Duration::from_millis(1500));
-    mount(&server, slow, 1).await;
-    let (mut served, internal) = Served::start(&env);
-    let request = exchange_in_flight(&server, &internal).await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
+    mondiapay
+        .answers(issues_after("Uslow", Duration::from_millis(1500)), 1)
+        .await;
+    let mut served = Served::start(&env);
+    let request = exchange_in_flight(&served, &mondiapay).await;
     served.terminate();
-    served.wait_for("shutting down: no new connections, finishing requests under way");
     let response = request.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
@@ -259,8 +237,8 @@ async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
 
 #[tokio::test]
 async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
-    let (server, _dir, env) = mondiapay().await;
-    mount(&server, IssueTokens, 1).await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
+    mondiapay.issues_tokens(1).await;
     let code = new_code();
     let output = command(&env)
         .args(["exchange", "--code", &code, "--ref", "ORDER-CLI"])
@@ -306,7 +284,7 @@ async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
 
 #[tokio::test]
 async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
-    let (_server, _dir, env) = mondiapay().await;
+    let (_mondiapay, _dir, env) = MondiaPay::start().await;
     let output = command(&env).arg("check-config").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let printed = String::from_utf8(output.stdout).unwrap();
@@ -339,7 +317,7 @@ async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
 
 #[tokio::test]
 async fn a_port_in_use_stops_start_up_with_one_line() {
-    let (_server, _dir, mut env) = mondiapay().await;
+    let (_mondiapay, _dir, mut env) = MondiaPay::start().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     env.insert(
         "TOKEN_PROXY__INTERNAL__LISTEN".into(),
@@ -433,7 +411,7 @@ async fn the_env_example_as_it_is_is_refused_for_its_placeholder_api_keys_and_se
 
 #[tokio::test]
 async fn check_config_refuses_a_remote_database_without_a_checked_certificate_in_one_line() {
-    let (_server, _dir, env) = mondiapay().await;
+    let (_mondiapay, _dir, env) = MondiaPay::start().await;
     let password = "Pa55-w0rd-for-the-db";
     let cases = [
         (

@@ -9,41 +9,40 @@ use crate::helpers::*;
 #[tokio::test]
 async fn tokens_are_found_by_id_and_by_ref_and_uuid_the_first_live_one() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(3).await;
+    app.mondiapay.issues_tokens(3).await;
     let older = json(
-        app.exchange(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
+        app.exchange_with(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
             .await,
     )
     .await;
     let newer = json(
-        app.exchange(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
+        app.exchange_with(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
             .await,
     )
     .await;
     let other = json(
-        app.exchange(json!({"code": new_code(), "ref": "ORDER-8"}))
+        app.exchange_with(json!({"code": new_code(), "ref": "ORDER-8"}))
             .await,
     )
     .await;
 
-    let by_id = app.token_stored_for(&older).await;
+    let by_id = app.stored_token(&older).await;
     assert_eq!(by_id["access_token"], older["access_token"]);
-    let by_ref = app.get("/v1/tokens?ref=ORDER-7").await;
+    let by_ref = app.tokens_by_ref("ORDER-7").await;
     assert_eq!(by_ref.headers()["cache-control"], "no-store");
     assert_eq!(json(by_ref).await["id"], older["id"]);
     assert_eq!(
-        json(app.get("/v1/tokens?uuid=user-1").await).await["id"],
+        json(app.tokens_by_uuid("user-1").await).await["id"],
         older["id"]
     );
     // Once the first is gone, the next one recorded answers.
-    app.delete(&format!("/v1/tokens/{}", older["id"].as_str().unwrap()))
-        .await;
+    app.delete_token(older["id"].as_str().unwrap()).await;
     assert_eq!(
-        json(app.get("/v1/tokens?ref=ORDER-7").await).await["id"],
+        json(app.tokens_by_ref("ORDER-7").await).await["id"],
         newer["id"]
     );
     assert_eq!(
-        json(app.get("/v1/tokens?ref=ORDER-8").await).await["id"],
+        json(app.tokens_by_ref("ORDER-8").await).await["id"],
         other["id"]
     );
 }
@@ -74,23 +73,23 @@ async fn lookups_that_find_nothing_or_ask_wrongly_get_problems() {
 #[tokio::test]
 async fn deleted_tokens_are_gone_and_their_code_is_not_exchanged_again() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let record = json(app.exchange_code(&code, "ORDER-D").await).await;
-    let path = format!("/v1/tokens/{}", record["id"].as_str().unwrap());
-    assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get(&path).await.status(), StatusCode::NOT_FOUND);
+    let record = json(app.exchange(&code, "ORDER-D").await).await;
+    let id = record["id"].as_str().unwrap();
+    assert_eq!(app.delete_token(id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.token(id).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.get("/v1/tokens?ref=ORDER-D").await.status(),
+        app.tokens_by_ref("ORDER-D").await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.delete(&path).await.status(),
+        app.delete_token(id).await.status(),
         StatusCode::NO_CONTENT,
         "deleting again is fine"
     );
     assert_eq!(
-        app.exchange_code(&code, "ORDER-D").await.status(),
+        app.exchange(&code, "ORDER-D").await.status(),
         StatusCode::GONE
     );
 }
@@ -99,21 +98,22 @@ async fn deleted_tokens_are_gone_and_their_code_is_not_exchanged_again() {
 async fn expired_tokens_are_never_returned() {
     let app = spawn_app().await;
     let short = json!({"access_token": "Ushort", "token_type": "bearer", "expires_in": "30"});
-    app.mondiapay_answers(ResponseTemplate::new(200).set_body_json(short), 1)
+    app.mondiapay
+        .answers(ResponseTemplate::new(200).set_body_json(short), 1)
         .await;
     let code = new_code();
-    let response = app.exchange_code(&code, "ORDER-SHORT").await;
+    let response = app.exchange(&code, "ORDER-SHORT").await;
     assert_eq!(
         response.status(),
         StatusCode::GONE,
         "30 s is inside the 60 s safety margin"
     );
     assert_eq!(
-        app.get("/v1/tokens?ref=ORDER-SHORT").await.status(),
+        app.tokens_by_ref("ORDER-SHORT").await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.exchange_code(&code, "ORDER-SHORT").await.status(),
+        app.exchange(&code, "ORDER-SHORT").await.status(),
         StatusCode::GONE
     );
 }
@@ -121,7 +121,7 @@ async fn expired_tokens_are_never_returned() {
 #[tokio::test]
 async fn the_api_needs_a_configured_key() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let url = format!("{}/v1/tokens?ref=X", app.internal);
     let client = reqwest::Client::new();
     let attempts = [
@@ -178,12 +178,7 @@ async fn each_route_lives_on_its_own_listener() {
         assert_eq!(health.status(), StatusCode::OK);
         assert_eq!(health.text().await.unwrap(), "ok");
     }
-    assert_eq!(
-        app.http_get(&format!("{}/readyz", app.internal))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.ready().await.status(), StatusCode::OK);
     for path in ["/v1/tokens?ref=X", "/v1/tokens/tok_x", "/readyz"] {
         let response = reqwest::Client::new()
             .get(format!("{}{path}", app.public))
