@@ -166,25 +166,20 @@ async fn a_replayed_callback_gets_the_same_303_and_causes_no_second_call() {
     let app = spawn_app().await;
     let slow = issues_after("Ureplay", Duration::from_millis(200));
     app.mondiapay.answers(slow, 1).await;
-    let url = format!(
-        "{}/oauth/callback?ref=ORDER-R&code={}&status=200",
-        app.public,
-        new_code()
-    );
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let query = format!("ref=ORDER-R&code={}&status=200", new_code());
     let concurrent: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(browser.get(&url).send()))
+        .map(|_| {
+            let (browser, query) = (app.client.clone(), query.clone());
+            tokio::spawn(async move { browser.callback(&query).await })
+        })
         .collect();
     let mut locations = Vec::new();
     for request in concurrent {
-        let response = request.await.unwrap().unwrap();
+        let response = request.await.unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         locations.push(response.headers()["location"].to_str().unwrap().to_owned());
     }
-    let later = browser.get(&url).send().await.unwrap();
+    let later = app.callback(&query).await;
     locations.push(later.headers()["location"].to_str().unwrap().to_owned());
     locations.dedup();
     assert_eq!(locations.len(), 1, "{locations:?}");
@@ -274,7 +269,7 @@ async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
     app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     let success = app
-        .browser_get(&format!("/oauth/callback?order=77&code={code}&status=200"))
+        .callback(&format!("order=77&code={code}&status=200"))
         .await;
     assert_eq!(success.status(), StatusCode::SEE_OTHER);
     let token = json(app.tokens_by_ref("77").await).await;
@@ -287,7 +282,7 @@ async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
         .as_str()
     );
     let failure = app
-        .browser_get("/oauth/callback?order=78&error=INSUFFICIENT_FUNDS&status=402")
+        .callback("order=78&error=INSUFFICIENT_FUNDS&status=402")
         .await;
     assert_eq!(
         failure.headers()["location"],

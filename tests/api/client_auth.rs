@@ -16,7 +16,7 @@ async fn one_call(client_auth: &str, extra: &[(&str, &str)]) -> (Request, String
         app.exchange(&code, "ORDER-W").await.status(),
         StatusCode::OK
     );
-    let calls = app.upstream_calls().await;
+    let calls = app.mondiapay.calls().await;
     assert_eq!(calls.len(), 1);
     let request = calls.into_iter().next().unwrap();
     assert_eq!(request.headers["accept"], "application/json");

@@ -76,7 +76,7 @@ async fn concurrent_requests_for_one_code_share_one_upstream_call() {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "every request got the same record");
-    assert_eq!(app.upstream_calls().await.len(), 1);
+    assert_eq!(app.mondiapay.calls().await.len(), 1);
 }
 
 /// Runs the futures concurrently on the test's runtime.

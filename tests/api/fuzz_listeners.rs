@@ -226,7 +226,7 @@ async fn both_listeners_answer_hostile_requests_in_their_own_form() {
         let health = app.http_get(&format!("{base}/healthz")).await;
         assert_eq!(health.status(), reqwest::StatusCode::OK);
     }
-    assert!(app.upstream_calls().await.is_empty());
+    assert!(app.mondiapay.calls().await.is_empty());
 }
 
 mod bounded {

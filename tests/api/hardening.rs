@@ -182,9 +182,7 @@ async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
             .json(&json!({"code": first}))
             .send(),
     );
-    while app.upstream_calls().await.is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.mondiapay.until_called().await;
     let refused = app.exchange(&second, "ORDER-CAP").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -244,7 +242,7 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
         app.browser_get("/oauth/result/res_none").await.status(),
     ];
     assert_eq!(statuses, [StatusCode::NOT_FOUND; 2]);
-    let limited = app.browser_get("/oauth/callback?code=A1").await;
+    let limited = app.callback("code=A1").await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.headers()["retry-after"], "1");
     assert_eq!(limited.headers()["x-frame-options"], "DENY");
@@ -314,12 +312,7 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
 /// Polls (bounded) until a token for `reference` is stored.
 async fn wait_for_token(app: &TestApp, reference: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .get(&format!("/v1/tokens?ref={reference}"))
-        .await
-        .status()
-        != StatusCode::OK
-    {
+    while app.tokens_by_ref(reference).await.status() != StatusCode::OK {
         assert!(Instant::now() < deadline, "no token for {reference}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

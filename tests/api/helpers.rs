@@ -117,11 +117,6 @@ impl TestApp {
         self.stop().await;
         self.start().await;
     }
-
-    /// The calls MondiaPay's token endpoint received so far.
-    pub async fn upstream_calls(&self) -> Vec<Request> {
-        self.mondiapay.calls().await
-    }
 }
 
 /// `app.exchange(…)`, `app.token(…)`: the test speaks to the service through its client.
@@ -335,7 +330,8 @@ pub async fn assert_store_refuses(app: &TestApp, code: &str) {
         assert_eq!(app.ready().await.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     assert!(
-        app.upstream_calls()
+        app.mondiapay
+            .calls()
             .await
             .iter()
             .all(|call| !call.url.as_str().contains(code))

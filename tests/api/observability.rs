@@ -40,7 +40,7 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
     app.callback_page("ref=ORDER-M3&error=INSUFFICIENT_FUNDS")
         .await;
     assert_eq!(
-        app.browser_get("/oauth/callback?nothing=1").await.status(),
+        app.callback("nothing=1").await.status(),
         StatusCode::BAD_REQUEST
     );
 

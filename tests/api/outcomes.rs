@@ -30,9 +30,7 @@ async fn forged_failures_cannot_push_a_genuine_success_out_nor_grow_the_store() 
 
     for n in 0..101 {
         for error in [format!("FORGED_{n}"), "INSUFFICIENT_FUNDS".to_owned()] {
-            let forged = app
-                .browser_get(&format!("/oauth/callback?error={error}&ref=ORDER-77"))
-                .await;
+            let forged = app.callback(&format!("error={error}&ref=ORDER-77")).await;
             assert_eq!(forged.status(), StatusCode::SEE_OTHER);
         }
     }
@@ -71,6 +69,7 @@ async fn mondiapay_free_text_is_neither_stored_nor_listed() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // The body as sent, so that no spelling of the text can hide in it.
     let listed = app
         .get("/v1/callbacks?ref=ORDER-TEXT")
         .await

@@ -80,9 +80,7 @@ async fn a_callback_for_a_code_exchanged_first_through_the_api_names_the_first_o
     let code = new_code();
     let token = json(app.exchange(&code, "ORDER-API").await).await;
 
-    let callback = app
-        .browser_get(&format!("/oauth/callback?ref=ORDER-OTHER&code={code}"))
-        .await;
+    let callback = app.callback(&format!("ref=ORDER-OTHER&code={code}")).await;
     assert_eq!(callback.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         callback.headers()["location"],
