@@ -56,12 +56,7 @@ async fn malformed_callbacks_get_a_400_page_and_no_upstream_call() {
             "query {query:.60}"
         );
         assert_public_headers(&response);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(content_type(&response).starts_with("text/html"));
         let page = response.text().await.unwrap();
         assert!(page.contains("This link is not valid"), "query {query:.60}");
     }
@@ -199,7 +194,7 @@ async fn errors_listed_in_exchange_on_errors_still_exchange_their_code() {
     assert!(page.contains("Thank you"));
     assert_eq!(app.tokens_by_ref("ORDER-AS").await.status(), StatusCode::OK);
 
-    let strict = spawn_app_with(&[("MONDIAPAY__EXCHANGE_ON_ERRORS", "")]).await;
+    let strict = spawn_app_with("MONDIAPAY__EXCHANGE_ON_ERRORS=").await;
     strict.mondiapay.issues_tokens(0).await;
     let (_, status, page) = strict.callback_page(&query).await;
     assert_eq!(status, StatusCode::OK);
@@ -230,9 +225,7 @@ async fn a_rejected_code_shows_the_rejection_page_every_time_with_one_call() {
 #[tokio::test]
 async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_reload_may_retry() {
     let app = spawn_app().await;
-    app.mondiapay
-        .fails_then_issues(ResponseTemplate::new(503), 1)
-        .await;
+    app.mondiapay.unavailable_once_then_issues().await;
     let query = format!("ref=ORDER-W&code={}", new_code());
     let (first, status, page) = app.callback_page(&query).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -248,7 +241,7 @@ async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_rel
 
 #[tokio::test]
 async fn a_hanging_mondiapay_gives_a_504_page() {
-    let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_with("MONDIAPAY__TIMEOUT_SECS=1").await;
     let hanging = issues_after("Uhang", Duration::from_secs(5));
     app.mondiapay.answers(hanging, 1).await;
     let (_, status, page) = app
@@ -260,11 +253,10 @@ async fn a_hanging_mondiapay_gives_a_504_page() {
 
 #[tokio::test]
 async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__SUCCESS_URL", "https://shop.example/done?step=3"),
-        ("PUBLIC__FAILURE_URL", "https://shop.example/failed"),
-        ("PUBLIC__CORRELATION_PARAM", "order"),
-    ])
+    let app = spawn_app_with(
+        "PUBLIC__SUCCESS_URL=https://shop.example/done?step=3 \
+         PUBLIC__FAILURE_URL=https://shop.example/failed PUBLIC__CORRELATION_PARAM=order",
+    )
     .await;
     app.mondiapay.issues_tokens(1).await;
     let code = new_code();

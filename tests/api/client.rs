@@ -157,3 +157,24 @@ impl Client {
         (location, status, page.text().await.unwrap())
     }
 }
+
+/// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is spoken
+/// to through its `client` field.
+macro_rules! spoken_to_through_its_client {
+    ($service:ty) => {
+        impl std::ops::Deref for $service {
+            type Target = $crate::client::Client;
+
+            fn deref(&self) -> &Self::Target {
+                &self.client
+            }
+        }
+    };
+}
+
+pub(crate) use spoken_to_through_its_client;
+
+/// An answer's `Content-Type`, as text.
+pub fn content_type(response: &Response) -> &str {
+    response.headers()["content-type"].to_str().unwrap()
+}

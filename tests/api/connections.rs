@@ -173,11 +173,10 @@ async fn read_health_answer(stream: &mut TcpStream) {
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__REQUEST_TIMEOUT_SECS", "1"),
-        ("PUBLIC__IDLE_TIMEOUT_SECS", "2"),
-        ("PUBLIC__HEADER_READ_TIMEOUT_SECS", "60"),
-    ])
+    let app = spawn_app_with(
+        "PUBLIC__REQUEST_TIMEOUT_SECS=1 PUBLIC__IDLE_TIMEOUT_SECS=2 \
+         PUBLIC__HEADER_READ_TIMEOUT_SECS=60",
+    )
     .await;
     let address = app.public.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).await.unwrap();
@@ -202,11 +201,9 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_client_slower_than_the_header_read_timeout_is_disconnected_on_both_listeners() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__HEADER_READ_TIMEOUT_SECS", "1"),
-        ("INTERNAL__HEADER_READ_TIMEOUT_SECS", "1"),
-    ])
-    .await;
+    let app =
+        spawn_app_with("PUBLIC__HEADER_READ_TIMEOUT_SECS=1 INTERNAL__HEADER_READ_TIMEOUT_SECS=1")
+            .await;
     for base in [&app.public, &app.internal] {
         let address = base.trim_start_matches("http://").parse().unwrap();
         assert!(
@@ -219,7 +216,7 @@ async fn a_client_slower_than_the_header_read_timeout_is_disconnected_on_both_li
 #[tokio::test]
 async fn a_kept_alive_connection_that_sends_no_next_request_is_closed_after_the_header_read_timeout()
  {
-    let app = spawn_app_with(&[("INTERNAL__HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_with("INTERNAL__HEADER_READ_TIMEOUT_SECS=1").await;
     let address = app.internal.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).await.unwrap();
     stream
@@ -236,7 +233,7 @@ async fn a_kept_alive_connection_that_sends_no_next_request_is_closed_after_the_
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
-    let app = spawn_app_with(&[("PUBLIC__MAX_CONNECTIONS", "2")]).await;
+    let app = spawn_app_with("PUBLIC__MAX_CONNECTIONS=2").await;
     let address = app.public.trim_start_matches("http://").to_owned();
     let request = b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n";
     let mut held = Vec::new();

@@ -14,8 +14,6 @@ use crate::helpers::*;
 use crate::postgres::PgCluster;
 use crate::process::Served;
 
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
 /// A fresh token per call, a little late: long enough for clients to give up mid-request.
 struct SlowTokens;
 
@@ -81,15 +79,11 @@ async fn client(service: Client, ask: Ask, n: usize, patience: Duration) -> Seen
 async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction() {
     let cluster = PgCluster::start();
     let (mondiapay, _dir, mut env) = MondiaPay::start().await;
-    for (key, value) in [
-        ("STORE__URL", cluster.url()),
-        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "100000".to_owned()),
-        ("PUBLIC__RATE_LIMIT_BURST", "100000".to_owned()),
-        ("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1000".to_owned()),
-    ] {
-        env.insert(format!("TOKEN_PROXY__{key}"), value);
-    }
+    env.extend(settings(&cluster.store_settings()));
+    env.extend(settings(
+        "PUBLIC__RATE_LIMIT_PER_SECOND=100000 PUBLIC__RATE_LIMIT_BURST=100000 \
+         MONDIAPAY__MAX_CONCURRENT_EXCHANGES=1000",
+    ));
     // As many calls as get through before their clients hang up.
     Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(SlowTokens)

@@ -95,7 +95,7 @@ async fn misbehave(mut stream: TcpStream, misbehaviour: Misbehaviour, sent: Arc<
 #[tokio::test]
 async fn a_reset_connection_is_a_bad_gateway_and_leaves_the_code_usable() {
     let upstream = RawMondiaPay::start(Misbehaviour::Reset).await;
-    let app = spawn_app_with(&[("MONDIAPAY__TOKEN_URL", &upstream.url)]).await;
+    let app = spawn_app_with(&format!("MONDIAPAY__TOKEN_URL={}", upstream.url)).await;
     let response = app.exchange(&new_code(), "ORDER-RST").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -113,7 +113,7 @@ async fn a_reset_connection_is_a_bad_gateway_and_leaves_the_code_usable() {
 #[tokio::test]
 async fn an_endless_answer_is_cut_off_not_buffered() {
     let upstream = RawMondiaPay::start(Misbehaviour::EndlessBody).await;
-    let app = spawn_app_with(&[("MONDIAPAY__TOKEN_URL", &upstream.url)]).await;
+    let app = spawn_app_with(&format!("MONDIAPAY__TOKEN_URL={}", upstream.url)).await;
     let started = Instant::now();
     let response = app.exchange(&new_code(), "ORDER-BIG").await;
     assert_eq!(
@@ -130,10 +130,10 @@ async fn an_endless_answer_is_cut_off_not_buffered() {
 #[tokio::test]
 async fn headers_sent_slowly_end_in_a_timeout() {
     let upstream = RawMondiaPay::start(Misbehaviour::SlowHeaders).await;
-    let app = spawn_app_with(&[
-        ("MONDIAPAY__TOKEN_URL", &upstream.url),
-        ("MONDIAPAY__TIMEOUT_SECS", "1"),
-    ])
+    let app = spawn_app_with(&format!(
+        "MONDIAPAY__TOKEN_URL={} MONDIAPAY__TIMEOUT_SECS=1",
+        upstream.url
+    ))
     .await;
     let started = Instant::now();
     let response = app.exchange(&new_code(), "ORDER-SLOW").await;
@@ -150,10 +150,9 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}{TOKEN_PATH}", closed.local_addr().unwrap());
     drop(closed);
-    let app = spawn_app_with(&[
-        ("MONDIAPAY__TOKEN_URL", &url),
-        ("MONDIAPAY__CONNECT_RETRIES", "3"),
-    ])
+    let app = spawn_app_with(&format!(
+        "MONDIAPAY__TOKEN_URL={url} MONDIAPAY__CONNECT_RETRIES=3"
+    ))
     .await;
     let started = Instant::now();
     let response = app.exchange(&new_code(), "ORDER-REFUSED").await;
@@ -173,7 +172,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
-    let app = spawn_app_with(&[("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1")]).await;
+    let app = spawn_app_with("MONDIAPAY__MAX_CONCURRENT_EXCHANGES=1").await;
     let slow = issues_after("Ucap", Duration::from_millis(500));
     app.mondiapay.answers(slow, 2).await;
     let (first, second) = (new_code(), new_code());
@@ -197,11 +196,9 @@ async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
 
 #[tokio::test]
 async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored() {
-    let app = spawn_app_with(&[
-        ("INTERNAL__REQUEST_TIMEOUT_SECS", "1"),
-        ("PUBLIC__REQUEST_TIMEOUT_SECS", "1"),
-        ("MONDIAPAY__TIMEOUT_SECS", "5"),
-    ])
+    let app = spawn_app_with(
+        "INTERNAL__REQUEST_TIMEOUT_SECS=1 PUBLIC__REQUEST_TIMEOUT_SECS=1 MONDIAPAY__TIMEOUT_SECS=5",
+    )
     .await;
     let slow = issues_after("Uslowly", Duration::from_secs(2));
     app.mondiapay.answers(slow, 2).await;
@@ -209,10 +206,7 @@ async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored
     let code = new_code();
     let response = app.exchange(&code, "ORDER-408").await;
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(content_type(&response), "application/problem+json");
     wait_for_token(&app, "ORDER-408").await;
     let record = json(app.exchange(&code, "ORDER-408").await).await;
     assert_eq!(
@@ -232,11 +226,7 @@ async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored
 
 #[tokio::test]
 async fn each_client_is_rate_limited_on_the_public_listener_only() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "1"),
-        ("PUBLIC__RATE_LIMIT_BURST", "2"),
-    ])
-    .await;
+    let app = spawn_app_with("PUBLIC__RATE_LIMIT_PER_SECOND=1 PUBLIC__RATE_LIMIT_BURST=2").await;
     let statuses = [
         app.browser_get("/oauth/result/res_none").await.status(),
         app.browser_get("/oauth/result/res_none").await.status(),
@@ -272,41 +262,41 @@ async fn forwarded_for(app: &TestApp, client: &str) -> StatusCode {
         .status()
 }
 
+/// Asks for a result page as each client in turn and checks each status, in order.
+async fn assert_forwarded_for(app: &TestApp, asks: &[(&str, StatusCode)]) {
+    for (n, (client, expected)) in asks.iter().enumerate() {
+        let status = forwarded_for(app, client).await;
+        assert_eq!(status, *expected, "ask {n}, as {client}");
+    }
+}
+
 #[tokio::test]
 async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "1"),
-        ("PUBLIC__RATE_LIMIT_BURST", "1"),
-        ("PUBLIC__TRUSTED_PROXIES", "127.0.0.1"),
-    ])
+    let one_at_a_time = "PUBLIC__RATE_LIMIT_PER_SECOND=1 PUBLIC__RATE_LIMIT_BURST=1";
+    let app = spawn_app_with(&format!(
+        "{one_at_a_time} PUBLIC__TRUSTED_PROXIES=127.0.0.1"
+    ))
     .await;
-    assert_eq!(
-        forwarded_for(&app, "198.51.100.1").await,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        forwarded_for(&app, "198.51.100.2").await,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        forwarded_for(&app, "198.51.100.1").await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_forwarded_for(
+        &app,
+        &[
+            ("198.51.100.1", StatusCode::NOT_FOUND),
+            ("198.51.100.2", StatusCode::NOT_FOUND),
+            ("198.51.100.1", StatusCode::TOO_MANY_REQUESTS),
+        ],
+    )
+    .await;
 
-    let untrusting = spawn_app_with(&[
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "1"),
-        ("PUBLIC__RATE_LIMIT_BURST", "1"),
-    ])
+    // A client cannot pick a fresh bucket by sending the header itself.
+    let untrusting = spawn_app_with(one_at_a_time).await;
+    assert_forwarded_for(
+        &untrusting,
+        &[
+            ("198.51.100.1", StatusCode::NOT_FOUND),
+            ("198.51.100.2", StatusCode::TOO_MANY_REQUESTS),
+        ],
+    )
     .await;
-    assert_eq!(
-        forwarded_for(&untrusting, "198.51.100.1").await,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        forwarded_for(&untrusting, "198.51.100.2").await,
-        StatusCode::TOO_MANY_REQUESTS,
-        "a client cannot pick a fresh bucket by sending the header itself"
-    );
 }
 
 /// Polls (bounded) until a token for `reference` is stored.

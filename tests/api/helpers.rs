@@ -2,7 +2,6 @@
 //! stand-in MondiaPay; the constants and answers every test shares.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use mondiapay_token_proxy::settings::{Purpose, Settings};
 use mondiapay_token_proxy::startup::Application;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-pub use crate::client::Client;
+pub use crate::client::{Client, content_type};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -24,6 +23,8 @@ pub const CLIENT_ID: &str = "merchant-client-id";
 pub const CLIENT_SECRET: &str = "Sup3r-S3cret-client-value";
 pub const API_KEY: &str = "tK7vQ2xWm9LrZ4pN8cYb3HfJ6sDg1AeU";
 pub const ROTATED_API_KEY: &str = "Rq5Xn8Vw2Kj7Mb4Tz9Lc6Gh3Pd1Fs0Ya";
+/// A store encryption key (32 bytes, base64), for the stores that must have one.
+pub const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const REDIRECT_URI: &str = "https://shop.example/thanks?from=mondiapay";
 
 pub struct TestApp {
@@ -60,28 +61,44 @@ pub fn test_env(mondiapay: &MockServer, dir: &TempDir) -> HashMap<String, String
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
+    spawn_app_with("").await
 }
 
-/// Spawns the service with `overrides` (`("MONDIAPAY__TIMEOUT_SECS", "1")`) on top of `test_env`.
-pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+/// Settings written as a shell sets them, `KEY=value` pairs apart by white space (values have
+/// none), as the service's environment variables: `STORE__RETENTION_SECS=1` sets
+/// `TOKEN_PROXY__STORE__RETENTION_SECS`.
+pub fn settings(assignments: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    assignments.split_whitespace().map(|assignment| {
+        let (key, value) = assignment
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not KEY=value: {assignment}"));
+        (format!("TOKEN_PROXY__{key}"), value.to_owned())
+    })
+}
+
+/// Spawns the service with `assignments` on top of `test_env`, written as a shell sets them:
+/// `spawn_app_with("PUBLIC__RATE_LIMIT_BURST=2 MONDIAPAY__TIMEOUT_SECS=1")`.
+pub async fn spawn_app_with(assignments: &str) -> TestApp {
     let (mondiapay, dir, mut env) = MondiaPay::start().await;
-    for (key, value) in overrides {
-        env.insert(format!("TOKEN_PROXY__{key}"), (*value).to_owned());
-    }
-    let mut app = TestApp {
-        client: Client::new(String::new(), String::new()),
-        mondiapay,
-        dir,
-        env,
-        stop: None,
-        task: None,
-    };
-    app.start().await;
-    app
+    env.extend(settings(assignments));
+    TestApp::spawn(mondiapay, dir, env).await
 }
 
 impl TestApp {
+    /// Spawns the service in-process with `env`, as `Served::start` runs the binary with it.
+    pub async fn spawn(mondiapay: MondiaPay, dir: TempDir, env: HashMap<String, String>) -> Self {
+        let mut app = Self {
+            client: Client::new(String::new(), String::new()),
+            mondiapay,
+            dir,
+            env,
+            stop: None,
+            task: None,
+        };
+        app.start().await;
+        app
+    }
+
     async fn start(&mut self) {
         let settings = Settings::load(None, Some(self.env.clone()), Purpose::Serve)
             .expect("test settings are valid");
@@ -119,14 +136,7 @@ impl TestApp {
     }
 }
 
-/// `app.exchange(…)`, `app.token(…)`: the test speaks to the service through its client.
-impl Deref for TestApp {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
+crate::client::spoken_to_through_its_client!(TestApp);
 
 impl Drop for TestApp {
     fn drop(&mut self) {
@@ -196,6 +206,12 @@ impl MondiaPay {
         self.issues_tokens(1).await;
     }
 
+    /// MondiaPay is unavailable (`503`) for the first call, then issues one token; expects
+    /// exactly those two calls.
+    pub async fn unavailable_once_then_issues(&self) {
+        self.fails_then_issues(ResponseTemplate::new(503), 1).await;
+    }
+
     /// Issues a fresh token per call, expecting exactly `calls` calls.
     pub async fn issues_tokens(&self, calls: u64) {
         self.answers(IssueTokens, calls).await;
@@ -219,7 +235,7 @@ impl MondiaPay {
     }
 }
 
-impl Deref for MondiaPay {
+impl std::ops::Deref for MondiaPay {
     type Target = MockServer;
 
     fn deref(&self) -> &MockServer {

@@ -45,12 +45,7 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
     );
 
     let response = app.metrics().await;
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
+    assert!(content_type(&response).starts_with("application/openmetrics-text"));
     let metrics = response.text().await.unwrap();
     for line in [
         "token_proxy_exchanges_total{outcome=\"issued\"} 2",
@@ -80,11 +75,7 @@ async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
 
 #[tokio::test]
 async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period() {
-    let app = spawn_app_with(&[
-        ("STORE__RETENTION_SECS", "1"),
-        ("STORE__PURGE_INTERVAL_SECS", "1"),
-    ])
-    .await;
+    let app = spawn_app_with("STORE__RETENTION_SECS=1 STORE__PURGE_INTERVAL_SECS=1").await;
     let expiring = json!({"access_token": "Ugone", "token_type": "bearer", "expires_in": "0"});
     let expiring_code = new_code();
     wiremock::Mock::given(wiremock::matchers::query_param(

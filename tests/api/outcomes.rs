@@ -21,7 +21,7 @@ async fn stored_callbacks(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn forged_failures_cannot_push_a_genuine_success_out_nor_grow_the_store() {
-    let app = spawn_app_with(&[("PUBLIC__RATE_LIMIT_BURST", "1000")]).await;
+    let app = spawn_app_with("PUBLIC__RATE_LIMIT_BURST=1000").await;
     app.mondiapay.issues_tokens(1).await;
     let (_, status, _) = app
         .callback_page(&format!("ref=ORDER-77&code={}", new_code()))

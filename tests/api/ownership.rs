@@ -3,16 +3,13 @@
 //! else's `ref`/`uuid` re-points nothing.
 
 use reqwest::StatusCode;
-use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer() {
     let app = spawn_app().await;
-    app.mondiapay
-        .fails_then_issues(ResponseTemplate::new(503), 1)
-        .await;
+    app.mondiapay.unavailable_once_then_issues().await;
     let code = new_code();
 
     let (_, status, _) = app
@@ -75,7 +72,7 @@ async fn a_later_token_cannot_take_over_a_ref_or_uuid_while_the_first_is_live() 
 
 #[tokio::test]
 async fn a_callback_for_a_code_exchanged_first_through_the_api_names_the_first_owner() {
-    let app = spawn_app_with(&[("PUBLIC__SUCCESS_URL", "https://shop.example/done")]).await;
+    let app = spawn_app_with("PUBLIC__SUCCESS_URL=https://shop.example/done").await;
     app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     let token = json(app.exchange(&code, "ORDER-API").await).await;

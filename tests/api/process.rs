@@ -6,8 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use std::ops::Deref;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
@@ -22,18 +20,29 @@ pub fn command(env: &HashMap<String, String>) -> Command {
     command
 }
 
-/// Runs `serve` with `command` (logs off) and returns what it wrote to stderr, after checking
-/// that start-up stopped with exit code 1 and one line.
-pub fn serve_stops_with_one_line(mut command: Command) -> String {
-    let output = command
-        .env("RUST_LOG", "off")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+/// Runs `command` and returns what it wrote to stdout, after checking that it exited with 0
+/// (its stderr says why when not).
+pub fn succeeds(command: &mut Command) -> Vec<u8> {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    output.stdout
+}
+
+/// Runs `command` and returns what it wrote to stderr, after checking that it exited with
+/// `code` and said why in one line.
+pub fn exits_with_one_line(command: &mut Command, code: i32) -> String {
+    let output = command.output().unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr
+}
+
+/// Runs `serve` with `command` (logs off): start-up stops with exit code 1 and one line, which
+/// is returned.
+pub fn serve_stops_with_one_line(mut command: Command) -> String {
+    exits_with_one_line(command.env("RUST_LOG", "off").arg("serve"), 1)
 }
 
 /// The binary running `serve`, its log lines collected as they come; derefs to its `Client`.
@@ -124,13 +133,7 @@ impl Served {
     }
 }
 
-impl Deref for Served {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
+crate::client::spoken_to_through_its_client!(Served);
 
 /// A test that fails half-way must not leave the service running (holding the test's output).
 impl Drop for Served {
@@ -212,7 +215,9 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
     assert!(
         lines
             .iter()
-            .any(|line| line.contains("\"mondiapay_error\":\"invalid_grant\""))
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .any(|line| line["mondiapay_error"] == "invalid_grant"),
+        "the rejection's error code is a field of its log line"
     );
 }
 
@@ -240,17 +245,8 @@ async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
     let (mondiapay, _dir, env) = MondiaPay::start().await;
     mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let output = command(&env)
-        .args(["exchange", "--code", &code, "--ref", "ORDER-CLI"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = succeeds(command(&env).args(["exchange", "--code", &code, "--ref", "ORDER-CLI"]));
+    let record: Value = serde_json::from_slice(&printed).unwrap();
     assert_eq!(record["ref"], "ORDER-CLI");
     assert!(
         record["access_token"]
@@ -285,9 +281,7 @@ async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
 #[tokio::test]
 async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
     let (_mondiapay, _dir, env) = MondiaPay::start().await;
-    let output = command(&env).arg("check-config").output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let printed = String::from_utf8(output.stdout).unwrap();
+    let printed = String::from_utf8(succeeds(command(&env).arg("check-config"))).unwrap();
     assert!(printed.contains("client_secret = \"[redacted]\""));
     for secret in [CLIENT_SECRET, API_KEY, ROTATED_API_KEY] {
         assert!(!printed.contains(secret));
@@ -295,10 +289,7 @@ async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
 
     let mut broken = env.clone();
     broken.remove("TOKEN_PROXY__MONDIAPAY__CLIENT_ID");
-    let output = command(&broken).arg("check-config").output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = exits_with_one_line(command(&broken).arg("check-config"), 2);
     assert!(
         stderr.contains("mondiapay.client_id")
             && stderr.contains("TOKEN_PROXY__MONDIAPAY__CLIENT_ID")
@@ -333,16 +324,8 @@ async fn a_port_in_use_stops_start_up_with_one_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
     let app = spawn_app().await;
-    let ready = Command::new(BINARY)
-        .args(["healthcheck", "--url", &format!("{}/readyz", app.internal)])
-        .output()
-        .unwrap();
-    assert_eq!(
-        ready.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ready.stderr)
-    );
+    let url = format!("{}/readyz", app.internal);
+    succeeds(Command::new(BINARY).args(["healthcheck", "--url", &url]));
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/readyz", closed.local_addr().unwrap());
     drop(closed);
@@ -372,14 +355,8 @@ async fn the_env_example_as_it_is_is_refused_for_its_placeholder_api_keys_and_se
     let dir = tempfile::tempdir().unwrap();
     let mut env = env_example();
     let keys = env["TOKEN_PROXY__INTERNAL__API_KEYS"].clone();
-    let output = command(&env)
-        .current_dir(dir.path())
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let mut check = command(&env);
+    let stderr = exits_with_one_line(check.current_dir(dir.path()).arg("check-config"), 2);
     assert!(stderr.contains("internal.api_keys"), "{stderr}");
     for key in keys.split(',') {
         assert!(!stderr.contains(key), "the key is echoed: {stderr}");
@@ -446,7 +423,7 @@ async fn check_config_refuses_a_remote_database_without_a_checked_certificate_in
         env.insert("TOKEN_PROXY__STORE__URL".into(), url.clone());
         env.insert(
             "TOKEN_PROXY__STORE__ENCRYPTION_KEY".into(),
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+            ENCRYPTION_KEY.into(),
         );
         let output = command(&env).arg("check-config").output().unwrap();
         let stderr = String::from_utf8(output.stderr).unwrap();

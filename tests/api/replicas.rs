@@ -14,8 +14,6 @@ use crate::helpers::*;
 use crate::postgres::PgCluster;
 use crate::process::Served;
 
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
 /// `POST /v1/exchange` of `code` through `replica`; an error when the replica dies under it.
 async fn exchange(replica: &Client, code: &str) -> reqwest::Result<reqwest::Response> {
     replica
@@ -29,16 +27,11 @@ async fn exchange(replica: &Client, code: &str) -> reqwest::Result<reqwest::Resp
 /// a MondiaPay call given up after 5 s with no connect retry.
 async fn leased_replicas(cluster: &PgCluster) -> (MondiaPay, TempDir, HashMap<String, String>) {
     let (mondiapay, dir, mut env) = MondiaPay::start().await;
-    for (key, value) in [
-        ("STORE__URL", cluster.url()),
-        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
-        ("STORE__CLAIM_LEASE_SECS", "10".to_owned()),
-        ("MONDIAPAY__TIMEOUT_SECS", "5".to_owned()),
-        ("MONDIAPAY__CONNECT_TIMEOUT_SECS", "1".to_owned()),
-        ("MONDIAPAY__CONNECT_RETRIES", "0".to_owned()),
-    ] {
-        env.insert(format!("TOKEN_PROXY__{key}"), value);
-    }
+    env.extend(settings(&cluster.store_settings()));
+    env.extend(settings(
+        "STORE__CLAIM_LEASE_SECS=10 MONDIAPAY__TIMEOUT_SECS=5 \
+         MONDIAPAY__CONNECT_TIMEOUT_SECS=1 MONDIAPAY__CONNECT_RETRIES=0",
+    ));
     (mondiapay, dir, env)
 }
 
@@ -46,8 +39,7 @@ async fn leased_replicas(cluster: &PgCluster) -> (MondiaPay, TempDir, HashMap<St
 async fn two_replicas_exchange_a_code_once_and_both_see_the_token() {
     let cluster = PgCluster::start();
     let (mondiapay, _dir, mut env) = MondiaPay::start().await;
-    env.insert("TOKEN_PROXY__STORE__URL".into(), cluster.url());
-    env.insert("TOKEN_PROXY__STORE__ENCRYPTION_KEY".into(), KEY.into());
+    env.extend(settings(&cluster.store_settings()));
     mondiapay
         .answers(issues_after("Ushared", Duration::from_millis(300)), 1)
         .await;
@@ -130,8 +122,7 @@ async fn a_replica_killed_mid_exchange_is_taken_over_after_its_lease() {
 #[tokio::test]
 async fn a_stopped_database_answers_503_until_it_is_back() {
     let cluster = PgCluster::start();
-    let url = cluster.url();
-    let app = spawn_app_with(&[("STORE__URL", &url), ("STORE__ENCRYPTION_KEY", KEY)]).await;
+    let app = spawn_app_with(&cluster.store_settings()).await;
     let blocked_code = code_for_after_the_fault(&app).await;
     app.mondiapay.issues_tokens(1).await;
     let before = json(app.exchange(&new_code(), "ORDER-PG").await).await;

@@ -75,8 +75,8 @@ async fn without_a_configured_key_one_is_generated_once_with_owner_only_access()
 
 #[tokio::test]
 async fn a_configured_key_is_used_and_no_key_file_is_made() {
-    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let mut app = spawn_app_with(&[("STORE__ENCRYPTION_KEY", key)]).await;
+    let key = ENCRYPTION_KEY;
+    let mut app = spawn_app_with(&format!("STORE__ENCRYPTION_KEY={key}")).await;
     app.mondiapay.issues_tokens(1).await;
     let record = json(app.exchange(&new_code(), "ORDER-K").await).await;
     app.restart().await;
@@ -139,7 +139,7 @@ impl Drop for SmallDisk {
 async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damages_nothing() {
     let disk = SmallDisk::mount("4m");
     let url = format!("sqlite://{}/tokens.db", disk.path.display());
-    let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let mut app = spawn_app_with(&format!("STORE__URL={url}")).await;
     let blocked_code = code_for_after_the_fault(&app).await;
     app.mondiapay.issues_tokens(1).await;
     let before = json(app.exchange(&new_code(), "ORDER-BEFORE").await).await;
@@ -226,7 +226,7 @@ impl Drop for Ext4Disk {
 async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recovers() {
     let disk = Ext4Disk::mount();
     let url = format!("sqlite://{}/tokens.db", disk.path.display());
-    let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let mut app = spawn_app_with(&format!("STORE__URL={url}")).await;
     let blocked_code = code_for_after_the_fault(&app).await;
     app.mondiapay.issues_tokens(1).await;
     let before = json(app.exchange(&new_code(), "ORDER-RO").await).await;

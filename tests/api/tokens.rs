@@ -1,6 +1,6 @@
 //! Looking tokens up, deleting them, and who may ask.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
@@ -62,7 +62,7 @@ async fn lookups_that_find_nothing_or_ask_wrongly_get_problems() {
         let response = app.get(path).await;
         assert_eq!(response.status(), status, "{path}");
         assert_eq!(
-            response.headers()["content-type"],
+            content_type(&response),
             "application/problem+json",
             "{path}"
         );
@@ -70,13 +70,20 @@ async fn lookups_that_find_nothing_or_ask_wrongly_get_problems() {
     }
 }
 
+/// A code whose token is gone is not exchanged again: `410 Gone` (the mock counts the calls).
+async fn assert_spent_for_good(app: &TestApp, code: &str, reference: &str) {
+    let again = app.exchange(code, reference).await;
+    assert_eq!(again.status(), StatusCode::GONE, "{code} again");
+}
+
 #[tokio::test]
 async fn deleted_tokens_are_gone_and_their_code_is_not_exchanged_again() {
     let app = spawn_app().await;
     app.mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let record = json(app.exchange(&code, "ORDER-D").await).await;
-    let id = record["id"].as_str().unwrap();
+    let record = app.exchange(&code, "ORDER-D").await;
+    let id = json(record).await["id"].as_str().unwrap().to_owned();
+    let id = id.as_str();
     assert_eq!(app.delete_token(id).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.token(id).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
@@ -88,10 +95,7 @@ async fn deleted_tokens_are_gone_and_their_code_is_not_exchanged_again() {
         StatusCode::NO_CONTENT,
         "deleting again is fine"
     );
-    assert_eq!(
-        app.exchange(&code, "ORDER-D").await.status(),
-        StatusCode::GONE
-    );
+    assert_spent_for_good(&app, &code, "ORDER-D").await;
 }
 
 #[tokio::test]
@@ -112,10 +116,7 @@ async fn expired_tokens_are_never_returned() {
         app.tokens_by_ref("ORDER-SHORT").await.status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        app.exchange(&code, "ORDER-SHORT").await.status(),
-        StatusCode::GONE
-    );
+    assert_spent_for_good(&app, &code, "ORDER-SHORT").await;
 }
 
 #[tokio::test]
@@ -138,19 +139,13 @@ async fn the_api_needs_a_configured_key() {
         let response = attempt.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(content_type(&response), "application/problem+json");
     }
-    let rotated = client
-        .get(&url)
-        .bearer_auth(ROTATED_API_KEY)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        rotated.status(),
+        app.with_api_key(ROTATED_API_KEY)
+            .tokens_by_ref("X")
+            .await
+            .status(),
         StatusCode::NOT_FOUND,
         "the second configured key is accepted"
     );
@@ -161,12 +156,7 @@ async fn the_api_needs_a_configured_key() {
         .await
         .unwrap();
     assert_eq!(lower_scheme.status(), StatusCode::NOT_FOUND);
-    let exchange = app
-        .api(Method::POST, "/v1/exchange")
-        .json(&json!({"code": new_code()}))
-        .send()
-        .await
-        .unwrap();
+    let exchange = app.exchange_with(json!({"code": new_code()})).await;
     assert_eq!(exchange.status(), StatusCode::OK);
 }
 
@@ -214,19 +204,13 @@ async fn request_ids_are_echoed_or_made() {
     let app = spawn_app().await;
     let url = format!("{}/healthz", app.internal);
     let client = reqwest::Client::new();
-    let echoed = client
-        .get(&url)
-        .header("x-request-id", "support-123")
-        .send()
-        .await
-        .unwrap();
+    let asked_as = async |request_id: &str| {
+        let answer = client.get(&url).header("x-request-id", request_id);
+        answer.send().await.unwrap()
+    };
+    let echoed = asked_as("support-123").await;
     assert_eq!(echoed.headers()["x-request-id"], "support-123");
-    let forged = client
-        .get(&url)
-        .header("x-request-id", "a\"b c")
-        .send()
-        .await
-        .unwrap();
+    let forged = asked_as("a\"b c").await;
     let made = forged.headers()["x-request-id"].to_str().unwrap();
     assert!(!made.is_empty() && made != "a\"b c");
 }

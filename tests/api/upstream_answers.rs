@@ -20,10 +20,7 @@ async fn a_rejected_code_is_final_and_never_sent_again() {
     for _ in 0..3 {
         let response = app.exchange(&code, "ORDER-1").await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(content_type(&response), "application/problem+json");
         let problem = json(response).await;
         assert_eq!(problem["mondiapay_error"], "invalid_grant");
         assert_eq!(problem["status"], 422);
@@ -88,10 +85,14 @@ async fn refused_credentials_are_a_configuration_fault_not_the_codes() {
     assert_eq!(app.ready().await.status(), StatusCode::OK);
 }
 
+/// A body past what the service reads of an answer.
+fn oversized_body() -> String {
+    "x".repeat(200 * 1024)
+}
+
 #[tokio::test]
 async fn answers_without_a_verdict_leave_the_code_usable() {
     let app = spawn_app().await;
-    let big = "x".repeat(200 * 1024);
     let cases = [
         ResponseTemplate::new(500).set_body_json(json!({"error": "invalid_grant"})),
         ResponseTemplate::new(503),
@@ -106,7 +107,7 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
         ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/token"),
         ResponseTemplate::new(429).set_body_json(json!({"error": "slow_down"})),
         ResponseTemplate::new(400).set_body_raw("<html>Bad request</html>", "text/html"),
-        ResponseTemplate::new(400).set_body_raw(big, "application/json"),
+        ResponseTemplate::new(400).set_body_raw(oversized_body(), "application/json"),
     ];
     for (i, unusable) in cases.into_iter().enumerate() {
         app.mondiapay.reset().await;
@@ -135,7 +136,7 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
 
 #[tokio::test]
 async fn a_hanging_mondiapay_times_out_and_leaves_the_code_usable() {
-    let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_with("MONDIAPAY__TIMEOUT_SECS=1").await;
     let hanging = issues_after("Ulate", Duration::from_secs(5));
     app.mondiapay.fails_then_issues(hanging, 1).await;
     let code = new_code();
@@ -159,10 +160,9 @@ async fn an_unreachable_mondiapay_is_a_bad_gateway() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let url = format!("http://127.0.0.1:{port}{TOKEN_PATH}");
-    let app = spawn_app_with(&[
-        ("MONDIAPAY__TOKEN_URL", &url),
-        ("MONDIAPAY__CONNECT_RETRIES", "1"),
-    ])
+    let app = spawn_app_with(&format!(
+        "MONDIAPAY__TOKEN_URL={url} MONDIAPAY__CONNECT_RETRIES=1"
+    ))
     .await;
     let response = app.exchange(&new_code(), "ORDER-DOWN").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
@@ -230,7 +230,6 @@ async fn a_token_with_an_odd_expires_in_or_an_error_beside_it_is_kept_and_its_co
 #[tokio::test]
 async fn a_success_answer_without_a_usable_token_spends_the_code_for_good() {
     let app = spawn_app().await;
-    let big = "x".repeat(200 * 1024);
     let cases = [
         ResponseTemplate::new(200).set_body_json(json!({"token_type": "bearer"})),
         ResponseTemplate::new(200).set_body_json(json!({"access_token": 12345})),
@@ -238,7 +237,7 @@ async fn a_success_answer_without_a_usable_token_spends_the_code_for_good() {
         ResponseTemplate::new(200).set_body_raw("<html>maintenance</html>", "text/html"),
         ResponseTemplate::new(200).set_body_raw("{\"access_token\": \"U1\"", "application/json"),
         ResponseTemplate::new(201).set_body_raw("", "application/json"),
-        ResponseTemplate::new(200).set_body_raw(big, "application/json"),
+        ResponseTemplate::new(200).set_body_raw(oversized_body(), "application/json"),
     ];
     for (i, answer) in cases.into_iter().enumerate() {
         let code = new_code();
