@@ -158,8 +158,8 @@ impl Client {
     }
 }
 
-/// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is spoken
-/// to through its `client` field.
+/// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is
+/// spoken to through its `client` field.
 macro_rules! spoken_to_through_its_client {
     ($service:ty) => {
         impl std::ops::Deref for $service {

@@ -766,7 +766,8 @@ fn random_answer_fields_are_safe_and_a_2xx_with_a_token_issues_it() {
         let sent = fields.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
         if let (true, Some(sent)) = ((200..=299).contains(&status), sent) {
             let Answer::Issued(token) = &answer else {
-                return Err(TestCaseError::fail(format!("expected {sent:?} issued, got {answer:?}")));
+                let expected = format!("expected {sent:?} issued, got {answer:?}");
+                return Err(TestCaseError::fail(expected));
             };
             prop_assert_eq!(token.access_token.expose_secret(), sent);
         }
@@ -800,13 +801,9 @@ fn issued_token_types_are_lower_case() {
 #[derive(Debug, Clone)]
 enum Lifetime {
     /// Left out, or `null`.
-    Unsaid {
-        null: bool,
-    },
-    Seconds {
-        seconds: u64,
-        written: Value,
-    },
+    Unsaid { null: bool },
+    /// A number of seconds, and how MondiaPay wrote it.
+    Seconds { seconds: u64, written: Value },
     /// Written, but not as a number of seconds: the token still lives the documented 12 hours.
     Unreadable(Value),
 }
