@@ -253,8 +253,7 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
 
 /// The status of a public result page asked for with `X-Forwarded-For: client`.
 async fn forwarded_for(app: &TestApp, client: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(format!("{}/oauth/result/res_none", app.public))
+    app.browser("/oauth/result/res_none")
         .header("x-forwarded-for", client)
         .send()
         .await
