@@ -241,12 +241,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(public = %self.public_addr(), internal = %self.internal_addr(), "listening");
+        // `event` is the field tools and tests wait on; the sentence may be reworded.
+        tracing::info!(event = "listening", public = %self.public_addr(), internal = %self.internal_addr(), "listening");
         let stop = CancellationToken::new();
         let trigger = stop.clone();
         tokio::spawn(async move {
             shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing requests under way");
+            tracing::info!(
+                event = "shutdown_started",
+                "shutting down: no new connections, finishing requests under way"
+            );
             trigger.cancel();
         });
         let housekeeping = tokio::spawn(self.housekeeping.run(stop.clone()));

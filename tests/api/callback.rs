@@ -29,7 +29,7 @@ fn assert_public_headers(response: &reqwest::Response) {
 #[tokio::test]
 async fn malformed_callbacks_get_a_400_page_and_no_upstream_call() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(0).await;
+    app.mondiapay.issues_tokens(0).await;
     let long_code = format!("code=A{}", "b".repeat(512));
     let long_query = format!("code=A1&padding={}", "p".repeat(4100));
     let cases = [
@@ -49,19 +49,14 @@ async fn malformed_callbacks_get_a_400_page_and_no_upstream_call() {
         "code=A1&uuid=u&uuid=v",
     ];
     for query in cases {
-        let response = app.browser_get(&format!("/oauth/callback?{query}")).await;
+        let response = app.callback(query).await;
         assert_eq!(
             response.status(),
             StatusCode::BAD_REQUEST,
             "query {query:.60}"
         );
         assert_public_headers(&response);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(content_type(&response).starts_with("text/html"));
         let page = response.text().await.unwrap();
         assert!(page.contains("This link is not valid"), "query {query:.60}");
     }
@@ -70,7 +65,7 @@ async fn malformed_callbacks_get_a_400_page_and_no_upstream_call() {
 #[tokio::test]
 async fn failed_purchases_are_recorded_and_their_code_is_never_exchanged() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(0).await;
+    app.mondiapay.issues_tokens(0).await;
     let cases = [
         (
             format!(
@@ -105,12 +100,12 @@ async fn failed_purchases_are_recorded_and_their_code_is_never_exchanged() {
             "{query}: {page}"
         );
         assert!(page.contains(reference));
-        let outcomes = json(app.get(&format!("/v1/callbacks?ref={reference}")).await).await;
+        let outcomes = app.callbacks(reference).await;
         assert_eq!(outcomes.as_array().unwrap().len(), 1);
         assert_eq!(outcomes[0]["outcome"], "purchase_failed");
         assert!(outcomes[0]["token_id"].is_null());
     }
-    let outcome = &json(app.get("/v1/callbacks?ref=F1").await).await[0];
+    let outcome = &app.callbacks("F1").await[0];
     assert_eq!(outcome["mondiapay_error"], "INSUFFICIENT_FUNDS");
     assert_eq!(outcome["mondiapay_status"], "402");
     assert_eq!(outcome["uuid"], "u-1");
@@ -120,10 +115,10 @@ async fn failed_purchases_are_recorded_and_their_code_is_never_exchanged() {
 #[tokio::test]
 async fn a_purchase_lands_on_the_thank_you_page_and_its_token_is_stored() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     let query = format!("ref=ORDER-42&code={code}&message=OK&uuid=8142-user&status=200");
-    let response = app.browser_get(&format!("/oauth/callback?{query}")).await;
+    let response = app.callback(&query).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_public_headers(&response);
     let support = response.headers()["x-request-id"]
@@ -146,7 +141,7 @@ async fn a_purchase_lands_on_the_thank_you_page_and_its_token_is_stored() {
             && page.contains("ORDER-42")
             && page.contains(&support)
     );
-    let token = json(app.get("/v1/tokens?ref=ORDER-42").await).await;
+    let token = json(app.tokens_by_ref("ORDER-42").await).await;
     assert_eq!(token["uuid"], "8142-user");
     for secret in [
         code.as_str(),
@@ -155,7 +150,7 @@ async fn a_purchase_lands_on_the_thank_you_page_and_its_token_is_stored() {
     ] {
         assert!(!page.contains(secret));
     }
-    let outcome = &json(app.get("/v1/callbacks?ref=ORDER-42").await).await[0];
+    let outcome = &app.callbacks("ORDER-42").await[0];
     assert_eq!(outcome["outcome"], "succeeded");
     assert_eq!(outcome["token_id"], token["id"]);
     assert_eq!(outcome["request_id"], support.as_str());
@@ -165,43 +160,31 @@ async fn a_purchase_lands_on_the_thank_you_page_and_its_token_is_stored() {
 async fn a_replayed_callback_gets_the_same_303_and_causes_no_second_call() {
     let app = spawn_app().await;
     let slow = issues_after("Ureplay", Duration::from_millis(200));
-    app.mondiapay_answers(slow, 1).await;
-    let url = format!(
-        "{}/oauth/callback?ref=ORDER-R&code={}&status=200",
-        app.public,
-        new_code()
-    );
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    app.mondiapay.answers(slow, 1).await;
+    let query = format!("ref=ORDER-R&code={}&status=200", new_code());
     let concurrent: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(browser.get(&url).send()))
+        .map(|_| {
+            let (browser, query) = (app.client.clone(), query.clone());
+            tokio::spawn(async move { browser.callback(&query).await })
+        })
         .collect();
     let mut locations = Vec::new();
     for request in concurrent {
-        let response = request.await.unwrap().unwrap();
+        let response = request.await.unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         locations.push(response.headers()["location"].to_str().unwrap().to_owned());
     }
-    let later = browser.get(&url).send().await.unwrap();
+    let later = app.callback(&query).await;
     locations.push(later.headers()["location"].to_str().unwrap().to_owned());
     locations.dedup();
     assert_eq!(locations.len(), 1, "{locations:?}");
-    assert_eq!(
-        json(app.get("/v1/callbacks?ref=ORDER-R").await)
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.callbacks("ORDER-R").await.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn errors_listed_in_exchange_on_errors_still_exchange_their_code() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let query = format!(
         "ref=ORDER-AS&code={}&error=USER_ALREADY_SUBSCRIBED&message=User+already+subscribed+to+service.&status=409",
         new_code()
@@ -209,13 +192,10 @@ async fn errors_listed_in_exchange_on_errors_still_exchange_their_code() {
     let (_, status, page) = app.callback_page(&query).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Thank you"));
-    assert_eq!(
-        app.get("/v1/tokens?ref=ORDER-AS").await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.tokens_by_ref("ORDER-AS").await.status(), StatusCode::OK);
 
-    let strict = spawn_app_with(&[("MONDIAPAY__EXCHANGE_ON_ERRORS", "")]).await;
-    strict.mondiapay_issues_tokens(0).await;
+    let strict = spawn_app_with("MONDIAPAY__EXCHANGE_ON_ERRORS=").await;
+    strict.mondiapay.issues_tokens(0).await;
     let (_, status, page) = strict.callback_page(&query).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("You already have this subscription"));
@@ -225,14 +205,14 @@ async fn errors_listed_in_exchange_on_errors_still_exchange_their_code() {
 async fn a_rejected_code_shows_the_rejection_page_every_time_with_one_call() {
     let app = spawn_app().await;
     let rejection = ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
-    app.mondiapay_answers(rejection, 1).await;
+    app.mondiapay.answers(rejection, 1).await;
     let query = format!("ref=ORDER-X&code={}", new_code());
     let (first, status, page) = app.callback_page(&query).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("We could not confirm your purchase"));
     let (again, _, _) = app.callback_page(&query).await;
     assert_eq!(first, again);
-    let outcome = &json(app.get("/v1/callbacks?ref=ORDER-X").await).await[0];
+    let outcome = &app.callbacks("ORDER-X").await[0];
     assert_eq!(
         (
             outcome["outcome"].as_str(),
@@ -245,8 +225,7 @@ async fn a_rejected_code_shows_the_rejection_page_every_time_with_one_call() {
 #[tokio::test]
 async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_reload_may_retry() {
     let app = spawn_app().await;
-    app.mondiapay_fails_then_issues(ResponseTemplate::new(503), 1)
-        .await;
+    app.mondiapay.unavailable_once_then_issues().await;
     let query = format!("ref=ORDER-W&code={}", new_code());
     let (first, status, page) = app.callback_page(&query).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -262,9 +241,9 @@ async fn when_mondiapay_gives_no_answer_the_user_is_asked_to_try_again_and_a_rel
 
 #[tokio::test]
 async fn a_hanging_mondiapay_gives_a_504_page() {
-    let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_with("MONDIAPAY__TIMEOUT_SECS=1").await;
     let hanging = issues_after("Uhang", Duration::from_secs(5));
-    app.mondiapay_answers(hanging, 1).await;
+    app.mondiapay.answers(hanging, 1).await;
     let (_, status, page) = app
         .callback_page(&format!("ref=ORDER-H&code={}", new_code()))
         .await;
@@ -274,19 +253,18 @@ async fn a_hanging_mondiapay_gives_a_504_page() {
 
 #[tokio::test]
 async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__SUCCESS_URL", "https://shop.example/done?step=3"),
-        ("PUBLIC__FAILURE_URL", "https://shop.example/failed"),
-        ("PUBLIC__CORRELATION_PARAM", "order"),
-    ])
+    let app = spawn_app_with(
+        "PUBLIC__SUCCESS_URL=https://shop.example/done?step=3 \
+         PUBLIC__FAILURE_URL=https://shop.example/failed PUBLIC__CORRELATION_PARAM=order",
+    )
     .await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     let success = app
-        .browser_get(&format!("/oauth/callback?order=77&code={code}&status=200"))
+        .callback(&format!("order=77&code={code}&status=200"))
         .await;
     assert_eq!(success.status(), StatusCode::SEE_OTHER);
-    let token = json(app.get("/v1/tokens?ref=77").await).await;
+    let token = json(app.tokens_by_ref("77").await).await;
     assert_eq!(
         success.headers()["location"],
         format!(
@@ -296,7 +274,7 @@ async fn merchant_pages_get_the_303_with_ref_and_token_id_or_reason() {
         .as_str()
     );
     let failure = app
-        .browser_get("/oauth/callback?order=78&error=INSUFFICIENT_FUNDS&status=402")
+        .callback("order=78&error=INSUFFICIENT_FUNDS&status=402")
         .await;
     assert_eq!(
         failure.headers()["location"],
@@ -330,7 +308,7 @@ async fn markup_or_sentences_in_the_query_never_reach_the_page() {
         .await;
     assert!(page.contains("ORDER-42"), "{page}");
     // Nor does such text reach the API as MondiaPay's error or status.
-    let listed = json(app.get(&format!("/v1/callbacks?ref={said}")).await).await;
+    let listed = app.callbacks(said).await;
     assert_eq!(
         listed[0]["mondiapay_error"], "UNRECOGNISED_ERROR",
         "{listed}"
@@ -365,7 +343,7 @@ async fn unknown_result_pages_and_routes_are_404_pages() {
 #[tokio::test]
 async fn a_forged_failure_with_someones_code_does_not_block_their_real_callback() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     let (forged, _, page) = app
         .callback_page(&format!("ref=ORDER-F&code={code}&error=INSUFFICIENT_FUNDS"))

@@ -6,17 +6,26 @@ use wiremock::Request;
 
 use crate::helpers::*;
 
-async fn one_call(client_auth: &str, extra: &[(&str, &str)]) -> (Request, String) {
-    let mut overrides = vec![("MONDIAPAY__CLIENT_AUTH", client_auth)];
-    overrides.extend_from_slice(extra);
-    let app = spawn_app_with(&overrides).await;
-    app.mondiapay_issues_tokens(1).await;
+/// One token call in `client_auth` style, with `credentials` (id and secret) when given.
+async fn one_call(client_auth: &str, credentials: Option<(&str, &str)>) -> (Request, String) {
+    let (mondiapay, dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(&format!("MONDIAPAY__CLIENT_AUTH={client_auth}")));
+    // Set as they are: the id has a space, which the `KEY=value` form cannot carry.
+    if let Some((id, secret)) = credentials {
+        env.insert("TOKEN_PROXY__MONDIAPAY__CLIENT_ID".into(), id.into());
+        env.insert(
+            "TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET".into(),
+            secret.into(),
+        );
+    }
+    let app = TestApp::spawn(mondiapay, dir, env).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
     assert_eq!(
-        app.exchange_code(&code, "ORDER-W").await.status(),
+        app.exchange(&code, "ORDER-W").await.status(),
         StatusCode::OK
     );
-    let calls = app.upstream_calls().await;
+    let calls = app.mondiapay.calls().await;
     assert_eq!(calls.len(), 1);
     let request = calls.into_iter().next().unwrap();
     assert_eq!(request.headers["accept"], "application/json");
@@ -32,7 +41,7 @@ const REDIRECT_URI_ENCODED: &str = "https%3A%2F%2Fshop.example%2Fthanks%3Ffrom%3
 
 #[tokio::test]
 async fn query_style_sends_everything_in_the_query_string_with_an_empty_body() {
-    let (request, code) = one_call("query", &[]).await;
+    let (request, code) = one_call("query", None).await;
     assert_eq!(
         request.url.query().unwrap(),
         format!(
@@ -45,7 +54,7 @@ async fn query_style_sends_everything_in_the_query_string_with_an_empty_body() {
 
 #[tokio::test]
 async fn form_style_sends_everything_in_the_body() {
-    let (request, code) = one_call("form", &[]).await;
+    let (request, code) = one_call("form", None).await;
     assert_eq!(request.url.query(), None);
     assert_eq!(
         String::from_utf8(request.body).unwrap(),
@@ -60,14 +69,7 @@ async fn form_style_sends_everything_in_the_body() {
 async fn basic_style_encodes_the_credentials_as_rfc_6749_says() {
     let id = "1PpG/Q 1";
     let secret = "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=";
-    let (request, code) = one_call(
-        "basic",
-        &[
-            ("MONDIAPAY__CLIENT_ID", id),
-            ("MONDIAPAY__CLIENT_SECRET", secret),
-        ],
-    )
-    .await;
+    let (request, code) = one_call("basic", Some((id, secret))).await;
     assert_eq!(
         request.headers["authorization"],
         "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="

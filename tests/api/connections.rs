@@ -6,13 +6,13 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use rustix::process::{Resource, Rlimit, setrlimit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-use crate::process::{Served, command, mondiapay, mount, serve_stops_with_one_line};
+use crate::process::{Served, command, serve_stops_with_one_line};
 
 /// The open-file limit the service runs under in these tests: far below what 300 clients need.
 const FILE_LIMIT: u64 = 256;
@@ -66,8 +66,8 @@ async fn trickle(public: std::net::SocketAddr, bound: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_flooding_the_public_listener_are_cut_off_and_leave_the_internal_one_answerable()
  {
-    let (server, _dir, mut env) = mondiapay().await;
-    mount(&server, IssueTokens, 1).await;
+    let (mondiapay, _dir, mut env) = MondiaPay::start().await;
+    mondiapay.issues_tokens(1).await;
     for (key, value) in [
         ("PUBLIC__HEADER_READ_TIMEOUT_SECS", "2"),
         ("PUBLIC__RATE_LIMIT_PER_SECOND", "0"),
@@ -76,23 +76,24 @@ async fn slow_clients_flooding_the_public_listener_are_cut_off_and_leave_the_int
     ] {
         env.insert(format!("TOKEN_PROXY__{key}"), value.to_owned());
     }
-    let (served, listening) = Served::spawn(limited(&env, FILE_LIMIT));
-    let public: std::net::SocketAddr = listening["public"].as_str().unwrap().parse().unwrap();
-    let internal = format!("http://{}", listening["internal"].as_str().unwrap());
+    let served = Served::spawn(limited(&env, FILE_LIMIT));
+    let public: std::net::SocketAddr = served.public.trim_start_matches("http://").parse().unwrap();
 
     let bound = Duration::from_secs(90);
     let clients: Vec<_> = (0..SLOW_CLIENTS)
         .map(|_| tokio::spawn(trickle(public, bound)))
         .collect();
-    // While the flood holds the public listener, the internal one answers.
+    // While the flood holds the public listener, the internal one answers (within a bound: a
+    // request that hangs fails the test instead of holding it).
+    let patience = Duration::from_secs(15);
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
+        .timeout(patience)
         .build()
         .unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         for route in ["/readyz", "/healthz"] {
-            let answer = http.get(format!("{internal}{route}")).send().await;
+            let answer = http.get(format!("{}{route}", served.internal)).send().await;
             let status = answer.map(|answer| answer.status());
             assert_eq!(
                 status.ok(),
@@ -113,29 +114,25 @@ async fn slow_clients_flooding_the_public_listener_are_cut_off_and_leave_the_int
     );
 
     // After the flood, a real purchase goes through.
-    let page = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
-        .get(format!(
-            "http://{public}/oauth/callback?ref=ORDER-FLOOD&code={}",
+    let page = served
+        .browser(&format!(
+            "/oauth/callback?ref=ORDER-FLOOD&code={}",
             new_code()
         ))
+        .timeout(patience)
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    let token = http
-        .get(format!("{internal}/v1/tokens?ref=ORDER-FLOOD"))
-        .bearer_auth(API_KEY)
+    let token = served
+        .api(Method::GET, "/v1/tokens?ref=ORDER-FLOOD")
+        .timeout(patience)
         .send()
         .await
         .unwrap();
     assert_eq!(token.status(), StatusCode::OK);
 
-    served.terminate();
-    let (exit, lines) = served.wait();
+    let (exit, lines) = served.stop();
     assert_eq!(exit, Some(0));
     assert!(
         !lines
@@ -147,7 +144,7 @@ async fn slow_clients_flooding_the_public_listener_are_cut_off_and_leave_the_int
 
 #[tokio::test]
 async fn an_internal_cap_the_open_file_limit_cannot_hold_stops_start_up_with_one_line() {
-    let (_server, _dir, mut env) = mondiapay().await;
+    let (_mondiapay, _dir, mut env) = MondiaPay::start().await;
     env.insert(
         "TOKEN_PROXY__INTERNAL__MAX_CONNECTIONS".into(),
         "1000".into(),
@@ -176,11 +173,10 @@ async fn read_health_answer(stream: &mut TcpStream) {
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__REQUEST_TIMEOUT_SECS", "1"),
-        ("PUBLIC__IDLE_TIMEOUT_SECS", "2"),
-        ("PUBLIC__HEADER_READ_TIMEOUT_SECS", "60"),
-    ])
+    let app = spawn_app_with(
+        "PUBLIC__REQUEST_TIMEOUT_SECS=1 PUBLIC__IDLE_TIMEOUT_SECS=2 \
+         PUBLIC__HEADER_READ_TIMEOUT_SECS=60",
+    )
     .await;
     let address = app.public.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).await.unwrap();
@@ -205,11 +201,9 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_client_slower_than_the_header_read_timeout_is_disconnected_on_both_listeners() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__HEADER_READ_TIMEOUT_SECS", "1"),
-        ("INTERNAL__HEADER_READ_TIMEOUT_SECS", "1"),
-    ])
-    .await;
+    let app =
+        spawn_app_with("PUBLIC__HEADER_READ_TIMEOUT_SECS=1 INTERNAL__HEADER_READ_TIMEOUT_SECS=1")
+            .await;
     for base in [&app.public, &app.internal] {
         let address = base.trim_start_matches("http://").parse().unwrap();
         assert!(
@@ -222,7 +216,7 @@ async fn a_client_slower_than_the_header_read_timeout_is_disconnected_on_both_li
 #[tokio::test]
 async fn a_kept_alive_connection_that_sends_no_next_request_is_closed_after_the_header_read_timeout()
  {
-    let app = spawn_app_with(&[("INTERNAL__HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_with("INTERNAL__HEADER_READ_TIMEOUT_SECS=1").await;
     let address = app.internal.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).await.unwrap();
     stream
@@ -239,7 +233,7 @@ async fn a_kept_alive_connection_that_sends_no_next_request_is_closed_after_the_
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
-    let app = spawn_app_with(&[("PUBLIC__MAX_CONNECTIONS", "2")]).await;
+    let app = spawn_app_with("PUBLIC__MAX_CONNECTIONS=2").await;
     let address = app.public.trim_start_matches("http://").to_owned();
     let request = b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n";
     let mut held = Vec::new();

@@ -2,14 +2,13 @@
 //! acknowledged token and exchanges no code twice; SIGTERM drains within the grace period.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::process::{Served, mondiapay, mount};
+use crate::process::Served;
 
 /// A pause between 100 and 400 ms that differs from run to run.
 fn random_pause() -> Duration {
@@ -22,28 +21,27 @@ fn random_pause() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice() {
-    let (server, _dir, env) = mondiapay().await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
     let issue = issues_after("Ucrash", Duration::from_millis(15));
+    // As many calls as the load gets through: the count is checked per code below.
     wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(issue)
-        .mount(&server)
+        .mount(&mondiapay)
         .await;
     // Each acknowledged exchange: code → record.
     let mut acknowledged: HashMap<String, Value> = HashMap::new();
     let mut submitted = Vec::new();
     for round in 0..3 {
-        let (served, internal) = Served::start(&env);
+        let served = Served::start(&env);
         let clients: Vec<_> = (0..4)
             .map(|client| {
-                let internal = internal.clone();
+                let api = served.client.clone();
                 tokio::spawn(async move {
-                    let http = reqwest::Client::new();
                     let mut answered = Vec::new();
                     for n in 0..200 {
                         let code = format!("A{round}k{client}n{n}x{}", std::process::id());
-                        let sent = http
-                            .post(format!("{internal}/v1/exchange"))
-                            .bearer_auth(API_KEY)
+                        let sent = api
+                            .api(Method::POST, "/v1/exchange")
                             .json(&json!({"code": code, "ref": format!("ORDER-{round}-{client}-{n}")}))
                             .send()
                             .await;
@@ -64,11 +62,7 @@ async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice
             })
             .collect();
         tokio::time::sleep(random_pause()).await;
-        let status = Command::new("kill")
-            .args(["-KILL", &served.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        served.kill();
         let (exit, _) = served.wait();
         assert_eq!(exit, None, "killed by a signal");
         for client in clients {
@@ -91,35 +85,24 @@ async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice
         acknowledged.len()
     );
 
-    let (served, internal) = Served::start(&env);
-    let http = reqwest::Client::new();
+    let served = Served::start(&env);
     for (code, record) in &acknowledged {
         let id = record["id"].as_str().unwrap();
-        let stored = send_for_json(
-            http.get(format!("{internal}/v1/tokens/{id}"))
-                .bearer_auth(API_KEY),
-        )
-        .await;
+        let stored = served.stored_token(record).await;
         assert_eq!(
             stored["access_token"], record["access_token"],
             "acknowledged token {id} lost"
         );
-        let again = send_for_json(
-            http.post(format!("{internal}/v1/exchange"))
-                .bearer_auth(API_KEY)
-                .json(&json!({"code": code})),
-        )
-        .await;
+        let again = json(served.exchange_with(json!({"code": code})).await).await;
         assert_eq!(
             again["id"], record["id"],
             "an acknowledged code was exchanged again"
         );
     }
-    served.terminate();
-    assert_eq!(served.wait().0, Some(0));
+    assert_eq!(served.stop().0, Some(0));
 
     let mut calls: HashMap<String, usize> = HashMap::new();
-    for request in server.received_requests().await.unwrap() {
+    for request in mondiapay.calls().await {
         let code = request
             .url
             .query_pairs()
@@ -138,20 +121,19 @@ async fn sigkill_under_load_loses_no_acknowledged_token_and_spends_no_code_twice
 
 #[tokio::test]
 async fn sigterm_refuses_new_connections_and_exits_within_the_grace_period() {
-    let (server, _dir, mut env) = mondiapay().await;
+    let (mondiapay, _dir, mut env) = MondiaPay::start().await;
     env.insert(
         "TOKEN_PROXY__SERVER__SHUTDOWN_GRACE_SECS".into(),
         "1".into(),
     );
     env.insert("TOKEN_PROXY__MONDIAPAY__TIMEOUT_SECS".into(), "20".into());
     let hanging = issues_after("Unever", Duration::from_secs(15));
-    mount(&server, hanging, 1).await;
-    let (mut served, internal) = Served::start(&env);
-    let stuck = exchange_in_flight(&server, &internal).await;
+    mondiapay.answers(hanging, 1).await;
+    let mut served = Served::start(&env);
+    let stuck = exchange_in_flight(&served, &mondiapay).await;
     let terminated = Instant::now();
     served.terminate();
-    served.wait_for("shutting down: no new connections, finishing requests under way");
-    let address = internal.trim_start_matches("http://").to_owned();
+    let address = served.internal.trim_start_matches("http://").to_owned();
     let deadline = Instant::now() + Duration::from_secs(1);
     while std::net::TcpStream::connect(&address).is_ok() {
         assert!(

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 
 use crate::helpers::*;
 use crate::raw_http::{SECURITY_HEADERS, send_raw};
@@ -68,7 +68,7 @@ async fn wrong_methods_and_unreadable_paths_get_a_page_or_a_problem() {
                 .unwrap()
                 .contains(allowed)
         );
-        assert_eq!(answer.headers()["content-type"], "application/problem+json");
+        assert_eq!(content_type(&answer), "application/problem+json");
         assert_eq!(
             answer.headers()["cache-control"],
             "no-store",
@@ -81,10 +81,7 @@ async fn wrong_methods_and_unreadable_paths_get_a_page_or_a_problem() {
 
     let not_utf8 = app.get("/v1/tokens/%FF").await;
     assert_eq!(not_utf8.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        not_utf8.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(content_type(&not_utf8), "application/problem+json");
     assert_eq!(json(not_utf8).await["status"], 400);
 }
 
@@ -146,41 +143,35 @@ async fn requests_the_http_parser_refuses_get_the_listeners_own_answer() {
     }
 }
 
-#[tokio::test]
-async fn pages_show_a_support_reference_the_service_generated_not_the_callers_request_id() {
-    let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let forged = "CALL-555-0100";
-    let callback = http
-        .get(format!(
-            "{}/oauth/callback?ref=ORDER-RID&code={}",
-            app.public,
-            new_code()
-        ))
+/// A browser's `GET` of `path` with a forged request id: the answer carries an id of the
+/// service's own instead, returned beside it.
+async fn with_forged_request_id(app: &Client, path: &str, forged: &str) -> (Response, String) {
+    let answer = app
+        .browser(path)
         .header("x-request-id", forged)
         .send()
         .await
         .unwrap();
-    assert_eq!(callback.status(), StatusCode::SEE_OTHER);
-    let generated = callback.headers()["x-request-id"]
+    let own = answer.headers()["x-request-id"]
         .to_str()
         .unwrap()
         .to_owned();
-    assert_ne!(generated, forged);
+    assert_ne!(own, forged);
+    (answer, own)
+}
+
+#[tokio::test]
+async fn pages_show_a_support_reference_the_service_generated_not_the_callers_request_id() {
+    let app = spawn_app().await;
+    app.mondiapay.issues_tokens(1).await;
+    let forged = "CALL-555-0100";
+    let callback = format!("/oauth/callback?ref=ORDER-RID&code={}", new_code());
+    let (callback, generated) = with_forged_request_id(&app, &callback, forged).await;
+    assert_eq!(callback.status(), StatusCode::SEE_OTHER);
     let location = callback.headers()["location"].to_str().unwrap().to_owned();
 
-    let result = http
-        .get(format!("{}{location}", app.public))
-        .header("x-request-id", forged)
-        .send()
-        .await
-        .unwrap();
+    let (result, _) = with_forged_request_id(&app, &location, forged).await;
     assert_eq!(result.status(), StatusCode::OK);
-    assert_ne!(result.headers()["x-request-id"], forged);
     let page = result.text().await.unwrap();
     assert!(!page.contains(forged), "{page}");
     assert!(
@@ -188,18 +179,8 @@ async fn pages_show_a_support_reference_the_service_generated_not_the_callers_re
         "the support reference is the callback's own id"
     );
 
-    let missing = http
-        .get(format!("{}/oauth/result/res_missing", app.public))
-        .header("x-request-id", forged)
-        .send()
-        .await
-        .unwrap();
+    let (missing, own) = with_forged_request_id(&app, "/oauth/result/res_missing", forged).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let own = missing.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_ne!(own, forged);
     let page = missing.text().await.unwrap();
     assert!(!page.contains(forged) && page.contains(&own), "{page}");
 

@@ -11,15 +11,16 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_code_is_exchanged_for_a_stored_record() {
     let app = spawn_app().await;
-    app.mondiapay_answers(
-        ResponseTemplate::new(200).set_body_json(success_body("U12345")),
-        1,
-    )
-    .await;
+    app.mondiapay
+        .answers(
+            ResponseTemplate::new(200).set_body_json(success_body("U12345")),
+            1,
+        )
+        .await;
 
     let code = new_code();
     let response = app
-        .exchange(json!({"code": code, "ref": "ORDER-42", "uuid": "8142-user"}))
+        .exchange_with(json!({"code": code, "ref": "ORDER-42", "uuid": "8142-user"}))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -34,18 +35,18 @@ async fn a_code_is_exchanged_for_a_stored_record() {
     assert!((43_190..=43_200).contains(&expires_in), "{expires_in}");
     assert!(record["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    let stored = app.token_stored_for(&record).await;
+    let stored = app.stored_token(&record).await;
     assert_eq!(stored["access_token"], "U12345");
 }
 
 #[tokio::test]
 async fn the_same_code_again_returns_the_same_record_without_a_second_call() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let first = json(app.exchange_code(&code, "ORDER-1").await).await;
+    let first = json(app.exchange(&code, "ORDER-1").await).await;
     for reference in ["ORDER-1", "ANOTHER-REF"] {
-        let again = app.exchange_code(&code, reference).await;
+        let again = app.exchange(&code, reference).await;
         assert_eq!(again.status(), StatusCode::OK);
         let again = json(again).await;
         assert_eq!(again["id"], first["id"]);
@@ -58,7 +59,7 @@ async fn the_same_code_again_returns_the_same_record_without_a_second_call() {
 async fn concurrent_requests_for_one_code_share_one_upstream_call() {
     let app = spawn_app().await;
     let slow = issues_after("Uconcurrent", Duration::from_millis(300));
-    app.mondiapay_answers(slow, 1).await;
+    app.mondiapay.answers(slow, 1).await;
     let code = new_code();
     let body = json!({"code": code, "ref": "ORDER-C"});
     let requests = (0..16).map(|_| {
@@ -75,7 +76,7 @@ async fn concurrent_requests_for_one_code_share_one_upstream_call() {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "every request got the same record");
-    assert_eq!(app.upstream_calls().await.len(), 1);
+    assert_eq!(app.mondiapay.calls().await.len(), 1);
 }
 
 /// Runs the futures concurrently on the test's runtime.
@@ -96,18 +97,18 @@ where
 #[tokio::test]
 async fn a_restart_keeps_tokens_and_remembers_used_codes() {
     let mut app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let record = json(app.exchange_code(&code, "ORDER-R").await).await;
+    let record = json(app.exchange(&code, "ORDER-R").await).await;
     let id = record["id"].as_str().unwrap();
 
     app.restart().await;
 
-    let by_id = json(app.get(&format!("/v1/tokens/{id}")).await).await;
+    let by_id = json(app.token(id).await).await;
     assert_eq!(by_id["access_token"], record["access_token"]);
-    let by_ref = json(app.get("/v1/tokens?ref=ORDER-R").await).await;
+    let by_ref = json(app.tokens_by_ref("ORDER-R").await).await;
     assert_eq!(by_ref["id"], record["id"]);
-    let again = json(app.exchange_code(&code, "ORDER-R").await).await;
+    let again = json(app.exchange(&code, "ORDER-R").await).await;
     assert_eq!(
         again["id"], record["id"],
         "no second exchange after a restart"
@@ -117,7 +118,7 @@ async fn a_restart_keeps_tokens_and_remembers_used_codes() {
 #[tokio::test]
 async fn malformed_codes_are_refused_and_never_reach_mondiapay() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(0).await;
+    app.mondiapay.issues_tokens(0).await;
     let too_long = format!("A{}", "b".repeat(512));
     for code in [
         "",
@@ -128,12 +129,9 @@ async fn malformed_codes_are_refused_and_never_reach_mondiapay() {
         "A123/../x",
         too_long.as_str(),
     ] {
-        let response = app.exchange(json!({"code": code})).await;
+        let response = app.exchange_with(json!({"code": code})).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "code {code:?}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(content_type(&response), "application/problem+json");
         let problem = json(response).await;
         assert_eq!(problem["status"], 400);
         assert!(problem["detail"].as_str().unwrap().contains("code"));
@@ -143,7 +141,7 @@ async fn malformed_codes_are_refused_and_never_reach_mondiapay() {
 #[tokio::test]
 async fn bad_bodies_get_a_problem_not_a_call() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(0).await;
+    app.mondiapay.issues_tokens(0).await;
     let post = |body: &'static str, content_type: &'static str| {
         app.api(reqwest::Method::POST, "/v1/exchange")
             .header("content-type", content_type)
@@ -187,13 +185,10 @@ async fn bad_bodies_get_a_problem_not_a_call() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
     ];
-    for (body, content_type, status) in cases {
-        let response = post(body, content_type).await.unwrap();
+    for (body, sent_as, status) in cases {
+        let response = post(body, sent_as).await.unwrap();
         assert_eq!(response.status(), status, "body {body}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(content_type(&response), "application/problem+json");
         let problem = json(response).await;
         for field in ["type", "title", "status", "detail"] {
             assert!(problem.get(field).is_some(), "{field} missing for {body}");
@@ -214,9 +209,10 @@ async fn bad_bodies_get_a_problem_not_a_call() {
 async fn unknown_answer_fields_are_kept() {
     let app = spawn_app().await;
     let body = json!({"access_token": "Ux", "token_type": "Bearer", "expires_in": 3600, "scope": "subscriptions"});
-    app.mondiapay_answers(ResponseTemplate::new(200).set_body_json(body), 1)
+    app.mondiapay
+        .answers(ResponseTemplate::new(200).set_body_json(body), 1)
         .await;
-    let record = json(app.exchange_code(&new_code(), "ORDER-X").await).await;
+    let record = json(app.exchange(&new_code(), "ORDER-X").await).await;
     assert_eq!(record["token_type"], "bearer");
     assert_eq!(record["extra"]["scope"], "subscriptions");
     assert!(record["expires_in"].as_i64().unwrap() <= 3600);

@@ -6,15 +6,13 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::helpers::*;
 use crate::postgres::PgCluster;
-use crate::process::{Served, mondiapay};
-
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+use crate::process::Served;
 
 /// A fresh token per call, a little late: long enough for clients to give up mid-request.
 struct SlowTokens;
@@ -48,37 +46,22 @@ enum Seen {
     HungUp,
 }
 
-async fn client(public: &str, internal: &str, ask: Ask, n: usize, patience: Duration) -> Seen {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(patience)
-        .build()
-        .unwrap();
+/// Client `n` asks `ask` of `service`, giving up after `patience`.
+async fn client(service: Client, ask: Ask, n: usize, patience: Duration) -> Seen {
     let reference = format!("HANG-{n}");
-    let sent = match ask {
-        Ask::Callback => {
-            http.get(format!(
-                "{public}/oauth/callback?ref={reference}&code={}",
-                new_code()
-            ))
-            .send()
-            .await
-        }
-        Ask::FailedPurchase => {
-            http.get(format!(
-                "{public}/oauth/callback?ref={reference}&error=INSUFFICIENT_FUNDS"
-            ))
-            .send()
-            .await
-        }
-        Ask::Exchange => {
-            http.post(format!("{internal}/v1/exchange"))
-                .bearer_auth(API_KEY)
-                .json(&json!({"code": new_code(), "ref": reference}))
-                .send()
-                .await
-        }
+    let request = match ask {
+        Ask::Callback => service.browser(&format!(
+            "/oauth/callback?ref={reference}&code={}",
+            new_code()
+        )),
+        Ask::FailedPurchase => service.browser(&format!(
+            "/oauth/callback?ref={reference}&error=INSUFFICIENT_FUNDS"
+        )),
+        Ask::Exchange => service
+            .api(Method::POST, "/v1/exchange")
+            .json(&json!({"code": new_code(), "ref": reference})),
     };
+    let sent = request.timeout(patience).send().await;
     match (ask, sent) {
         (Ask::Exchange, Ok(response)) if response.status() == StatusCode::OK => {
             match response.json::<Value>().await {
@@ -95,28 +78,18 @@ async fn client(public: &str, internal: &str, ask: Ask, n: usize, patience: Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction() {
     let cluster = PgCluster::start();
-    let (server, _dir, mut env) = mondiapay().await;
-    let public_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for (key, value) in [
-        ("STORE__URL", cluster.url()),
-        ("STORE__ENCRYPTION_KEY", KEY.to_owned()),
-        ("PUBLIC__LISTEN", format!("127.0.0.1:{public_port}")),
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "100000".to_owned()),
-        ("PUBLIC__RATE_LIMIT_BURST", "100000".to_owned()),
-        ("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1000".to_owned()),
-    ] {
-        env.insert(format!("TOKEN_PROXY__{key}"), value);
-    }
+    let (mondiapay, _dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(&cluster.store_settings()));
+    env.extend(settings(
+        "PUBLIC__RATE_LIMIT_PER_SECOND=100000 PUBLIC__RATE_LIMIT_BURST=100000 \
+         MONDIAPAY__MAX_CONCURRENT_EXCHANGES=1000",
+    ));
+    // As many calls as get through before their clients hang up.
     Mock::given(wiremock::matchers::path(TOKEN_PATH))
         .respond_with(SlowTokens)
-        .mount(&server)
+        .mount(&mondiapay)
         .await;
-    let (served, internal) = Served::start(&env);
-    let public = format!("http://127.0.0.1:{public_port}");
+    let served = Served::start(&env);
 
     let mut seen = Vec::new();
     let mut n = 0;
@@ -126,7 +99,7 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
         for _ in 0..5 {
             n += 1;
             let started = std::time::Instant::now();
-            let answer = client(&public, &internal, ask, n, Duration::from_secs(30)).await;
+            let answer = client(served.client.clone(), ask, n, Duration::from_secs(30)).await;
             took.push(started.elapsed());
             seen.push((n, answer));
         }
@@ -140,10 +113,8 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
                     n += 1;
                     let step = (batch * 10 + i) as u32;
                     let patience = typical * (20 + (step * 7919) % 280) / 100;
-                    let (public, internal, n) = (public.clone(), internal.clone(), n);
-                    tokio::spawn(
-                        async move { (n, client(&public, &internal, ask, n, patience).await) },
-                    )
+                    let service = served.client.clone();
+                    tokio::spawn(async move { (n, client(service, ask, n, patience).await) })
                 })
                 .collect();
             for client in clients {
@@ -157,13 +128,10 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
             .map(|i| {
                 n += 1;
                 let ask = [Ask::Callback, Ask::FailedPurchase, Ask::Exchange][(batch + i) % 3];
-                let (public, internal, n) = (public.clone(), internal.clone(), n);
-                tokio::spawn(async move {
-                    (
-                        n,
-                        client(&public, &internal, ask, n, Duration::from_secs(30)).await,
-                    )
-                })
+                let service = served.client.clone();
+                tokio::spawn(
+                    async move { (n, client(service, ask, n, Duration::from_secs(30)).await) },
+                )
             })
             .collect();
         for client in clients {
@@ -177,32 +145,21 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
     assert!(hung_up >= 100, "only {hung_up} clients hung up");
 
     // Every acknowledged token and outcome is still there.
-    let http = reqwest::Client::new();
-    let get = |path: String| {
-        http.get(format!("{internal}{path}"))
-            .bearer_auth(API_KEY)
-            .send()
-    };
     for (n, seen) in &seen {
         match seen {
             Seen::Exchanged(id) => {
-                let found = get(format!("/v1/tokens/{id}")).await.unwrap();
+                let found = served.token(id).await;
                 assert_eq!(found.status(), StatusCode::OK, "exchange {n}: {id}");
             }
             Seen::Recorded(ask) => {
-                let outcomes: Value = get(format!("/v1/callbacks?ref=HANG-{n}"))
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let outcomes = served.callbacks(&format!("HANG-{n}")).await;
                 let expected = match ask {
                     Ask::FailedPurchase => "purchase_failed",
                     _ => "succeeded",
                 };
                 assert_eq!(outcomes[0]["outcome"], expected, "{ask:?} {n}: {outcomes}");
                 if expected == "succeeded" {
-                    let found = get(format!("/v1/tokens?ref=HANG-{n}")).await.unwrap();
+                    let found = served.tokens_by_ref(&format!("HANG-{n}")).await;
                     assert_eq!(found.status(), StatusCode::OK, "callback {n}");
                 }
             }
@@ -210,8 +167,7 @@ async fn clients_hanging_up_mid_request_leave_no_connection_inside_a_transaction
         }
     }
 
-    served.terminate();
-    let (code, lines) = served.wait();
+    let (code, lines) = served.stop();
     assert_eq!(code, Some(0));
     let poisoned: Vec<_> = lines
         .iter()

@@ -95,15 +95,15 @@ async fn misbehave(mut stream: TcpStream, misbehaviour: Misbehaviour, sent: Arc<
 #[tokio::test]
 async fn a_reset_connection_is_a_bad_gateway_and_leaves_the_code_usable() {
     let upstream = RawMondiaPay::start(Misbehaviour::Reset).await;
-    let app = spawn_app_with(&[("MONDIAPAY__TOKEN_URL", &upstream.url)]).await;
-    let response = app.exchange_code(&new_code(), "ORDER-RST").await;
+    let app = spawn_app_with(&format!("MONDIAPAY__TOKEN_URL={}", upstream.url)).await;
+    let response = app.exchange(&new_code(), "ORDER-RST").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(
         upstream.connections.load(Ordering::SeqCst),
         1,
         "a reset after sending is not retried"
     );
-    let exchanges = scrape(&app).await;
+    let exchanges = app.metrics_text().await;
     assert!(
         exchanges.contains("token_proxy_exchanges_total{outcome=\"unreachable\"} 1"),
         "{exchanges}"
@@ -113,9 +113,9 @@ async fn a_reset_connection_is_a_bad_gateway_and_leaves_the_code_usable() {
 #[tokio::test]
 async fn an_endless_answer_is_cut_off_not_buffered() {
     let upstream = RawMondiaPay::start(Misbehaviour::EndlessBody).await;
-    let app = spawn_app_with(&[("MONDIAPAY__TOKEN_URL", &upstream.url)]).await;
+    let app = spawn_app_with(&format!("MONDIAPAY__TOKEN_URL={}", upstream.url)).await;
     let started = Instant::now();
-    let response = app.exchange_code(&new_code(), "ORDER-BIG").await;
+    let response = app.exchange(&new_code(), "ORDER-BIG").await;
     assert_eq!(
         response.status(),
         StatusCode::BAD_GATEWAY,
@@ -130,13 +130,13 @@ async fn an_endless_answer_is_cut_off_not_buffered() {
 #[tokio::test]
 async fn headers_sent_slowly_end_in_a_timeout() {
     let upstream = RawMondiaPay::start(Misbehaviour::SlowHeaders).await;
-    let app = spawn_app_with(&[
-        ("MONDIAPAY__TOKEN_URL", &upstream.url),
-        ("MONDIAPAY__TIMEOUT_SECS", "1"),
-    ])
+    let app = spawn_app_with(&format!(
+        "MONDIAPAY__TOKEN_URL={} MONDIAPAY__TIMEOUT_SECS=1",
+        upstream.url
+    ))
     .await;
     let started = Instant::now();
-    let response = app.exchange_code(&new_code(), "ORDER-SLOW").await;
+    let response = app.exchange(&new_code(), "ORDER-SLOW").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -150,13 +150,12 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}{TOKEN_PATH}", closed.local_addr().unwrap());
     drop(closed);
-    let app = spawn_app_with(&[
-        ("MONDIAPAY__TOKEN_URL", &url),
-        ("MONDIAPAY__CONNECT_RETRIES", "3"),
-    ])
+    let app = spawn_app_with(&format!(
+        "MONDIAPAY__TOKEN_URL={url} MONDIAPAY__CONNECT_RETRIES=3"
+    ))
     .await;
     let started = Instant::now();
-    let response = app.exchange_code(&new_code(), "ORDER-REFUSED").await;
+    let response = app.exchange(&new_code(), "ORDER-REFUSED").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     // Backoff of at least 100, 200 and 400 ms between the four attempts.
     assert!(
@@ -164,7 +163,7 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
         "{:?}",
         started.elapsed()
     );
-    let metrics = scrape(&app).await;
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("token_proxy_mondiapay_connect_retries_total 3"),
         "{metrics}"
@@ -173,25 +172,23 @@ async fn refused_connections_are_retried_a_bounded_number_of_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
-    let app = spawn_app_with(&[("MONDIAPAY__MAX_CONCURRENT_EXCHANGES", "1")]).await;
+    let app = spawn_app_with("MONDIAPAY__MAX_CONCURRENT_EXCHANGES=1").await;
     let slow = issues_after("Ucap", Duration::from_millis(500));
-    app.mondiapay_answers(slow, 2).await;
+    app.mondiapay.answers(slow, 2).await;
     let (first, second) = (new_code(), new_code());
     let running = tokio::spawn(
         app.api(reqwest::Method::POST, "/v1/exchange")
             .json(&json!({"code": first}))
             .send(),
     );
-    while app.upstream_calls().await.is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let refused = app.exchange_code(&second, "ORDER-CAP").await;
+    app.mondiapay.until_called().await;
+    let refused = app.exchange(&second, "ORDER-CAP").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_problem_kind(&json(refused).await, "exchange-capacity");
     assert_eq!(running.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(
-        app.exchange_code(&second, "ORDER-CAP").await.status(),
+        app.exchange(&second, "ORDER-CAP").await.status(),
         StatusCode::OK,
         "the refused code was not used"
     );
@@ -199,31 +196,26 @@ async fn exchanges_beyond_the_cap_are_refused_without_using_their_code() {
 
 #[tokio::test]
 async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored() {
-    let app = spawn_app_with(&[
-        ("INTERNAL__REQUEST_TIMEOUT_SECS", "1"),
-        ("PUBLIC__REQUEST_TIMEOUT_SECS", "1"),
-        ("MONDIAPAY__TIMEOUT_SECS", "5"),
-    ])
+    let app = spawn_app_with(
+        "INTERNAL__REQUEST_TIMEOUT_SECS=1 PUBLIC__REQUEST_TIMEOUT_SECS=1 MONDIAPAY__TIMEOUT_SECS=5",
+    )
     .await;
     let slow = issues_after("Uslowly", Duration::from_secs(2));
-    app.mondiapay_answers(slow, 2).await;
+    app.mondiapay.answers(slow, 2).await;
 
     let code = new_code();
-    let response = app.exchange_code(&code, "ORDER-408").await;
+    let response = app.exchange(&code, "ORDER-408").await;
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(content_type(&response), "application/problem+json");
     wait_for_token(&app, "ORDER-408").await;
-    let record = json(app.exchange_code(&code, "ORDER-408").await).await;
+    let record = json(app.exchange(&code, "ORDER-408").await).await;
     assert_eq!(
         record["access_token"], "Uslowly",
         "the exchange finished after its caller left"
     );
 
     let query = format!("ref=ORDER-408B&code={}", new_code());
-    let page = app.browser_get(&format!("/oauth/callback?{query}")).await;
+    let page = app.callback(&query).await;
     assert_eq!(page.status(), StatusCode::REQUEST_TIMEOUT);
     assert!(page.text().await.unwrap().contains("Please try again"));
     wait_for_token(&app, "ORDER-408B").await;
@@ -234,17 +226,13 @@ async fn a_caller_that_runs_out_of_time_gets_a_408_and_the_token_is_still_stored
 
 #[tokio::test]
 async fn each_client_is_rate_limited_on_the_public_listener_only() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "1"),
-        ("PUBLIC__RATE_LIMIT_BURST", "2"),
-    ])
-    .await;
+    let app = spawn_app_with("PUBLIC__RATE_LIMIT_PER_SECOND=1 PUBLIC__RATE_LIMIT_BURST=2").await;
     let statuses = [
         app.browser_get("/oauth/result/res_none").await.status(),
         app.browser_get("/oauth/result/res_none").await.status(),
     ];
     assert_eq!(statuses, [StatusCode::NOT_FOUND; 2]);
-    let limited = app.browser_get("/oauth/callback?code=A1").await;
+    let limited = app.callback("code=A1").await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.headers()["retry-after"], "1");
     assert_eq!(limited.headers()["x-frame-options"], "DENY");
@@ -252,12 +240,12 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
     for _ in 0..5 {
         assert_eq!(app.browser_get("/healthz").await.status(), StatusCode::OK);
         assert_eq!(
-            app.get("/v1/tokens?ref=NONE").await.status(),
+            app.tokens_by_ref("NONE").await.status(),
             StatusCode::NOT_FOUND
         );
     }
     assert!(
-        scrape(&app)
+        app.metrics_text()
             .await
             .contains("token_proxy_rate_limited_total 1")
     );
@@ -265,8 +253,7 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
 
 /// The status of a public result page asked for with `X-Forwarded-For: client`.
 async fn forwarded_for(app: &TestApp, client: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(format!("{}/oauth/result/res_none", app.public))
+    app.browser("/oauth/result/res_none")
         .header("x-forwarded-for", client)
         .send()
         .await
@@ -274,59 +261,48 @@ async fn forwarded_for(app: &TestApp, client: &str) -> StatusCode {
         .status()
 }
 
+/// Asks for a result page as each client in turn and checks each status, in order.
+async fn assert_forwarded_for(app: &TestApp, asks: &[(&str, StatusCode)]) {
+    for (n, (client, expected)) in asks.iter().enumerate() {
+        let status = forwarded_for(app, client).await;
+        assert_eq!(status, *expected, "ask {n}, as {client}");
+    }
+}
+
 #[tokio::test]
 async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
-    let app = spawn_app_with(&[
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "1"),
-        ("PUBLIC__RATE_LIMIT_BURST", "1"),
-        ("PUBLIC__TRUSTED_PROXIES", "127.0.0.1"),
-    ])
+    let one_at_a_time = "PUBLIC__RATE_LIMIT_PER_SECOND=1 PUBLIC__RATE_LIMIT_BURST=1";
+    let app = spawn_app_with(&format!(
+        "{one_at_a_time} PUBLIC__TRUSTED_PROXIES=127.0.0.1"
+    ))
     .await;
-    assert_eq!(
-        forwarded_for(&app, "198.51.100.1").await,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        forwarded_for(&app, "198.51.100.2").await,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        forwarded_for(&app, "198.51.100.1").await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_forwarded_for(
+        &app,
+        &[
+            ("198.51.100.1", StatusCode::NOT_FOUND),
+            ("198.51.100.2", StatusCode::NOT_FOUND),
+            ("198.51.100.1", StatusCode::TOO_MANY_REQUESTS),
+        ],
+    )
+    .await;
 
-    let untrusting = spawn_app_with(&[
-        ("PUBLIC__RATE_LIMIT_PER_SECOND", "1"),
-        ("PUBLIC__RATE_LIMIT_BURST", "1"),
-    ])
+    // A client cannot pick a fresh bucket by sending the header itself.
+    let untrusting = spawn_app_with(one_at_a_time).await;
+    assert_forwarded_for(
+        &untrusting,
+        &[
+            ("198.51.100.1", StatusCode::NOT_FOUND),
+            ("198.51.100.2", StatusCode::TOO_MANY_REQUESTS),
+        ],
+    )
     .await;
-    assert_eq!(
-        forwarded_for(&untrusting, "198.51.100.1").await,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        forwarded_for(&untrusting, "198.51.100.2").await,
-        StatusCode::TOO_MANY_REQUESTS,
-        "a client cannot pick a fresh bucket by sending the header itself"
-    );
 }
 
 /// Polls (bounded) until a token for `reference` is stored.
 async fn wait_for_token(app: &TestApp, reference: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .get(&format!("/v1/tokens?ref={reference}"))
-        .await
-        .status()
-        != StatusCode::OK
-    {
+    while app.tokens_by_ref(reference).await.status() != StatusCode::OK {
         assert!(Instant::now() < deadline, "no token for {reference}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub async fn scrape(app: &TestApp) -> String {
-    let response = app.http_get(&format!("{}/metrics", app.internal)).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap()
 }

@@ -1,5 +1,5 @@
 //! `spawn_app()`: the service in-process on free ports, with its own SQLite file and its own
-//! wiremock MondiaPay.
+//! stand-in MondiaPay; the constants and answers every test shares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +8,8 @@ use std::time::Duration;
 use mondiapay_token_proxy::settings::{Purpose, Settings};
 use mondiapay_token_proxy::startup::Application;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+pub use crate::client::{Client, content_type};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -21,15 +23,16 @@ pub const CLIENT_ID: &str = "merchant-client-id";
 pub const CLIENT_SECRET: &str = "Sup3r-S3cret-client-value";
 pub const API_KEY: &str = "tK7vQ2xWm9LrZ4pN8cYb3HfJ6sDg1AeU";
 pub const ROTATED_API_KEY: &str = "Rq5Xn8Vw2Kj7Mb4Tz9Lc6Gh3Pd1Fs0Ya";
+/// A store encryption key (32 bytes, base64), for the stores that must have one.
+pub const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const REDIRECT_URI: &str = "https://shop.example/thanks?from=mondiapay";
 
 pub struct TestApp {
-    pub public: String,
-    pub internal: String,
-    pub mondiapay: MockServer,
+    /// Both listeners, in the SPEC's words; `TestApp` derefs to it.
+    pub client: Client,
+    pub mondiapay: MondiaPay,
     pub dir: TempDir,
     pub env: HashMap<String, String>,
-    http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -58,32 +61,44 @@ pub fn test_env(mondiapay: &MockServer, dir: &TempDir) -> HashMap<String, String
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
+    spawn_app_with("").await
 }
 
-/// Spawns the service with `overrides` (`("MONDIAPAY__TIMEOUT_SECS", "1")`) on top of `test_env`.
-pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let mondiapay = MockServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = test_env(&mondiapay, &dir);
-    for (key, value) in overrides {
-        env.insert(format!("TOKEN_PROXY__{key}"), (*value).to_owned());
-    }
-    let mut app = TestApp {
-        public: String::new(),
-        internal: String::new(),
-        mondiapay,
-        dir,
-        env,
-        http: reqwest::Client::new(),
-        stop: None,
-        task: None,
-    };
-    app.start().await;
-    app
+/// Settings written as a shell sets them, `KEY=value` pairs apart by white space (values have
+/// none), as the service's environment variables: `STORE__RETENTION_SECS=1` sets
+/// `TOKEN_PROXY__STORE__RETENTION_SECS`.
+pub fn settings(assignments: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    assignments.split_whitespace().map(|assignment| {
+        let (key, value) = assignment
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not KEY=value: {assignment}"));
+        (format!("TOKEN_PROXY__{key}"), value.to_owned())
+    })
+}
+
+/// Spawns the service with `assignments` on top of `test_env`, written as a shell sets them:
+/// `spawn_app_with("PUBLIC__RATE_LIMIT_BURST=2 MONDIAPAY__TIMEOUT_SECS=1")`.
+pub async fn spawn_app_with(assignments: &str) -> TestApp {
+    let (mondiapay, dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(assignments));
+    TestApp::spawn(mondiapay, dir, env).await
 }
 
 impl TestApp {
+    /// Spawns the service in-process with `env`, as `Served::start` runs the binary with it.
+    pub async fn spawn(mondiapay: MondiaPay, dir: TempDir, env: HashMap<String, String>) -> Self {
+        let mut app = Self {
+            client: Client::new(String::new(), String::new()),
+            mondiapay,
+            dir,
+            env,
+            stop: None,
+            task: None,
+        };
+        app.start().await;
+        app
+    }
+
     async fn start(&mut self) {
         let settings = Settings::load(None, Some(self.env.clone()), Purpose::Serve)
             .expect("test settings are valid");
@@ -93,8 +108,10 @@ impl TestApp {
         let app = Application::with_listeners(&settings, public, internal)
             .await
             .expect("the service starts");
-        self.public = format!("http://{}", app.public_addr());
-        self.internal = format!("http://{}", app.internal_addr());
+        self.client = Client::new(
+            format!("http://{}", app.public_addr()),
+            format!("http://{}", app.internal_addr()),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
         self.task = Some(tokio::spawn(app.run_until(async move {
@@ -117,109 +134,123 @@ impl TestApp {
         self.stop().await;
         self.start().await;
     }
-
-    pub fn api(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.internal))
-            .bearer_auth(API_KEY)
-    }
-
-    pub async fn exchange(&self, body: Value) -> Response {
-        self.api(Method::POST, "/v1/exchange")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn exchange_code(&self, code: &str, reference: &str) -> Response {
-        self.exchange(json!({"code": code, "ref": reference})).await
-    }
-
-    pub async fn get(&self, path: &str) -> Response {
-        self.api(Method::GET, path).send().await.unwrap()
-    }
-
-    /// The stored token looked up by the id of `record` (an exchange's answer), read as JSON.
-    pub async fn token_stored_for(&self, record: &Value) -> Value {
-        let id = record["id"].as_str().unwrap();
-        json(self.get(&format!("/v1/tokens/{id}")).await).await
-    }
-
-    /// What a browser does on the public listener, without following redirects.
-    pub async fn browser_get(&self, path_and_query: &str) -> Response {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
-            .get(format!("{}{path_and_query}", self.public))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Follows a callback's `303` to the built-in result page; returns the location and the page.
-    pub async fn callback_page(&self, query: &str) -> (String, StatusCode, String) {
-        let response = self.browser_get(&format!("/oauth/callback?{query}")).await;
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "callback {query}");
-        let location = response.headers()["location"].to_str().unwrap().to_owned();
-        let page = self.browser_get(&location).await;
-        let status = page.status();
-        (location, status, page.text().await.unwrap())
-    }
-
-    /// A plain GET of a full URL, without an API key.
-    pub async fn http_get(&self, url: &str) -> Response {
-        self.http.get(url).send().await.unwrap()
-    }
-
-    pub async fn delete(&self, path: &str) -> Response {
-        self.api(Method::DELETE, path).send().await.unwrap()
-    }
-
-    pub async fn upstream_calls(&self) -> Vec<Request> {
-        self.mondiapay.received_requests().await.unwrap_or_default()
-    }
-
-    /// Mounts MondiaPay's token endpoint answering `template`, expecting exactly `calls` calls.
-    pub async fn mondiapay_answers(&self, template: ResponseTemplate, calls: u64) {
-        Mock::given(method("POST"))
-            .and(path(TOKEN_PATH))
-            .respond_with(template)
-            .expect(calls)
-            .mount(&self.mondiapay)
-            .await;
-    }
-
-    /// Mounts a token endpoint answering `failure` to the first `failures` calls, then issuing
-    /// one token; expects exactly `failures` + 1 calls.
-    pub async fn mondiapay_fails_then_issues(&self, failure: ResponseTemplate, failures: u64) {
-        Mock::given(method("POST"))
-            .and(path(TOKEN_PATH))
-            .respond_with(failure)
-            .up_to_n_times(failures)
-            .expect(failures)
-            .mount(&self.mondiapay)
-            .await;
-        self.mondiapay_issues_tokens(1).await;
-    }
-
-    /// Mounts a token endpoint issuing a fresh token per call, expecting exactly `calls` calls.
-    pub async fn mondiapay_issues_tokens(&self, calls: u64) {
-        Mock::given(method("POST"))
-            .and(path(TOKEN_PATH))
-            .respond_with(IssueTokens)
-            .expect(calls)
-            .mount(&self.mondiapay)
-            .await;
-    }
 }
+
+crate::client::spoken_to_through_its_client!(TestApp);
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// The stand-in MondiaPay (a wiremock server; derefs to it) and the token endpoint's answers,
+/// each mounted expecting an exact number of calls.
+pub struct MondiaPay(MockServer);
+
+impl MondiaPay {
+    /// A fresh MondiaPay, a fresh directory for the store, and the environment that joins them.
+    pub async fn start() -> (Self, TempDir, HashMap<String, String>) {
+        let server = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let env = test_env(&server, &dir);
+        (Self(server), dir, env)
+    }
+
+    fn token_call() -> wiremock::MockBuilder {
+        Mock::given(method("POST")).and(path(TOKEN_PATH))
+    }
+
+    /// The token endpoint answers `template`, expecting exactly `calls` calls.
+    pub async fn answers(&self, template: impl Respond + 'static, calls: u64) {
+        Self::token_call()
+            .respond_with(template)
+            .expect(calls)
+            .mount(&self.0)
+            .await;
+    }
+
+    /// The token call for `code` (and no other) is answered `template`, exactly once. Mounted
+    /// before a general answer, it takes precedence for that code.
+    pub async fn answers_code(&self, code: &str, template: ResponseTemplate) {
+        Self::token_call()
+            .and(wiremock::matchers::query_param("code", code))
+            .respond_with(template)
+            .expect(1)
+            .mount(&self.0)
+            .await;
+    }
+
+    /// The token endpoint answers `template` to the first call only, expecting exactly one.
+    pub async fn answers_first_call(&self, template: ResponseTemplate) {
+        self.fails_first(template, 1).await;
+    }
+
+    /// Answers `failure` to the first `failures` calls, expecting exactly that many; later calls
+    /// fall through to what is mounted next.
+    async fn fails_first(&self, failure: ResponseTemplate, failures: u64) {
+        Self::token_call()
+            .respond_with(failure)
+            .up_to_n_times(failures)
+            .expect(failures)
+            .mount(&self.0)
+            .await;
+    }
+
+    /// Answers `failure` to the first `failures` calls, then issues one token; expects exactly
+    /// `failures` + 1 calls.
+    pub async fn fails_then_issues(&self, failure: ResponseTemplate, failures: u64) {
+        self.fails_first(failure, failures).await;
+        self.issues_tokens(1).await;
+    }
+
+    /// MondiaPay is unavailable (`503`) for the first call, then issues one token; expects
+    /// exactly those two calls.
+    pub async fn unavailable_once_then_issues(&self) {
+        self.fails_then_issues(ResponseTemplate::new(503), 1).await;
+    }
+
+    /// Issues a fresh token per call, expecting exactly `calls` calls.
+    pub async fn issues_tokens(&self, calls: u64) {
+        self.answers(IssueTokens, calls).await;
+    }
+
+    /// The calls the token endpoint received so far.
+    pub async fn calls(&self) -> Vec<Request> {
+        self.0.received_requests().await.unwrap_or_default()
+    }
+
+    /// Waits (bounded) until MondiaPay has received a call: the exchange is under way.
+    pub async fn until_called(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.calls().await.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "MondiaPay was never called"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl std::ops::Deref for MondiaPay {
+    type Target = MockServer;
+
+    fn deref(&self) -> &MockServer {
+        &self.0
+    }
+}
+
+/// The names `tests/api/openapi.rs` speaks in, kept until it speaks the client's.
+impl TestApp {
+    pub async fn exchange_code(&self, code: &str, reference: &str) -> Response {
+        self.client.exchange(code, reference).await
+    }
+
+    pub async fn mondiapay_issues_tokens(&self, calls: u64) {
+        self.mondiapay.issues_tokens(calls).await;
     }
 }
 
@@ -273,73 +304,50 @@ pub async fn json(response: Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
-/// Waits (bounded) until the MondiaPay mock has received a call: the exchange is under way.
-pub async fn until_mondiapay_is_called(server: &wiremock::MockServer) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "MondiaPay was never called"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
-/// Starts `POST /v1/exchange` of a fresh code against `internal` and returns once MondiaPay has
+/// Starts `POST /v1/exchange` of a fresh code through `client` and returns once `mondiapay` has
 /// it, with the request still waiting for its answer.
 pub async fn exchange_in_flight(
-    server: &wiremock::MockServer,
-    internal: &str,
-) -> tokio::task::JoinHandle<reqwest::Result<Response>> {
+    client: &Client,
+    mondiapay: &MondiaPay,
+) -> JoinHandle<reqwest::Result<Response>> {
     let request = tokio::spawn(
-        reqwest::Client::new()
-            .post(format!("{internal}/v1/exchange"))
-            .bearer_auth(API_KEY)
+        client
+            .api(Method::POST, "/v1/exchange")
             .json(&json!({"code": new_code()}))
             .send(),
     );
-    until_mondiapay_is_called(server).await;
+    mondiapay.until_called().await;
     request
 }
 
 /// A fresh code held back for after a store fault: MondiaPay issues `Ulater` for it, exactly once.
 pub async fn code_for_after_the_fault(app: &TestApp) -> String {
     let code = new_code();
-    Mock::given(wiremock::matchers::query_param("code", code.as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body("Ulater")))
-        .expect(1)
-        .mount(&app.mondiapay)
-        .await;
+    let later = ResponseTemplate::new(200).set_body_json(success_body("Ulater"));
+    app.mondiapay.answers_code(&code, later).await;
     code
 }
 
 /// While the store cannot be written: the API and the callback answer 503, `/readyz` is 503,
 /// and MondiaPay never sees `code`.
 pub async fn assert_store_refuses(app: &TestApp, code: &str) {
-    let refused = app.exchange_code(code, "ORDER-FAULT").await;
+    let refused = app.exchange(code, "ORDER-FAULT").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_problem_kind(&json(refused).await, "store-unavailable");
-    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    let ready = app.ready().await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(ready).await["store"], "unavailable");
-    let page = app
-        .browser_get(&format!("/oauth/callback?ref=ORDER-FAULT&code={code}"))
-        .await;
+    let page = app.callback(&format!("ref=ORDER-FAULT&code={code}")).await;
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Failed writes must not leave the store half-working: the next attempts are refused too.
     for _ in 0..2 {
-        let again = app.exchange_code(code, "ORDER-FAULT").await;
+        let again = app.exchange(code, "ORDER-FAULT").await;
         assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
-        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(app.ready().await.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     assert!(
-        app.upstream_calls()
+        app.mondiapay
+            .calls()
             .await
             .iter()
             .all(|call| !call.url.as_str().contains(code))
@@ -349,19 +357,14 @@ pub async fn assert_store_refuses(app: &TestApp, code: &str) {
 /// Once the store is back: ready again (waited for, bounded), and `code` was not used up.
 pub async fn assert_store_recovers(app: &TestApp, code: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while app
-        .http_get(&format!("{}/readyz", app.internal))
-        .await
-        .status()
-        != StatusCode::OK
-    {
+    while app.ready().await.status() != StatusCode::OK {
         assert!(
             std::time::Instant::now() < deadline,
             "not ready after the store came back"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let after = json(app.exchange_code(code, "ORDER-FAULT").await).await;
+    let after = json(app.exchange(code, "ORDER-FAULT").await).await;
     assert_eq!(
         after["access_token"], "Ulater",
         "the refused code was not used up"

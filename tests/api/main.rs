@@ -2,6 +2,7 @@
 
 mod browser;
 mod callback;
+mod client;
 mod client_auth;
 mod connections;
 mod crash;

@@ -21,18 +21,18 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
     .expect(1)
     .mount(&app.mondiapay)
     .await;
-    app.mondiapay_issues_tokens(2).await;
+    app.mondiapay.issues_tokens(2).await;
     let code = new_code();
     assert_eq!(
-        app.exchange_code(&code, "ORDER-M").await.status(),
+        app.exchange(&code, "ORDER-M").await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        app.exchange_code(&code, "ORDER-M").await.status(),
+        app.exchange(&code, "ORDER-M").await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        app.exchange_code(&rejected_code, "ORDER-M").await.status(),
+        app.exchange(&rejected_code, "ORDER-M").await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
     app.callback_page(&format!("ref=ORDER-M2&code={}", new_code()))
@@ -40,17 +40,12 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
     app.callback_page("ref=ORDER-M3&error=INSUFFICIENT_FUNDS")
         .await;
     assert_eq!(
-        app.browser_get("/oauth/callback?nothing=1").await.status(),
+        app.callback("nothing=1").await.status(),
         StatusCode::BAD_REQUEST
     );
 
-    let response = app.http_get(&format!("{}/metrics", app.internal)).await;
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
+    let response = app.metrics().await;
+    assert!(content_type(&response).starts_with("application/openmetrics-text"));
     let metrics = response.text().await.unwrap();
     for line in [
         "token_proxy_exchanges_total{outcome=\"issued\"} 2",
@@ -80,11 +75,7 @@ async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
 
 #[tokio::test]
 async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period() {
-    let app = spawn_app_with(&[
-        ("STORE__RETENTION_SECS", "1"),
-        ("STORE__PURGE_INTERVAL_SECS", "1"),
-    ])
-    .await;
+    let app = spawn_app_with("STORE__RETENTION_SECS=1 STORE__PURGE_INTERVAL_SECS=1").await;
     let expiring = json!({"access_token": "Ugone", "token_type": "bearer", "expires_in": "0"});
     let expiring_code = new_code();
     wiremock::Mock::given(wiremock::matchers::query_param(
@@ -95,14 +86,12 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
     .expect(1)
     .mount(&app.mondiapay)
     .await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     assert_eq!(
-        app.exchange_code(&expiring_code, "ORDER-OLD")
-            .await
-            .status(),
+        app.exchange(&expiring_code, "ORDER-OLD").await.status(),
         StatusCode::GONE
     );
-    let live = json(app.exchange_code(&new_code(), "ORDER-LIVE").await).await;
+    let live = json(app.exchange(&new_code(), "ORDER-LIVE").await).await;
     app.callback_page("ref=ORDER-OLD&error=INSUFFICIENT_FUNDS")
         .await;
 
@@ -118,7 +107,7 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
         assert!(Instant::now() < deadline, "nothing purged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let kept = app.token_stored_for(&live).await;
+    let kept = app.stored_token(&live).await;
     assert_eq!(
         kept["access_token"], live["access_token"],
         "a live token and its exchange stay"

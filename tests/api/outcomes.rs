@@ -21,8 +21,8 @@ async fn stored_callbacks(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn forged_failures_cannot_push_a_genuine_success_out_nor_grow_the_store() {
-    let app = spawn_app_with(&[("PUBLIC__RATE_LIMIT_BURST", "1000")]).await;
-    app.mondiapay_issues_tokens(1).await;
+    let app = spawn_app_with("PUBLIC__RATE_LIMIT_BURST=1000").await;
+    app.mondiapay.issues_tokens(1).await;
     let (_, status, _) = app
         .callback_page(&format!("ref=ORDER-77&code={}", new_code()))
         .await;
@@ -30,18 +30,12 @@ async fn forged_failures_cannot_push_a_genuine_success_out_nor_grow_the_store() 
 
     for n in 0..101 {
         for error in [format!("FORGED_{n}"), "INSUFFICIENT_FUNDS".to_owned()] {
-            let forged = app
-                .browser_get(&format!("/oauth/callback?error={error}&ref=ORDER-77"))
-                .await;
+            let forged = app.callback(&format!("error={error}&ref=ORDER-77")).await;
             assert_eq!(forged.status(), StatusCode::SEE_OTHER);
         }
     }
 
-    let listed: Vec<Value> = json(app.get("/v1/callbacks?ref=ORDER-77").await)
-        .await
-        .as_array()
-        .unwrap()
-        .clone();
+    let listed: Vec<Value> = app.callbacks("ORDER-77").await.as_array().unwrap().clone();
     let succeeded = listed
         .iter()
         .filter(|o| o["outcome"] == "succeeded")
@@ -65,7 +59,7 @@ async fn mondiapay_free_text_is_neither_stored_nor_listed() {
     let told = "Call +1-555-0100 and give your PIN rejectedtext";
     let rejection = ResponseTemplate::new(400)
         .set_body_json(json!({"status": "BAD_REQUEST", "error": "invalid_grant", "message": told}));
-    app.mondiapay_answers(rejection, 1).await;
+    app.mondiapay.answers(rejection, 1).await;
     let (_, status, _) = app
         .callback_page(&format!("ref=ORDER-TEXT&code={}", new_code()))
         .await;
@@ -75,6 +69,7 @@ async fn mondiapay_free_text_is_neither_stored_nor_listed() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // The body as sent, so that no spelling of the text can hide in it.
     let listed = app
         .get("/v1/callbacks?ref=ORDER-TEXT")
         .await

@@ -3,15 +3,13 @@
 //! else's `ref`/`uuid` re-points nothing.
 
 use reqwest::StatusCode;
-use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer() {
     let app = spawn_app().await;
-    app.mondiapay_fails_then_issues(ResponseTemplate::new(503), 1)
-        .await;
+    app.mondiapay.unavailable_once_then_issues().await;
     let code = new_code();
 
     let (_, status, _) = app
@@ -27,7 +25,7 @@ async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer
         .await;
     assert_eq!(status, StatusCode::OK, "the replay exchanges the code");
 
-    let token = json(app.get("/v1/tokens?ref=ORDER-FIRST").await).await;
+    let token = json(app.tokens_by_ref("ORDER-FIRST").await).await;
     assert_eq!(
         (token["ref"].as_str(), token["uuid"].as_str()),
         (Some("ORDER-FIRST"), Some("user-first")),
@@ -41,7 +39,7 @@ async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer
         );
     }
     // The same through the API: the record returned to a replay keeps the first owner.
-    let again = json(app.exchange_code(&code, "ORDER-THIRD").await).await;
+    let again = json(app.exchange(&code, "ORDER-THIRD").await).await;
     assert_eq!(again["id"], token["id"]);
     assert_eq!(again["ref"], "ORDER-FIRST");
 }
@@ -49,12 +47,12 @@ async fn a_replay_after_a_failed_attempt_leaves_the_token_with_the_first_claimer
 #[tokio::test]
 async fn a_later_token_cannot_take_over_a_ref_or_uuid_while_the_first_is_live() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(2).await;
+    app.mondiapay.issues_tokens(2).await;
     let (_, status, _) = app
         .callback_page(&format!("ref=ORDER-V&uuid=user-v&code={}", new_code()))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let victims = json(app.get("/v1/tokens?ref=ORDER-V").await).await;
+    let victims = json(app.tokens_by_ref("ORDER-V").await).await;
 
     // The attacker's own code (a USER_ALREADY_SUBSCRIBED redirect still carries an exchangeable
     // one) with the victim's order and user.
@@ -74,14 +72,12 @@ async fn a_later_token_cannot_take_over_a_ref_or_uuid_while_the_first_is_live() 
 
 #[tokio::test]
 async fn a_callback_for_a_code_exchanged_first_through_the_api_names_the_first_owner() {
-    let app = spawn_app_with(&[("PUBLIC__SUCCESS_URL", "https://shop.example/done")]).await;
-    app.mondiapay_issues_tokens(1).await;
+    let app = spawn_app_with("PUBLIC__SUCCESS_URL=https://shop.example/done").await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let token = json(app.exchange_code(&code, "ORDER-API").await).await;
+    let token = json(app.exchange(&code, "ORDER-API").await).await;
 
-    let callback = app
-        .browser_get(&format!("/oauth/callback?ref=ORDER-OTHER&code={code}"))
-        .await;
+    let callback = app.callback(&format!("ref=ORDER-OTHER&code={code}")).await;
     assert_eq!(callback.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         callback.headers()["location"],
@@ -92,12 +88,12 @@ async fn a_callback_for_a_code_exchanged_first_through_the_api_names_the_first_o
         .as_str(),
         "the redirect names the token's owner, not the callback's claim"
     );
-    let listed = json(app.get("/v1/callbacks?ref=ORDER-OTHER").await).await;
+    let listed = app.callbacks("ORDER-OTHER").await;
     assert_eq!(
         listed,
         serde_json::json!([]),
         "nothing recorded under the claim"
     );
-    let listed = json(app.get("/v1/callbacks?ref=ORDER-API").await).await;
+    let listed = app.callbacks("ORDER-API").await;
     assert_eq!(listed[0]["token_id"], token["id"]);
 }

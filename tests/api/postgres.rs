@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::helpers::ENCRYPTION_KEY;
+
 pub struct PgCluster {
     pub port: u16,
     bin: PathBuf,
@@ -163,6 +165,14 @@ impl PgCluster {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The settings of a store in this cluster (PostgreSQL needs an encryption key set).
+    pub fn store_settings(&self) -> String {
+        format!(
+            "STORE__URL={} STORE__ENCRYPTION_KEY={ENCRYPTION_KEY}",
+            self.url()
+        )
     }
 }
 

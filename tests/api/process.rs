@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wiremock::{MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
@@ -20,51 +20,47 @@ pub fn command(env: &HashMap<String, String>) -> Command {
     command
 }
 
-/// Runs `serve` with `command` (logs off) and returns what it wrote to stderr, after checking
-/// that start-up stopped with exit code 1 and one line.
-pub fn serve_stops_with_one_line(mut command: Command) -> String {
-    let output = command
-        .env("RUST_LOG", "off")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+/// Runs `command` and returns what it wrote to stdout, after checking that it exited with 0
+/// (its stderr says why when not).
+pub fn succeeds(command: &mut Command) -> Vec<u8> {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    output.stdout
+}
+
+/// Runs `command` and returns what it wrote to stderr, after checking that it exited with
+/// `code` and said why in one line.
+pub fn exits_with_one_line(command: &mut Command, code: i32) -> String {
+    let output = command.output().unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr
 }
 
-/// A `POST /v1/exchange` of `code` for `reference` to the served binary at `internal`, with the
-/// API key.
-pub fn exchange_at(
-    client: &reqwest::Client,
-    internal: &str,
-    code: &str,
-    reference: &str,
-) -> reqwest::RequestBuilder {
-    client
-        .post(format!("{internal}/v1/exchange"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"code": code, "ref": reference}))
+/// Runs `serve` with `command` (logs off): start-up stops with exit code 1 and one line, which
+/// is returned.
+pub fn serve_stops_with_one_line(mut command: Command) -> String {
+    exits_with_one_line(command.env("RUST_LOG", "off").arg("serve"), 1)
 }
 
-/// The binary running `serve`, its log lines collected as they come.
+/// The binary running `serve`, its log lines collected as they come; derefs to its `Client`.
 pub struct Served {
+    pub client: Client,
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Served {
-    pub fn start(env: &HashMap<String, String>) -> (Self, String) {
-        let (served, listening) = Self::spawn(command(env));
-        let internal = format!("http://{}", listening["internal"].as_str().unwrap());
-        (served, internal)
+    pub fn start(env: &HashMap<String, String>) -> Self {
+        Self::spawn(command(env))
     }
 
-    /// Runs `serve` with a command prepared by the caller (limits, extra variables); returns
-    /// the `listening` log line, which holds both addresses.
-    pub fn spawn(mut command: Command) -> (Self, Value) {
+    /// Runs `serve` with a command prepared by the caller (limits, extra variables), and waits
+    /// for the event that announces both listeners' addresses.
+    pub fn spawn(mut command: Command) -> Self {
         let mut child = command.arg("serve").stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (send, lines) = mpsc::channel();
@@ -76,16 +72,19 @@ impl Served {
             }
         });
         let mut served = Self {
+            client: Client::new(String::new(), String::new()),
             child,
             lines,
             seen: Vec::new(),
         };
-        let listening = served.wait_for("listening");
-        (served, listening)
+        let listening = served.wait_for_event("listening");
+        let address = |listener: &str| format!("http://{}", listening[listener].as_str().unwrap());
+        served.client = Client::new(address("public"), address("internal"));
+        served
     }
 
-    /// Reads log lines until one has `message`; the service announces its addresses this way.
-    pub fn wait_for(&mut self, message: &str) -> Value {
+    /// Reads log lines until one carries `"event": event`, and returns it.
+    pub fn wait_for_event(&mut self, event: &str) -> Value {
         loop {
             let line = self
                 .lines
@@ -93,20 +92,27 @@ impl Served {
                 .expect("the service logs");
             self.seen.push(line.clone());
             if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["message"] == message
+                && value["event"] == event
             {
                 return value;
             }
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends SIGTERM and waits until the service says it has begun to shut down.
+    pub fn terminate(&mut self) {
+        self.signal("-TERM");
+        self.wait_for_event("shutdown_started");
     }
 
-    pub fn terminate(&self) {
+    /// Sends SIGKILL: no shutdown, no flush.
+    pub fn kill(&self) {
+        self.signal("-KILL");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -119,7 +125,15 @@ impl Served {
         seen.extend(self.lines.iter());
         (status.code(), seen)
     }
+
+    /// SIGTERM, then the exit code once the service has stopped.
+    pub fn stop(mut self) -> (Option<i32>, Vec<String>) {
+        self.terminate();
+        self.wait()
+    }
 }
+
+crate::client::spoken_to_through_its_client!(Served);
 
 /// A test that fails half-way must not leave the service running (holding the test's output).
 impl Drop for Served {
@@ -131,52 +145,21 @@ impl Drop for Served {
     }
 }
 
-pub async fn mondiapay() -> (MockServer, tempfile::TempDir, HashMap<String, String>) {
-    let server = MockServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = test_env(&server, &dir);
-    (server, dir, env)
-}
-
-pub async fn mount(server: &MockServer, template: impl wiremock::Respond + 'static, calls: u64) {
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(template)
-        .expect(calls)
-        .mount(server)
-        .await;
-}
-
-/// Mounts a token endpoint answering `template` to the first call only, expecting exactly one.
-pub async fn mount_first_answer(server: &MockServer, template: ResponseTemplate) {
-    wiremock::Mock::given(wiremock::matchers::path(TOKEN_PATH))
-        .respond_with(template)
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(server)
-        .await;
-}
-
 #[tokio::test]
 async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
-    let (server, _dir, env) = mondiapay().await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
     let rejected_code = new_code();
     let rejection = ResponseTemplate::new(400)
         .set_body_json(json!({"error": "invalid_grant", "error_description": format!("code {rejected_code} with secret {CLIENT_SECRET} unknown")}));
-    wiremock::Mock::given(wiremock::matchers::query_param(
-        "code",
-        rejected_code.as_str(),
-    ))
-    .respond_with(rejection)
-    .expect(1)
-    .mount(&server)
-    .await;
-    mount(&server, IssueTokens, 1).await;
-    let (served, internal) = Served::start(&env);
-    let client = reqwest::Client::new();
+    mondiapay.answers_code(&rejected_code, rejection).await;
+    mondiapay.issues_tokens(1).await;
+    let served = Served::start(&env);
     let code = new_code();
     let exchange = |code: &str| {
-        exchange_at(&client, &internal, code, "ORDER-LOG")
+        served
+            .api(Method::POST, "/v1/exchange")
             .header("x-request-id", "trace-me-42")
+            .json(&json!({"code": code, "ref": "ORDER-LOG"}))
             .send()
     };
     let record: Value = exchange(&code).await.unwrap().json().await.unwrap();
@@ -185,20 +168,18 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
         exchange(&rejected_code).await.unwrap().status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let wrong_key = client
-        .get(format!("{internal}/v1/tokens?ref=ORDER-LOG"))
-        .bearer_auth("not-the-key-0123456789");
+    let wrong_key = served.with_api_key("not-the-key-0123456789");
     assert_eq!(
-        wrong_key.send().await.unwrap().status(),
+        wrong_key.tokens_by_ref("ORDER-LOG").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let by_ref = client
-        .get(format!("{internal}/v1/tokens?ref=ORDER-LOG"))
-        .bearer_auth(ROTATED_API_KEY);
-    assert_eq!(by_ref.send().await.unwrap().status(), StatusCode::OK);
+    let rotated = served.with_api_key(ROTATED_API_KEY);
+    assert_eq!(
+        rotated.tokens_by_ref("ORDER-LOG").await.status(),
+        StatusCode::OK
+    );
 
-    served.terminate();
-    let (exit, lines) = served.wait();
+    let (exit, lines) = served.stop();
     assert_eq!(exit, Some(0));
     let secrets = [
         CLIENT_SECRET,
@@ -234,19 +215,21 @@ async fn logs_at_debug_level_hold_no_secret_code_token_or_key() {
     assert!(
         lines
             .iter()
-            .any(|line| line.contains("\"mondiapay_error\":\"invalid_grant\""))
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .any(|line| line["mondiapay_error"] == "invalid_grant"),
+        "the rejection's error code is a field of its log line"
     );
 }
 
 #[tokio::test]
 async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
-    let (server, _dir, env) = mondiapay().await;
-    let slow = issues_after("Uslow", Duration::from_millis(1500));
-    mount(&server, slow, 1).await;
-    let (mut served, internal) = Served::start(&env);
-    let request = exchange_in_flight(&server, &internal).await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
+    mondiapay
+        .answers(issues_after("Uslow", Duration::from_millis(1500)), 1)
+        .await;
+    let mut served = Served::start(&env);
+    let request = exchange_in_flight(&served, &mondiapay).await;
     served.terminate();
-    served.wait_for("shutting down: no new connections, finishing requests under way");
     let response = request.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
@@ -259,20 +242,11 @@ async fn sigterm_lets_exchanges_under_way_finish_and_exits_zero() {
 
 #[tokio::test]
 async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
-    let (server, _dir, env) = mondiapay().await;
-    mount(&server, IssueTokens, 1).await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
+    mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let output = command(&env)
-        .args(["exchange", "--code", &code, "--ref", "ORDER-CLI"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = succeeds(command(&env).args(["exchange", "--code", &code, "--ref", "ORDER-CLI"]));
+    let record: Value = serde_json::from_slice(&printed).unwrap();
     assert_eq!(record["ref"], "ORDER-CLI");
     assert!(
         record["access_token"]
@@ -306,10 +280,8 @@ async fn the_exchange_command_prints_the_record_and_keeps_exactly_once() {
 
 #[tokio::test]
 async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
-    let (_server, _dir, env) = mondiapay().await;
-    let output = command(&env).arg("check-config").output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let printed = String::from_utf8(output.stdout).unwrap();
+    let (_mondiapay, _dir, env) = MondiaPay::start().await;
+    let printed = String::from_utf8(succeeds(command(&env).arg("check-config"))).unwrap();
     assert!(printed.contains("client_secret = \"[redacted]\""));
     for secret in [CLIENT_SECRET, API_KEY, ROTATED_API_KEY] {
         assert!(!printed.contains(secret));
@@ -317,10 +289,7 @@ async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
 
     let mut broken = env.clone();
     broken.remove("TOKEN_PROXY__MONDIAPAY__CLIENT_ID");
-    let output = command(&broken).arg("check-config").output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = exits_with_one_line(command(&broken).arg("check-config"), 2);
     assert!(
         stderr.contains("mondiapay.client_id")
             && stderr.contains("TOKEN_PROXY__MONDIAPAY__CLIENT_ID")
@@ -339,7 +308,7 @@ async fn check_config_prints_redacted_settings_or_names_what_is_wrong() {
 
 #[tokio::test]
 async fn a_port_in_use_stops_start_up_with_one_line() {
-    let (_server, _dir, mut env) = mondiapay().await;
+    let (_mondiapay, _dir, mut env) = MondiaPay::start().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     env.insert(
         "TOKEN_PROXY__INTERNAL__LISTEN".into(),
@@ -355,16 +324,8 @@ async fn a_port_in_use_stops_start_up_with_one_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
     let app = spawn_app().await;
-    let ready = Command::new(BINARY)
-        .args(["healthcheck", "--url", &format!("{}/readyz", app.internal)])
-        .output()
-        .unwrap();
-    assert_eq!(
-        ready.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ready.stderr)
-    );
+    let url = format!("{}/readyz", app.internal);
+    succeeds(Command::new(BINARY).args(["healthcheck", "--url", &url]));
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/readyz", closed.local_addr().unwrap());
     drop(closed);
@@ -394,14 +355,8 @@ async fn the_env_example_as_it_is_is_refused_for_its_placeholder_api_keys_and_se
     let dir = tempfile::tempdir().unwrap();
     let mut env = env_example();
     let keys = env["TOKEN_PROXY__INTERNAL__API_KEYS"].clone();
-    let output = command(&env)
-        .current_dir(dir.path())
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let mut check = command(&env);
+    let stderr = exits_with_one_line(check.current_dir(dir.path()).arg("check-config"), 2);
     assert!(stderr.contains("internal.api_keys"), "{stderr}");
     for key in keys.split(',') {
         assert!(!stderr.contains(key), "the key is echoed: {stderr}");
@@ -433,7 +388,7 @@ async fn the_env_example_as_it_is_is_refused_for_its_placeholder_api_keys_and_se
 
 #[tokio::test]
 async fn check_config_refuses_a_remote_database_without_a_checked_certificate_in_one_line() {
-    let (_server, _dir, env) = mondiapay().await;
+    let (_mondiapay, _dir, env) = MondiaPay::start().await;
     let password = "Pa55-w0rd-for-the-db";
     let cases = [
         (
@@ -468,7 +423,7 @@ async fn check_config_refuses_a_remote_database_without_a_checked_certificate_in
         env.insert("TOKEN_PROXY__STORE__URL".into(), url.clone());
         env.insert(
             "TOKEN_PROXY__STORE__ENCRYPTION_KEY".into(),
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+            ENCRYPTION_KEY.into(),
         );
         let output = command(&env).arg("check-config").output().unwrap();
         let stderr = String::from_utf8(output.stderr).unwrap();

@@ -22,11 +22,11 @@ fn files_contain(dir: &Path, needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_database_holds_no_token_and_no_code_in_clear() {
     let mut app = spawn_app().await;
-    app.mondiapay_issues_tokens(3).await;
+    app.mondiapay.issues_tokens(3).await;
     let mut secrets = Vec::new();
     for reference in ["ORDER-S1", "ORDER-S2", "ORDER-S3"] {
         let code = new_code();
-        let record = json(app.exchange_code(&code, reference).await).await;
+        let record = json(app.exchange(&code, reference).await).await;
         secrets.push(code);
         secrets.push(record["access_token"].as_str().unwrap().to_owned());
         secrets.push(record["refresh_token"].as_str().unwrap().to_owned());
@@ -75,12 +75,12 @@ async fn without_a_configured_key_one_is_generated_once_with_owner_only_access()
 
 #[tokio::test]
 async fn a_configured_key_is_used_and_no_key_file_is_made() {
-    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let mut app = spawn_app_with(&[("STORE__ENCRYPTION_KEY", key)]).await;
-    app.mondiapay_issues_tokens(1).await;
-    let record = json(app.exchange_code(&new_code(), "ORDER-K").await).await;
+    let key = ENCRYPTION_KEY;
+    let mut app = spawn_app_with(&format!("STORE__ENCRYPTION_KEY={key}")).await;
+    app.mondiapay.issues_tokens(1).await;
+    let record = json(app.exchange(&new_code(), "ORDER-K").await).await;
     app.restart().await;
-    let again = app.token_stored_for(&record).await;
+    let again = app.stored_token(&record).await;
     assert_eq!(again["access_token"], record["access_token"]);
     assert!(!app.dir.path().join("encryption.key").exists());
 }
@@ -139,14 +139,14 @@ impl Drop for SmallDisk {
 async fn a_full_disk_refuses_exchanges_before_mondiapay_sees_the_code_and_damages_nothing() {
     let disk = SmallDisk::mount("4m");
     let url = format!("sqlite://{}/tokens.db", disk.path.display());
-    let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let mut app = spawn_app_with(&format!("STORE__URL={url}")).await;
     let blocked_code = code_for_after_the_fault(&app).await;
-    app.mondiapay_issues_tokens(1).await;
-    let before = json(app.exchange_code(&new_code(), "ORDER-BEFORE").await).await;
+    app.mondiapay.issues_tokens(1).await;
+    let before = json(app.exchange(&new_code(), "ORDER-BEFORE").await).await;
 
     let filler = disk.fill();
     assert_store_refuses(&app, &blocked_code).await;
-    let stored = app.token_stored_for(&before).await;
+    let stored = app.stored_token(&before).await;
     assert_eq!(
         stored["access_token"], before["access_token"],
         "reads go on while the disk is full"
@@ -226,15 +226,15 @@ impl Drop for Ext4Disk {
 async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recovers() {
     let disk = Ext4Disk::mount();
     let url = format!("sqlite://{}/tokens.db", disk.path.display());
-    let mut app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let mut app = spawn_app_with(&format!("STORE__URL={url}")).await;
     let blocked_code = code_for_after_the_fault(&app).await;
-    app.mondiapay_issues_tokens(1).await;
-    let before = json(app.exchange_code(&new_code(), "ORDER-RO").await).await;
+    app.mondiapay.issues_tokens(1).await;
+    let before = json(app.exchange(&new_code(), "ORDER-RO").await).await;
 
     // The shared-memory index stays writable: SQLite maps it, and a read-only map would crash.
     disk.set_immutable(true, &["tokens.db", "tokens.db-wal"]);
     assert_store_refuses(&app, &blocked_code).await;
-    let by_ref = json(app.get("/v1/tokens?ref=ORDER-RO").await).await;
+    let by_ref = json(app.tokens_by_ref("ORDER-RO").await).await;
     assert_eq!(
         by_ref["access_token"], before["access_token"],
         "reads go on from a read-only store"

@@ -107,16 +107,11 @@ async fn exercise(store: &TokenStore) {
         first.id
     );
     assert_eq!(store.count_live_tokens().await.unwrap(), 2);
-    assert!(
-        store
-            .clone()
-            .with_expiry_margin(50_000)
-            .live_token(&first.id)
-            .await
-            .unwrap()
-            .is_none(),
-        "inside the margin is expired"
-    );
+    let live_within = async |margin| {
+        let store = store.clone().with_expiry_margin(margin);
+        store.live_token(&first.id).await.unwrap().is_some()
+    };
+    assert!(!live_within(50_000).await, "inside the margin is expired");
 
     // A rejection is final and keeps MondiaPay's error code, never its free text.
     let c = hash("Asuite3");
@@ -158,59 +153,35 @@ async fn exercise(store: &TokenStore) {
     // Deleting is idempotent.
     store.delete_token(&first.id).await.unwrap();
     store.delete_token(&first.id).await.unwrap();
-    assert!(
-        store
-            .clone()
-            .with_expiry_margin(0)
-            .live_token(&first.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live_within(0).await);
 
     // Callback outcomes: a final one stands for its code, an unavailable one is replaced; a
     // failed purchase or rejected code is one row per (ref, outcome, error).
+    let record = async |key: Option<&ReplayKey>, kind: OutcomeKind| {
+        store
+            .record_callback(key, &outcome(kind, "R5"))
+            .await
+            .unwrap()
+    };
     let key = ReplayKey::exchange(&hash("Asuite5"));
-    let unavailable = store
-        .record_callback(Some(&key), &outcome(OutcomeKind::Unavailable, "R5"))
-        .await
-        .unwrap();
-    let succeeded = store
-        .record_callback(Some(&key), &outcome(OutcomeKind::Succeeded, "R5"))
-        .await
-        .unwrap();
+    let unavailable = record(Some(&key), OutcomeKind::Unavailable).await;
+    let succeeded = record(Some(&key), OutcomeKind::Succeeded).await;
     assert_eq!(succeeded.id, unavailable.id);
     assert_eq!(succeeded.outcome.kind, OutcomeKind::Succeeded);
-    let again = store
-        .record_callback(Some(&key), &outcome(OutcomeKind::Succeeded, "R5"))
-        .await
-        .unwrap();
+    let again = record(Some(&key), OutcomeKind::Succeeded).await;
     assert_eq!(
         (again.id.as_str(), again.outcome.kind),
         (succeeded.id.as_str(), OutcomeKind::Succeeded)
     );
-    let rejected = store
-        .record_callback(
-            Some(&ReplayKey::exchange(&hash("Asuite6"))),
-            &outcome(OutcomeKind::CodeRejected, "R5"),
-        )
-        .await
-        .unwrap();
-    let rejected_again = store
-        .record_callback(
-            Some(&ReplayKey::exchange(&hash("Asuite7"))),
-            &outcome(OutcomeKind::CodeRejected, "R5"),
-        )
-        .await
-        .unwrap();
+    let rejected_key = ReplayKey::exchange(&hash("Asuite6"));
+    let rejected = record(Some(&rejected_key), OutcomeKind::CodeRejected).await;
+    let other_key = ReplayKey::exchange(&hash("Asuite7"));
+    let rejected_again = record(Some(&other_key), OutcomeKind::CodeRejected).await;
     assert_eq!(
         rejected_again.id, rejected.id,
         "one row per (ref, outcome, error)"
     );
-    store
-        .record_callback(None, &outcome(OutcomeKind::PurchaseFailed, "R5"))
-        .await
-        .unwrap();
+    record(None, OutcomeKind::PurchaseFailed).await;
     let listed = store.callbacks_for_ref("R5").await.unwrap();
     assert_eq!(listed.len(), 3);
     assert_eq!(
@@ -291,24 +262,18 @@ async fn forged_failures(store: &TokenStore) {
             .await
             .unwrap();
     }
-    let mut kept = 0;
-    for n in 0..200 {
-        kept += capped
-            .callbacks_for_ref(&format!("REF-{n}"))
-            .await
-            .unwrap()
-            .len();
-    }
+    let kept_across_refs = async || {
+        let mut kept = 0;
+        for n in 0..200 {
+            let listed = capped.callbacks_for_ref(&format!("REF-{n}")).await;
+            kept += listed.unwrap().len();
+        }
+        kept
+    };
+    let kept = kept_across_refs().await;
     assert!(kept <= 10 + 64, "{kept} failures kept across refs");
     capped.purge(0).await.unwrap();
-    let mut kept = 0;
-    for n in 0..200 {
-        kept += capped
-            .callbacks_for_ref(&format!("REF-{n}"))
-            .await
-            .unwrap()
-            .len();
-    }
+    let kept = kept_across_refs().await;
     assert!(kept <= 10, "{kept} failures kept after the purge");
     assert!(
         capped
@@ -320,18 +285,6 @@ async fn forged_failures(store: &TokenStore) {
         "a success is never trimmed"
     );
     store.close().await;
-}
-
-#[tokio::test]
-async fn forged_failures_stay_bounded_and_never_push_out_a_success_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    forged_failures(&open_on_sqlite(&dir).await).await;
-}
-
-#[tokio::test]
-async fn forged_failures_stay_bounded_and_never_push_out_a_success_on_postgresql() {
-    let cluster = PgCluster::start();
-    forged_failures(&open_on_postgresql(&cluster).await).await;
 }
 
 fn keyring() -> Keyring {
@@ -352,14 +305,26 @@ async fn open_on_postgresql(cluster: &PgCluster) -> TokenStore {
     TokenStore::open(&backend, keyring()).await.unwrap()
 }
 
-#[tokio::test]
-async fn the_store_behaves_the_same_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    exercise(&open_on_sqlite(&dir).await).await;
+/// Each suite as two tests, `…::on_sqlite` and `…::on_postgresql`: one suite, both backends.
+macro_rules! on_both_backends {
+    ($($name:ident => $suite:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn on_sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$suite(&super::open_on_sqlite(&dir).await).await;
+            }
+
+            #[tokio::test]
+            async fn on_postgresql() {
+                let cluster = crate::postgres::PgCluster::start();
+                super::$suite(&super::open_on_postgresql(&cluster).await).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn the_store_behaves_the_same_on_postgresql() {
-    let cluster = PgCluster::start();
-    exercise(&open_on_postgresql(&cluster).await).await;
+on_both_backends! {
+    the_store_behaves_the_same => exercise,
+    forged_failures_stay_bounded_and_never_push_out_a_success => forged_failures,
 }

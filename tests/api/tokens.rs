@@ -1,6 +1,6 @@
 //! Looking tokens up, deleting them, and who may ask.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
@@ -9,41 +9,40 @@ use crate::helpers::*;
 #[tokio::test]
 async fn tokens_are_found_by_id_and_by_ref_and_uuid_the_first_live_one() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(3).await;
+    app.mondiapay.issues_tokens(3).await;
     let older = json(
-        app.exchange(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
+        app.exchange_with(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
             .await,
     )
     .await;
     let newer = json(
-        app.exchange(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
+        app.exchange_with(json!({"code": new_code(), "ref": "ORDER-7", "uuid": "user-1"}))
             .await,
     )
     .await;
     let other = json(
-        app.exchange(json!({"code": new_code(), "ref": "ORDER-8"}))
+        app.exchange_with(json!({"code": new_code(), "ref": "ORDER-8"}))
             .await,
     )
     .await;
 
-    let by_id = app.token_stored_for(&older).await;
+    let by_id = app.stored_token(&older).await;
     assert_eq!(by_id["access_token"], older["access_token"]);
-    let by_ref = app.get("/v1/tokens?ref=ORDER-7").await;
+    let by_ref = app.tokens_by_ref("ORDER-7").await;
     assert_eq!(by_ref.headers()["cache-control"], "no-store");
     assert_eq!(json(by_ref).await["id"], older["id"]);
     assert_eq!(
-        json(app.get("/v1/tokens?uuid=user-1").await).await["id"],
+        json(app.tokens_by_uuid("user-1").await).await["id"],
         older["id"]
     );
     // Once the first is gone, the next one recorded answers.
-    app.delete(&format!("/v1/tokens/{}", older["id"].as_str().unwrap()))
-        .await;
+    app.delete_token(older["id"].as_str().unwrap()).await;
     assert_eq!(
-        json(app.get("/v1/tokens?ref=ORDER-7").await).await["id"],
+        json(app.tokens_by_ref("ORDER-7").await).await["id"],
         newer["id"]
     );
     assert_eq!(
-        json(app.get("/v1/tokens?ref=ORDER-8").await).await["id"],
+        json(app.tokens_by_ref("ORDER-8").await).await["id"],
         other["id"]
     );
 }
@@ -63,7 +62,7 @@ async fn lookups_that_find_nothing_or_ask_wrongly_get_problems() {
         let response = app.get(path).await;
         assert_eq!(response.status(), status, "{path}");
         assert_eq!(
-            response.headers()["content-type"],
+            content_type(&response),
             "application/problem+json",
             "{path}"
         );
@@ -71,57 +70,59 @@ async fn lookups_that_find_nothing_or_ask_wrongly_get_problems() {
     }
 }
 
+/// A code whose token is gone is not exchanged again: `410 Gone` (the mock counts the calls).
+async fn assert_spent_for_good(app: &TestApp, code: &str, reference: &str) {
+    let again = app.exchange(code, reference).await;
+    assert_eq!(again.status(), StatusCode::GONE, "{code} again");
+}
+
 #[tokio::test]
 async fn deleted_tokens_are_gone_and_their_code_is_not_exchanged_again() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let code = new_code();
-    let record = json(app.exchange_code(&code, "ORDER-D").await).await;
-    let path = format!("/v1/tokens/{}", record["id"].as_str().unwrap());
-    assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get(&path).await.status(), StatusCode::NOT_FOUND);
+    let record = app.exchange(&code, "ORDER-D").await;
+    let id = json(record).await["id"].as_str().unwrap().to_owned();
+    let id = id.as_str();
+    assert_eq!(app.delete_token(id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.token(id).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.get("/v1/tokens?ref=ORDER-D").await.status(),
+        app.tokens_by_ref("ORDER-D").await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.delete(&path).await.status(),
+        app.delete_token(id).await.status(),
         StatusCode::NO_CONTENT,
         "deleting again is fine"
     );
-    assert_eq!(
-        app.exchange_code(&code, "ORDER-D").await.status(),
-        StatusCode::GONE
-    );
+    assert_spent_for_good(&app, &code, "ORDER-D").await;
 }
 
 #[tokio::test]
 async fn expired_tokens_are_never_returned() {
     let app = spawn_app().await;
     let short = json!({"access_token": "Ushort", "token_type": "bearer", "expires_in": "30"});
-    app.mondiapay_answers(ResponseTemplate::new(200).set_body_json(short), 1)
+    app.mondiapay
+        .answers(ResponseTemplate::new(200).set_body_json(short), 1)
         .await;
     let code = new_code();
-    let response = app.exchange_code(&code, "ORDER-SHORT").await;
+    let response = app.exchange(&code, "ORDER-SHORT").await;
     assert_eq!(
         response.status(),
         StatusCode::GONE,
         "30 s is inside the 60 s safety margin"
     );
     assert_eq!(
-        app.get("/v1/tokens?ref=ORDER-SHORT").await.status(),
+        app.tokens_by_ref("ORDER-SHORT").await.status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        app.exchange_code(&code, "ORDER-SHORT").await.status(),
-        StatusCode::GONE
-    );
+    assert_spent_for_good(&app, &code, "ORDER-SHORT").await;
 }
 
 #[tokio::test]
 async fn the_api_needs_a_configured_key() {
     let app = spawn_app().await;
-    app.mondiapay_issues_tokens(1).await;
+    app.mondiapay.issues_tokens(1).await;
     let url = format!("{}/v1/tokens?ref=X", app.internal);
     let client = reqwest::Client::new();
     let attempts = [
@@ -138,19 +139,13 @@ async fn the_api_needs_a_configured_key() {
         let response = attempt.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(content_type(&response), "application/problem+json");
     }
-    let rotated = client
-        .get(&url)
-        .bearer_auth(ROTATED_API_KEY)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        rotated.status(),
+        app.with_api_key(ROTATED_API_KEY)
+            .tokens_by_ref("X")
+            .await
+            .status(),
         StatusCode::NOT_FOUND,
         "the second configured key is accepted"
     );
@@ -161,12 +156,7 @@ async fn the_api_needs_a_configured_key() {
         .await
         .unwrap();
     assert_eq!(lower_scheme.status(), StatusCode::NOT_FOUND);
-    let exchange = app
-        .api(Method::POST, "/v1/exchange")
-        .json(&json!({"code": new_code()}))
-        .send()
-        .await
-        .unwrap();
+    let exchange = app.exchange_with(json!({"code": new_code()})).await;
     assert_eq!(exchange.status(), StatusCode::OK);
 }
 
@@ -178,12 +168,7 @@ async fn each_route_lives_on_its_own_listener() {
         assert_eq!(health.status(), StatusCode::OK);
         assert_eq!(health.text().await.unwrap(), "ok");
     }
-    assert_eq!(
-        app.http_get(&format!("{}/readyz", app.internal))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.ready().await.status(), StatusCode::OK);
     for path in ["/v1/tokens?ref=X", "/v1/tokens/tok_x", "/readyz"] {
         let response = reqwest::Client::new()
             .get(format!("{}{path}", app.public))
@@ -219,19 +204,13 @@ async fn request_ids_are_echoed_or_made() {
     let app = spawn_app().await;
     let url = format!("{}/healthz", app.internal);
     let client = reqwest::Client::new();
-    let echoed = client
-        .get(&url)
-        .header("x-request-id", "support-123")
-        .send()
-        .await
-        .unwrap();
+    let asked_as = async |request_id: &str| {
+        let answer = client.get(&url).header("x-request-id", request_id);
+        answer.send().await.unwrap()
+    };
+    let echoed = asked_as("support-123").await;
     assert_eq!(echoed.headers()["x-request-id"], "support-123");
-    let forged = client
-        .get(&url)
-        .header("x-request-id", "a\"b c")
-        .send()
-        .await
-        .unwrap();
+    let forged = asked_as("a\"b c").await;
     let made = forged.headers()["x-request-id"].to_str().unwrap();
     assert!(!made.is_empty() && made != "a\"b c");
 }

@@ -7,22 +7,20 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
-use crate::process::{exchange_at, mount_first_answer};
+use crate::process::Served;
 
 #[tokio::test]
 async fn a_rejected_code_is_final_and_never_sent_again() {
     let app = spawn_app().await;
     let rejection = json!({"error": "invalid_grant", "error_description": "Code already used"});
-    app.mondiapay_answers(ResponseTemplate::new(400).set_body_json(rejection), 1)
+    app.mondiapay
+        .answers(ResponseTemplate::new(400).set_body_json(rejection), 1)
         .await;
     let code = new_code();
     for _ in 0..3 {
-        let response = app.exchange_code(&code, "ORDER-1").await;
+        let response = app.exchange(&code, "ORDER-1").await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(content_type(&response), "application/problem+json");
         let problem = json(response).await;
         assert_eq!(problem["mondiapay_error"], "invalid_grant");
         assert_eq!(problem["status"], 422);
@@ -50,9 +48,10 @@ async fn both_error_shapes_are_understood() {
     ];
     for (status, body, error) in cases {
         let app = spawn_app().await;
-        app.mondiapay_answers(ResponseTemplate::new(status).set_body_json(body), 1)
+        app.mondiapay
+            .answers(ResponseTemplate::new(status).set_body_json(body), 1)
             .await;
-        let response = app.exchange_code(&new_code(), "ORDER-E").await;
+        let response = app.exchange(&new_code(), "ORDER-E").await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(json(response).await["mondiapay_error"], error);
     }
@@ -62,39 +61,38 @@ async fn both_error_shapes_are_understood() {
 async fn refused_credentials_are_a_configuration_fault_not_the_codes() {
     let app = spawn_app().await;
     let refused = ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
-    app.mondiapay_fails_then_issues(refused, 2).await;
+    app.mondiapay.fails_then_issues(refused, 2).await;
     let code = new_code();
 
-    let response = app.exchange_code(&code, "ORDER-1").await;
+    let response = app.exchange(&code, "ORDER-1").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let problem = json(response).await;
     assert_problem_kind(&problem, "credentials-rejected");
     assert!(problem.get("mondiapay_error").is_none());
-    let ready = app.http_get(&format!("{}/readyz", app.internal)).await;
+    let ready = app.ready().await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(ready).await["mondiapay_credentials"], "refused");
 
     assert_eq!(
-        app.exchange_code(&code, "ORDER-1").await.status(),
+        app.exchange(&code, "ORDER-1").await.status(),
         StatusCode::BAD_GATEWAY
     );
     assert_eq!(
-        app.exchange_code(&code, "ORDER-1").await.status(),
+        app.exchange(&code, "ORDER-1").await.status(),
         StatusCode::OK,
         "the code was not used up"
     );
-    assert_eq!(
-        app.http_get(&format!("{}/readyz", app.internal))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.ready().await.status(), StatusCode::OK);
+}
+
+/// A body past what the service reads of an answer.
+fn oversized_body() -> String {
+    "x".repeat(200 * 1024)
 }
 
 #[tokio::test]
 async fn answers_without_a_verdict_leave_the_code_usable() {
     let app = spawn_app().await;
-    let big = "x".repeat(200 * 1024);
     let cases = [
         ResponseTemplate::new(500).set_body_json(json!({"error": "invalid_grant"})),
         ResponseTemplate::new(503),
@@ -109,13 +107,13 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
         ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/token"),
         ResponseTemplate::new(429).set_body_json(json!({"error": "slow_down"})),
         ResponseTemplate::new(400).set_body_raw("<html>Bad request</html>", "text/html"),
-        ResponseTemplate::new(400).set_body_raw(big, "application/json"),
+        ResponseTemplate::new(400).set_body_raw(oversized_body(), "application/json"),
     ];
     for (i, unusable) in cases.into_iter().enumerate() {
         app.mondiapay.reset().await;
-        app.mondiapay_answers(unusable, 1).await;
+        app.mondiapay.answers(unusable, 1).await;
         let code = new_code();
-        let response = app.exchange_code(&code, "ORDER-U").await;
+        let response = app.exchange(&code, "ORDER-U").await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "case {i}");
         let problem = json(response).await;
         let detail = problem["detail"].as_str().unwrap();
@@ -126,9 +124,9 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
         app.mondiapay.verify().await;
 
         app.mondiapay.reset().await;
-        app.mondiapay_issues_tokens(1).await;
+        app.mondiapay.issues_tokens(1).await;
         assert_eq!(
-            app.exchange_code(&code, "ORDER-U").await.status(),
+            app.exchange(&code, "ORDER-U").await.status(),
             StatusCode::OK,
             "case {i}: retry"
         );
@@ -138,12 +136,12 @@ async fn answers_without_a_verdict_leave_the_code_usable() {
 
 #[tokio::test]
 async fn a_hanging_mondiapay_times_out_and_leaves_the_code_usable() {
-    let app = spawn_app_with(&[("MONDIAPAY__TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_with("MONDIAPAY__TIMEOUT_SECS=1").await;
     let hanging = issues_after("Ulate", Duration::from_secs(5));
-    app.mondiapay_fails_then_issues(hanging, 1).await;
+    app.mondiapay.fails_then_issues(hanging, 1).await;
     let code = new_code();
     let started = Instant::now();
-    let response = app.exchange_code(&code, "ORDER-T").await;
+    let response = app.exchange(&code, "ORDER-T").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -151,7 +149,7 @@ async fn a_hanging_mondiapay_times_out_and_leaves_the_code_usable() {
         started.elapsed()
     );
     assert_eq!(
-        app.exchange_code(&code, "ORDER-T").await.status(),
+        app.exchange(&code, "ORDER-T").await.status(),
         StatusCode::OK
     );
 }
@@ -162,12 +160,11 @@ async fn an_unreachable_mondiapay_is_a_bad_gateway() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let url = format!("http://127.0.0.1:{port}{TOKEN_PATH}");
-    let app = spawn_app_with(&[
-        ("MONDIAPAY__TOKEN_URL", &url),
-        ("MONDIAPAY__CONNECT_RETRIES", "1"),
-    ])
+    let app = spawn_app_with(&format!(
+        "MONDIAPAY__TOKEN_URL={url} MONDIAPAY__CONNECT_RETRIES=1"
+    ))
     .await;
-    let response = app.exchange_code(&new_code(), "ORDER-DOWN").await;
+    let response = app.exchange(&new_code(), "ORDER-DOWN").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_problem_kind(&json(response).await, "upstream-unavailable");
 }
@@ -211,7 +208,7 @@ async fn a_token_with_an_odd_expires_in_or_an_error_beside_it_is_kept_and_its_co
     for (token, body) in cases {
         let code = new_code();
         answer_for(&app, &code, ResponseTemplate::new(200).set_body_json(&body)).await;
-        let response = app.exchange_code(&code, "ORDER-ODD").await;
+        let response = app.exchange(&code, "ORDER-ODD").await;
         assert_eq!(response.status(), StatusCode::OK, "{body}");
         let record = json(response).await;
         assert_eq!(record["access_token"], token.as_str(), "{body}");
@@ -221,10 +218,10 @@ async fn a_token_with_an_odd_expires_in_or_an_error_beside_it_is_kept_and_its_co
             "{body}: counted as 12 hours, got {expires_in}"
         );
         // The user's reload: the same record, and MondiaPay is not asked again (`expect(1)`).
-        let again = json(app.exchange_code(&code, "ORDER-ODD").await).await;
+        let again = json(app.exchange(&code, "ORDER-ODD").await).await;
         assert_eq!(again["id"], record["id"], "{body}");
         let id = record["id"].as_str().unwrap();
-        let served = json(app.get(&format!("/v1/tokens/{id}")).await).await;
+        let served = json(app.token(id).await).await;
         assert_eq!(served["access_token"], token.as_str());
     }
     app.mondiapay.verify().await;
@@ -233,7 +230,6 @@ async fn a_token_with_an_odd_expires_in_or_an_error_beside_it_is_kept_and_its_co
 #[tokio::test]
 async fn a_success_answer_without_a_usable_token_spends_the_code_for_good() {
     let app = spawn_app().await;
-    let big = "x".repeat(200 * 1024);
     let cases = [
         ResponseTemplate::new(200).set_body_json(json!({"token_type": "bearer"})),
         ResponseTemplate::new(200).set_body_json(json!({"access_token": 12345})),
@@ -241,13 +237,13 @@ async fn a_success_answer_without_a_usable_token_spends_the_code_for_good() {
         ResponseTemplate::new(200).set_body_raw("<html>maintenance</html>", "text/html"),
         ResponseTemplate::new(200).set_body_raw("{\"access_token\": \"U1\"", "application/json"),
         ResponseTemplate::new(201).set_body_raw("", "application/json"),
-        ResponseTemplate::new(200).set_body_raw(big, "application/json"),
+        ResponseTemplate::new(200).set_body_raw(oversized_body(), "application/json"),
     ];
     for (i, answer) in cases.into_iter().enumerate() {
         let code = new_code();
         answer_for(&app, &code, answer).await;
         for attempt in 0..2 {
-            let response = app.exchange_code(&code, "ORDER-NT").await;
+            let response = app.exchange(&code, "ORDER-NT").await;
             assert_eq!(
                 response.status(),
                 StatusCode::BAD_GATEWAY,
@@ -290,53 +286,47 @@ async fn a_success_answer_without_a_usable_token_spends_the_code_for_good() {
 #[tokio::test]
 async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_readiness_fails_until_a_token_is_issued()
  {
-    let (server, _dir, env) = crate::process::mondiapay().await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
     let refused = ResponseTemplate::new(403)
         .set_body_json(json!({"status": "FORBIDDEN", "error": "AUTHORIZATION_FAILED"}));
-    mount_first_answer(&server, refused).await;
+    mondiapay.answers_first_call(refused).await;
     let other_code = new_code();
-    wiremock::Mock::given(wiremock::matchers::query_param("code", other_code.as_str()))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let (served, internal) = crate::process::Served::start(&env);
-    let client = reqwest::Client::new();
+    let rejected = ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
+    mondiapay.answers_code(&other_code, rejected).await;
+    let served = Served::start(&env);
     let code = new_code();
-    let exchange = |code: &str| exchange_at(&client, &internal, code, "ORDER-CRED").send();
-    let ready = || client.get(format!("{internal}/readyz")).send();
 
-    let refused = exchange(&code).await.unwrap();
+    let refused = served.exchange(&code, "ORDER-CRED").await;
     assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
     let problem = json(refused).await;
     assert_problem_kind(&problem, "credentials-rejected");
     assert_eq!(
-        ready().await.unwrap().status(),
+        served.ready().await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     // A verdict on another code says nothing about the credentials: still not ready.
     assert_eq!(
-        exchange(&other_code).await.unwrap().status(),
+        served.exchange(&other_code, "ORDER-CRED").await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let still = ready().await.unwrap();
+    let still = served.ready().await;
     assert_eq!(still.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(still).await["mondiapay_credentials"], "refused");
 
     // The operator fixes the credentials: the same code was not used up.
-    crate::process::mount(&server, IssueTokens, 1).await;
-    let record = exchange(&code).await.unwrap();
+    mondiapay.issues_tokens(1).await;
+    let record = served.exchange(&code, "ORDER-CRED").await;
     assert_eq!(record.status(), StatusCode::OK);
-    assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
-    let calls = server.received_requests().await.unwrap();
-    let for_code = calls
+    assert_eq!(served.ready().await.status(), StatusCode::OK);
+    let for_code = mondiapay
+        .calls()
+        .await
         .iter()
         .filter(|call| call.url.as_str().contains(code.as_str()))
         .count();
     assert_eq!(for_code, 2, "refused once, exchanged once");
 
-    served.terminate();
-    let (exit, lines) = served.wait();
+    let (exit, lines) = served.stop();
     assert_eq!(exit, Some(0));
     let refusal: Vec<Value> = lines
         .iter()
@@ -351,46 +341,34 @@ async fn mondiapay_refusing_credentials_in_its_own_shape_keeps_the_code_and_read
 
 #[tokio::test]
 async fn no_success_answer_is_ever_logged_and_odd_tokens_stay_out_of_the_log() {
-    let (server, _dir, env) = crate::process::mondiapay().await;
+    let (mondiapay, _dir, env) = MondiaPay::start().await;
     let odd = (
         new_code(),
         "Uodd-token-for-the-log",
         "Rodd-refresh-for-the-log",
     );
     let tokenless = (new_code(), "Uhidden-in-html", "Rhidden-in-a-number");
-    wiremock::Mock::given(wiremock::matchers::query_param("code", odd.0.as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": odd.1, "refresh_token": odd.2, "expires_in": "43200.0"})))
-        .expect(1)
-        .mount(&server)
-        .await;
-    wiremock::Mock::given(wiremock::matchers::query_param(
-        "code",
-        tokenless.0.as_str(),
-    ))
-    .respond_with(ResponseTemplate::new(200).set_body_raw(
+    let odd_answer = ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": odd.1, "refresh_token": odd.2, "expires_in": "43200.0"}));
+    mondiapay.answers_code(&odd.0, odd_answer).await;
+    let tokenless_answer = ResponseTemplate::new(200).set_body_raw(
         format!(
             r#"{{"access_token": 7, "token": "{}", "refresh_token": "{}"}}"#,
             tokenless.1, tokenless.2
         ),
         "application/json",
-    ))
-    .expect(1)
-    .mount(&server)
-    .await;
-    let (served, internal) = crate::process::Served::start(&env);
-    let client = reqwest::Client::new();
-    let exchange = |code: &str| exchange_at(&client, &internal, code, "ORDER-QUIET").send();
+    );
+    mondiapay.answers_code(&tokenless.0, tokenless_answer).await;
+    let served = Served::start(&env);
     for _ in 0..2 {
-        let record: Value = exchange(&odd.0).await.unwrap().json().await.unwrap();
+        let record = json(served.exchange(&odd.0, "ORDER-QUIET").await).await;
         assert_eq!(record["access_token"], odd.1);
         assert_eq!(
-            exchange(&tokenless.0).await.unwrap().status(),
+            served.exchange(&tokenless.0, "ORDER-QUIET").await.status(),
             StatusCode::BAD_GATEWAY
         );
     }
-    served.terminate();
-    let (exit, lines) = served.wait();
+    let (exit, lines) = served.stop();
     assert_eq!(exit, Some(0));
     for line in &lines {
         for secret in [odd.1, odd.2, tokenless.1, tokenless.2, &odd.0, &tokenless.0] {
@@ -409,7 +387,7 @@ fn json_escaped(text: &str) -> String {
 #[tokio::test]
 async fn mondiapay_error_text_reaches_neither_the_api_nor_the_log_and_echoed_secrets_are_scrubbed_in_every_spelling()
  {
-    let (server, _dir, mut env) = crate::process::mondiapay().await;
+    let (mondiapay, _dir, mut env) = MondiaPay::start().await;
     let secret = "s3cr/t+key with space";
     env.insert(
         "TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET".into(),
@@ -425,16 +403,10 @@ async fn mondiapay_error_text_reaches_neither_the_api_nor_the_log_and_echoed_sec
         code
     );
     let rejection = format!(r#"{{"error":"invalid_grant","error_description":"{description}"}}"#);
-    wiremock::Mock::given(wiremock::matchers::query_param("code", code.as_str()))
-        .respond_with(ResponseTemplate::new(400).set_body_raw(rejection, "application/json"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let (served, internal) = crate::process::Served::start(&env);
-    let response = exchange_at(&reqwest::Client::new(), &internal, &code, "ORDER-TEXT")
-        .send()
-        .await
-        .unwrap();
+    let rejection = ResponseTemplate::new(400).set_body_raw(rejection, "application/json");
+    mondiapay.answers_code(&code, rejection).await;
+    let served = Served::start(&env);
+    let response = served.exchange(&code, "ORDER-TEXT").await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem = json(response).await;
     assert_eq!(problem["mondiapay_error"], "invalid_grant");
@@ -444,8 +416,7 @@ async fn mondiapay_error_text_reaches_neither_the_api_nor_the_log_and_echoed_sec
     );
     assert!(!problem.to_string().contains("555"));
 
-    served.terminate();
-    let (exit, lines) = served.wait();
+    let (exit, lines) = served.stop();
     assert_eq!(exit, Some(0));
     let excerpts: Vec<String> = lines
         .iter()

@@ -1,0 +1,180 @@
+//! `Client`: the service's routes in the SPEC's words, one method a route, the same whether the
+//! service runs in-process (`TestApp`) or as the real binary (`Served`); both hand one out.
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{API_KEY, json};
+
+/// Both listeners of one running service, and the API key its internal callers use.
+#[derive(Clone)]
+pub struct Client {
+    /// `http://host:port` of the public listener (browsers).
+    pub public: String,
+    /// `http://host:port` of the internal listener (`/v1`, operations).
+    pub internal: String,
+    api_key: String,
+    http: reqwest::Client,
+    /// A browser that does not follow redirects and opens a connection a request, as a test's
+    /// browser did before (connection caps and rate limits see one client a request).
+    browser: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(public: String, internal: String) -> Self {
+        Self {
+            public,
+            internal,
+            api_key: API_KEY.to_owned(),
+            http: reqwest::Client::new(),
+            browser: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The same service, called with another API key (a rotated one, a wrong one).
+    pub fn with_api_key(&self, api_key: &str) -> Self {
+        Self {
+            api_key: api_key.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    // --- The internal API (`/v1`, with the API key) ------------------------------------------
+
+    /// Any request to the internal listener, with the API key.
+    pub fn api(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.internal))
+            .bearer_auth(&self.api_key)
+    }
+
+    /// A keyed `GET` of any internal path, for the routes and the malformed paths a typed
+    /// method does not cover.
+    pub async fn get(&self, path: &str) -> Response {
+        self.api(Method::GET, path).send().await.unwrap()
+    }
+
+    /// `POST /v1/exchange {"code", "ref"}`.
+    pub async fn exchange(&self, code: &str, reference: &str) -> Response {
+        self.exchange_with(json!({"code": code, "ref": reference}))
+            .await
+    }
+
+    /// `POST /v1/exchange` with `body` as it is (no `ref`, a `uuid`, a malformed one).
+    pub async fn exchange_with(&self, body: Value) -> Response {
+        self.api(Method::POST, "/v1/exchange")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/tokens/{id}`.
+    pub async fn token(&self, id: &str) -> Response {
+        self.get(&format!("/v1/tokens/{id}")).await
+    }
+
+    /// The stored token for `record` (an exchange's answer), by its id, read as JSON.
+    pub async fn stored_token(&self, record: &Value) -> Value {
+        json(self.token(record["id"].as_str().unwrap()).await).await
+    }
+
+    /// `GET /v1/tokens?ref=…`.
+    pub async fn tokens_by_ref(&self, reference: &str) -> Response {
+        self.get(&format!("/v1/tokens?ref={reference}")).await
+    }
+
+    /// `GET /v1/tokens?uuid=…`.
+    pub async fn tokens_by_uuid(&self, uuid: &str) -> Response {
+        self.get(&format!("/v1/tokens?uuid={uuid}")).await
+    }
+
+    /// `DELETE /v1/tokens/{id}`.
+    pub async fn delete_token(&self, id: &str) -> Response {
+        self.api(Method::DELETE, &format!("/v1/tokens/{id}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/callbacks?ref=…`, read as the JSON list it is.
+    pub async fn callbacks(&self, reference: &str) -> Value {
+        json(self.get(&format!("/v1/callbacks?ref={reference}")).await).await
+    }
+
+    // --- Operations (no key) ----------------------------------------------------------------
+
+    /// `GET /readyz` on the internal listener.
+    pub async fn ready(&self) -> Response {
+        self.http_get(&format!("{}/readyz", self.internal)).await
+    }
+
+    /// `GET /metrics` on the internal listener.
+    pub async fn metrics(&self) -> Response {
+        self.http_get(&format!("{}/metrics", self.internal)).await
+    }
+
+    /// The Prometheus text `/metrics` answers, after checking that it answered.
+    pub async fn metrics_text(&self) -> String {
+        let response = self.metrics().await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
+    /// A plain `GET` of a full URL, without an API key.
+    pub async fn http_get(&self, url: &str) -> Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    // --- The public listener (what a browser does) -----------------------------------------
+
+    /// A browser's `GET` on the public listener, not yet sent (to give it a time limit).
+    pub fn browser(&self, path_and_query: &str) -> RequestBuilder {
+        self.browser.get(format!("{}{path_and_query}", self.public))
+    }
+
+    /// A browser's `GET` on the public listener, without following redirects.
+    pub async fn browser_get(&self, path_and_query: &str) -> Response {
+        self.browser(path_and_query).send().await.unwrap()
+    }
+
+    /// `GET /oauth/callback?{query}`, as MondiaPay's redirect sends the browser there.
+    pub async fn callback(&self, query: &str) -> Response {
+        self.browser_get(&format!("/oauth/callback?{query}")).await
+    }
+
+    /// Follows a callback's `303` to the built-in result page; returns the location and the page.
+    pub async fn callback_page(&self, query: &str) -> (String, StatusCode, String) {
+        let response = self.callback(query).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "callback {query}");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let page = self.browser_get(&location).await;
+        let status = page.status();
+        (location, status, page.text().await.unwrap())
+    }
+}
+
+/// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is
+/// spoken to through its `client` field.
+macro_rules! spoken_to_through_its_client {
+    ($service:ty) => {
+        impl std::ops::Deref for $service {
+            type Target = $crate::client::Client;
+
+            fn deref(&self) -> &Self::Target {
+                &self.client
+            }
+        }
+    };
+}
+
+pub(crate) use spoken_to_through_its_client;
+
+/// An answer's `Content-Type`, as text.
+pub fn content_type(response: &Response) -> &str {
+    response.headers()["content-type"].to_str().unwrap()
+}
