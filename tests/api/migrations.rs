@@ -78,7 +78,7 @@ async fn assert_pages_as_before(app: &TestApp) {
         let page = app.browser_get(&format!("/oauth/result/{id}")).await;
         assert_eq!(page.status(), *status, "{id}");
     }
-    let listed = json(app.get("/v1/callbacks?ref=ORDER-OLD").await).await;
+    let listed = app.callbacks("ORDER-OLD").await;
     assert_eq!(listed.as_array().unwrap().len(), RECORDED_BEFORE.len());
 }
 
@@ -109,7 +109,7 @@ async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_u
     db.close().await;
 
     let url = format!("sqlite://{}", path.display());
-    let app = spawn_app_with(&[("STORE__URL", &url)]).await;
+    let app = spawn_app_with(&format!("STORE__URL={url}")).await;
     assert_pages_as_before(&app).await;
 
     let db = SqlitePool::connect(&url).await.unwrap();
@@ -125,13 +125,7 @@ async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_u
     let db = PgPool::connect(&cluster.url()).await.unwrap();
     record_the_old_way("postgres", &db).await;
 
-    // Replicas share one key (any 32 bytes, base64).
-    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let app = spawn_app_with(&[
-        ("STORE__URL", &cluster.url()),
-        ("STORE__ENCRYPTION_KEY", key),
-    ])
-    .await;
+    let app = spawn_app_with(&cluster.store_settings()).await;
     assert_pages_as_before(&app).await;
 
     assert_causes(&sqlx::query_as(CAUSES).fetch_all(&db).await.unwrap());
