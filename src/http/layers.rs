@@ -47,6 +47,14 @@ pub fn stack(routes: Router, edge: Edge) -> Router {
         .layer(from_fn_with_state(Arc::new(edge), observe))
 }
 
+/// The process is up
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses(
+        (status = 200, description = "Always `ok` while the process runs.",
+            body = String, content_type = "text/plain", example = json!("ok")),
+    ),
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }

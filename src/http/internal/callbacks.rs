@@ -6,19 +6,37 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::problem::ApiError;
-use super::tokens::{ApiQuery, label};
+use super::tokens::{ApiQuery, STORE_UNAVAILABLE, label};
 use crate::domain::CallbackOutcome;
 use crate::store::TokenStore;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ForRef {
+    /// The merchant reference.
     #[serde(rename = "ref")]
+    #[param(value_type = String, required = true, min_length = 1, max_length = 256)]
     reference: Option<String>,
 }
 
+/// What the browser callbacks for a merchant reference ended in
+///
+/// Newest first: the ref's newest 100 `succeeded` outcomes, always, and its failures
+/// (`purchase_failed`, `code_rejected`, `unavailable`), one per outcome and MondiaPay error, the
+/// newest 20 kept. Tells an order service why a purchase failed.
+#[utoipa::path(
+    get, path = "/callbacks", tag = "callbacks", operation_id = "listCallbacks",
+    params(ForRef),
+    responses(
+        (status = 200, body = Vec<CallbackOutcome>, description = "The recorded callback outcomes for this ref (possibly none)."),
+        (status = 400, description = "`ref` missing or empty, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),
+        (status = 503, description = STORE_UNAVAILABLE),
+    ),
+)]
 pub async fn list(
     State(store): State<Arc<TokenStore>>,
     ApiQuery(query): ApiQuery<ForRef>,

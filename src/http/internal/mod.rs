@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod callbacks;
+mod contract;
 mod problem;
 mod tokens;
 mod views;
@@ -10,15 +11,18 @@ mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use problem::ApiError;
 
@@ -32,27 +36,10 @@ use crate::store::TokenStore;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let v1 = Router::new()
-        .route("/exchange", post(tokens::exchange))
-        .route("/tokens", get(tokens::find_token))
-        .route(
-            "/tokens/{id}",
-            get(tokens::get_token).delete(tokens::delete_token),
-        )
-        .route("/callbacks", get(callbacks::list))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
-        // Answers may carry a token: no cache anywhere may keep them.
-        .layer(SetResponseHeaderLayer::overriding(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
-    let routes = Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(layers::healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+    let (routes, document) = api(&state);
+    let routes = routes
         .fallback(not_found)
+        .layer(Extension(document))
         .with_state(state.clone());
     let edge = Edge {
         listener: "internal",
@@ -66,6 +53,37 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     layers::stack(routes, edge)
 }
 
+/// The routes this listener serves and, from the same registrations, their contract: a route
+/// is served only if it is documented.
+fn api(state: &AppState) -> (Router<AppState>, Contract) {
+    let mut v1 = OpenApiRouter::default()
+        .routes(routes!(tokens::exchange))
+        .routes(routes!(tokens::find_token))
+        .routes(routes!(tokens::get_token, tokens::delete_token))
+        .routes(routes!(callbacks::list))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
+        // Answers may carry a token: no cache anywhere may keep them.
+        .layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    contract::needs_api_key(v1.get_openapi_mut());
+    let (routes, mut document) = OpenApiRouter::with_openapi(contract::Header::openapi())
+        .nest("/v1", v1)
+        .routes(routes!(layers::healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+        .split_for_parts();
+    contract::complete(&mut document);
+    let json = document.to_pretty_json().expect("a document serializes");
+    (routes, Contract(Bytes::from(json)))
+}
+
+/// The contract as served, made once at start-up.
+#[derive(Clone)]
+struct Contract(Bytes);
+
 /// Refusals on the internal listener are problems, like every other error there.
 fn refuse(_: &AppState, status: StatusCode, _: &str) -> Response {
     ApiError::Refused(status).into_response()
@@ -76,7 +94,17 @@ pub fn bare_answer(status: StatusCode, _: &str) -> Response {
     ApiError::Refused(status).into_response()
 }
 
-/// Prometheus text (OpenMetrics); the live token count is read from the store at each scrape.
+/// Prometheus metrics (OpenMetrics 1.0 text)
+///
+/// The live token count is read from the store at each scrape.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            description = "Exchanges and callbacks by outcome, MondiaPay latency, HTTP requests by listener, route and status, rate-limited requests, live tokens."),
+        (status = 503, description = "The store is unavailable, so the live token count cannot be read (`store-unavailable`)."),
+    ),
+)]
 async fn metrics(
     State(store): State<Arc<TokenStore>>,
     State(metrics): State<Arc<Metrics>>,
@@ -89,11 +117,44 @@ async fn metrics(
     ([(CONTENT_TYPE, content_type)], metrics.render(live)).into_response()
 }
 
-/// Ready when the store answers and MondiaPay did not refuse our credentials last time.
+/// What `/readyz` found.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    #[schema(inline)]
+    store: StoreCheck,
+    #[schema(inline)]
+    mondiapay_credentials: CredentialsCheck,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum StoreCheck {
+    Ok,
+    Unavailable,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum CredentialsCheck {
+    Ok,
+    Refused,
+}
+
+/// Ready to exchange codes
+///
+/// Ready when the store takes a write (with at least 1 MiB free on its disk) and MondiaPay did not
+/// refuse the merchant's credentials on its last verdict.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, body = Readiness, description = "Ready."),
+        (status = 503, body = Readiness, description = "Not ready; the body says which check failed."),
+    ),
+)]
 async fn readyz(
     State(store): State<Arc<TokenStore>>,
     State(exchanger): State<Arc<Exchanger>>,
-) -> (StatusCode, Json<Value>) {
+) -> (StatusCode, Json<Readiness>) {
     let store = store.ping().await.is_ok();
     let credentials = !exchanger.credentials_refused();
     let status = if store && credentials {
@@ -101,23 +162,32 @@ async fn readyz(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({
-            "store": if store { "ok" } else { "unavailable" },
-            "mondiapay_credentials": if credentials { "ok" } else { "refused" },
-        })),
-    )
+    let readiness = Readiness {
+        store: if store {
+            StoreCheck::Ok
+        } else {
+            StoreCheck::Unavailable
+        },
+        mondiapay_credentials: if credentials {
+            CredentialsCheck::Ok
+        } else {
+            CredentialsCheck::Refused
+        },
+    };
+    (status, Json(readiness))
 }
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route")
 }
 
-/// The OpenAPI 3.1 description of this listener's API, kept by hand in `openapi.json`.
-async fn openapi() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
+/// This document
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
+    responses(
+        (status = 200, body = Object, description = "The OpenAPI 3.1 description of the internal API."),
+    ),
+)]
+async fn openapi(Extension(Contract(document)): Extension<Contract>) -> Response {
+    ([(CONTENT_TYPE, "application/json")], document).into_response()
 }

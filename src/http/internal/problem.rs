@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::views;
 use crate::domain::{NoAnswer, wording};
 use crate::exchange::ExchangeError;
 use crate::store::StoreError;
@@ -249,15 +249,13 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(problem = problem.kind, "request refused");
         }
-        let mut body = json!({
-            "type": format!("urn:mondiapay-token-proxy:problem:{}", problem.kind),
-            "title": problem.title,
-            "status": problem.status.as_u16(),
-            "detail": problem.detail,
-        });
-        if let Some(error) = problem.mondiapay_error {
-            body["mondiapay_error"] = error.into();
-        }
+        let body = views::Problem {
+            kind: format!("urn:mondiapay-token-proxy:problem:{}", problem.kind),
+            title: problem.title,
+            status: problem.status.as_u16(),
+            detail: problem.detail,
+            mondiapay_error: problem.mondiapay_error,
+        };
         let mut response = (problem.status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::problem::ApiError;
 use crate::domain::{Code, MAX_LABEL_CHARS, Owner, TokenRecord, is_acceptable_label};
@@ -22,18 +23,48 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ExchangeBody {
+pub struct ExchangeRequest {
+    /// The single-use authorization code from MondiaPay's redirect; it must also start with
+    /// `mondiapay.code_prefix` when one is configured.
+    #[schema(pattern = "^[A-Za-z0-9._~-]{1,512}$")]
     code: String,
+    /// The merchant reference (order id), at most 256 printable characters; empty or null
+    /// means none.
     #[serde(rename = "ref")]
+    #[schema(max_length = 256)]
     reference: Option<String>,
+    /// MondiaPay's user uuid, at most 256 printable characters; empty or null means none.
+    #[schema(max_length = 256)]
     uuid: Option<String>,
 }
 
+/// Exchange an authorization code for a user token, exactly once
+///
+/// The same code again returns the same record without a second call to MondiaPay. A code
+/// MondiaPay rejected stays rejected (the same `422` again, no call). `502`, `503` and `504`
+/// leave the code usable: submit it again later.
+#[utoipa::path(
+    post, path = "/exchange", tag = "tokens", operation_id = "exchange",
+    request_body = ExchangeRequest,
+    responses(
+        (status = 200, body = TokenRecord, description = "The token record for this code (new, or the one stored by an earlier exchange of it)."),
+        (status = 400, description = "Malformed code (empty, wrong prefix, characters outside `A-Z a-z 0-9 . _ ~ -`, over 512 bytes), broken JSON, unknown fields, or a `ref`/`uuid` over 256 printable characters (`bad-request`)."),
+        (status = 408, description = "Over `internal.request_timeout_secs` (`request-timeout`); an exchange under way still completes and is stored, so the same code again returns its record."),
+        (status = 410, description = "The code's token has expired or was deleted (`token-gone`)."),
+        (status = 413, description = "The body is over 16 KiB (`payload-too-large`)."),
+        (status = 415, description = "The body is not JSON: `Content-Type: application/json` is missing (`unsupported-media-type`)."),
+        (status = 422, description = "MondiaPay rejected the code (`code-rejected`); `mondiapay_error` carries MondiaPay's error code and `detail` a fixed sentence for it, never MondiaPay's own text. Final for this code."),
+        (status = 500, description = "The exchange stopped unexpectedly (`internal`)."),
+        (status = 502, description = "MondiaPay refused this service's client credentials (`credentials-rejected`) or gave no usable answer (`upstream-unavailable`): the code was not used up. Or MondiaPay answered 2xx without a usable token (`no-token-in-answer`): the code is spent, final for this code."),
+        (status = 503, description = "The store is unavailable or its disk is nearly full (`store-unavailable`; the code was not sent), another exchange of this code is under way (`exchange-in-progress`), or too many exchanges are under way (`exchange-capacity`). The code was not used up."),
+        (status = 504, description = "MondiaPay did not answer in time (`upstream-timeout`). The code was not used up."),
+    ),
+)]
 pub async fn exchange(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<ExchangeBody>,
+    ApiJson(body): ApiJson<ExchangeRequest>,
 ) -> Result<Json<TokenRecord>, ApiError> {
     let code = Code::parse(&body.code, &state.code_prefix)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -44,6 +75,16 @@ pub async fn exchange(
     Ok(Json(state.exchanger.exchange(code, owner).await?))
 }
 
+/// A live token by id
+#[utoipa::path(
+    get, path = "/tokens/{id}", tag = "tokens", operation_id = "getToken",
+    params(TokenId),
+    responses(
+        (status = 200, body = TokenRecord, description = "The token record."),
+        (status = 404, description = "No token with this id, or it has expired (within `store.expiry_margin_secs` of its expiry counts as expired) (`not-found`)."),
+        (status = 503, description = STORE_UNAVAILABLE),
+    ),
+)]
 pub async fn get_token(
     State(store): State<Arc<TokenStore>>,
     Path(id): Path<String>,
@@ -55,14 +96,48 @@ pub async fn get_token(
         .ok_or(ApiError::NotFound("no live token with this id"))
 }
 
-#[derive(Deserialize)]
+/// The path parameter of `/v1/tokens/{id}`.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+struct TokenId(
+    /// The token record's id (`tok_` and 22 URL-safe characters).
+    #[allow(
+        dead_code,
+        reason = "only described: the handlers take the id as `Path<String>`"
+    )]
+    String,
+);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Lookup {
+    /// The merchant reference given at exchange or on the callback.
     #[serde(rename = "ref")]
+    #[param(value_type = String, required = false, max_length = 256)]
     reference: Option<String>,
+    /// MondiaPay's user uuid.
+    #[param(value_type = String, required = false, max_length = 256)]
     uuid: Option<String>,
 }
 
+/// The `503` of the routes that only read or write the store.
+pub const STORE_UNAVAILABLE: &str = "The store is unavailable (`store-unavailable`).";
+
+/// The first live token recorded for a merchant reference or a MondiaPay uuid
+///
+/// Give exactly one of `ref` or `uuid` (an empty value counts as absent). Unknown query parameters
+/// are refused.
+#[utoipa::path(
+    get, path = "/tokens", tag = "tokens", operation_id = "findToken",
+    params(Lookup),
+    responses(
+        (status = 200, body = TokenRecord, description = "The first live token record for it (oldest obtained; a later token from another code cannot take a `ref` or `uuid` over while the first is live)."),
+        (status = 400, description = "Not exactly one of `ref` or `uuid`, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),
+        (status = 404, description = "No live token for this ref or uuid (`not-found`)."),
+        (status = 503, description = STORE_UNAVAILABLE),
+    ),
+)]
 pub async fn find_token(
     State(store): State<Arc<TokenStore>>,
     ApiQuery(lookup): ApiQuery<Lookup>,
@@ -81,6 +156,15 @@ pub async fn find_token(
         .ok_or(ApiError::NotFound("no live token for this ref or uuid"))
 }
 
+/// Delete a token
+#[utoipa::path(
+    delete, path = "/tokens/{id}", tag = "tokens", operation_id = "deleteToken",
+    params(TokenId),
+    responses(
+        (status = 204, description = "Deleted, or there was no such token."),
+        (status = 503, description = STORE_UNAVAILABLE),
+    ),
+)]
 pub async fn delete_token(
     State(store): State<Arc<TokenStore>>,
     Path(id): Path<String>,

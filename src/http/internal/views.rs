@@ -2,53 +2,171 @@
 //! shapes them. (The `exchange` command prints a record in the same shape.)
 
 use secrecy::ExposeSecret;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::Serialize;
+use serde::ser::Serializer;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{CallbackOutcome, TokenRecord, wording};
+use crate::domain::{CallbackOutcome, OutcomeKind, TokenRecord, wording};
 use crate::store::now_unix;
+
+/// A stored MondiaPay User Access Token. Expired tokens are never returned.
+#[derive(Serialize, ToSchema)]
+struct TokenView<'a> {
+    /// `tok_` and 128 random bits, URL-safe base64.
+    #[schema(example = "tok_3q2-7wAAAAAAAAAAAAAAAA")]
+    id: &'a str,
+    /// The User Access Token.
+    access_token: &'a str,
+    #[schema(example = "bearer")]
+    token_type: &'a str,
+    #[schema(format = DateTime, example = "2026-11-25T06:00:00Z")]
+    expires_at: String,
+    /// Seconds until `expires_at`, at the time of the answer.
+    #[schema(minimum = 0)]
+    expires_in: i64,
+    #[schema(format = DateTime, example = "2026-11-24T18:00:13Z")]
+    obtained_at: String,
+    /// The merchant reference; null when unknown.
+    #[serde(rename = "ref")]
+    #[schema(required = true)]
+    reference: Option<&'a str>,
+    /// MondiaPay's user uuid; null when unknown.
+    #[schema(required = true)]
+    uuid: Option<&'a str>,
+    /// Present only when MondiaPay sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    refresh_token: Option<&'a str>,
+    /// Fields of MondiaPay's answer this service does not know, as they came; present only
+    /// when there are some.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object, additional_properties = true)]
+    extra: &'a Map<String, Value>,
+}
 
 impl Serialize for TokenRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let now = now_unix();
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("id", &self.id)?;
-        map.serialize_entry("access_token", self.access_token.expose_secret())?;
-        map.serialize_entry("token_type", &self.token_type)?;
-        map.serialize_entry("expires_at", &rfc3339(self.expires_at))?;
-        map.serialize_entry("expires_in", &(self.expires_at - now).max(0))?;
-        map.serialize_entry("obtained_at", &rfc3339(self.obtained_at))?;
-        map.serialize_entry("ref", &self.reference)?;
-        map.serialize_entry("uuid", &self.uuid)?;
-        if let Some(refresh_token) = &self.refresh_token {
-            map.serialize_entry("refresh_token", refresh_token.expose_secret())?;
+        TokenView {
+            id: &self.id,
+            access_token: self.access_token.expose_secret(),
+            token_type: &self.token_type,
+            expires_at: rfc3339(self.expires_at),
+            expires_in: (self.expires_at - now_unix()).max(0),
+            obtained_at: rfc3339(self.obtained_at),
+            reference: self.reference.as_deref(),
+            uuid: self.uuid.as_deref(),
+            refresh_token: self.refresh_token.as_ref().map(|t| t.expose_secret()),
+            extra: &self.extra,
         }
-        if !self.extra.is_empty() {
-            map.serialize_entry("extra", &self.extra)?;
-        }
-        map.end()
+        .serialize(serializer)
     }
 }
 
-/// The shape `GET /v1/callbacks` lists.
+// The API's schemas are named after the domain's types and shaped by their views.
+impl ToSchema for TokenRecord {}
+impl PartialSchema for TokenRecord {
+    fn schema() -> RefOr<Schema> {
+        TokenView::schema()
+    }
+}
+
+/// What one browser callback ended in; `GET /v1/callbacks` lists them. Every field is always
+/// there; what is unknown is null.
+#[derive(Serialize, ToSchema)]
+struct OutcomeView<'a> {
+    #[schema(format = DateTime)]
+    time: String,
+    #[schema(schema_with = outcome_names)]
+    outcome: &'static str,
+    /// MondiaPay's `error` redirect parameter, or its error code when it rejected the code.
+    #[schema(required = true)]
+    mondiapay_error: Option<&'a str>,
+    /// MondiaPay's `status` redirect parameter.
+    #[schema(required = true)]
+    mondiapay_status: Option<&'a str>,
+    /// What `mondiapay_error` means, as a fixed sentence of this service (for `purchase_failed`
+    /// and `code_rejected`; null otherwise). Never MondiaPay's own text nor the redirect's
+    /// `message`.
+    #[schema(required = true)]
+    mondiapay_message: Option<&'static str>,
+    /// The merchant reference the callback carried.
+    #[serde(rename = "ref")]
+    #[schema(required = true)]
+    reference: Option<&'a str>,
+    /// MondiaPay's user uuid the callback carried.
+    #[schema(required = true)]
+    uuid: Option<&'a str>,
+    /// The stored token's id when the callback succeeded.
+    #[schema(required = true)]
+    token_id: Option<&'a str>,
+    /// The callback request's id, shown on the result page as the support reference.
+    request_id: &'a str,
+}
+
 impl Serialize for CallbackOutcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let o = &self.outcome;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("time", &rfc3339(self.created_at))?;
-        map.serialize_entry("outcome", o.kind.as_str())?;
-        map.serialize_entry("mondiapay_error", &o.error)?;
-        map.serialize_entry("mondiapay_status", &o.status)?;
-        // MondiaPay's free text is never stored: what its error code means, in fixed words.
-        let meaning = wording::outcome(o.kind, o.error.as_deref());
-        map.serialize_entry("mondiapay_message", &meaning)?;
-        map.serialize_entry("ref", &o.reference)?;
-        map.serialize_entry("uuid", &o.uuid)?;
-        map.serialize_entry("token_id", &o.token_id)?;
-        map.serialize_entry("request_id", &o.request_id)?;
-        map.end()
+        OutcomeView {
+            time: rfc3339(self.created_at),
+            outcome: o.kind.as_str(),
+            mondiapay_error: o.error.as_deref(),
+            mondiapay_status: o.status.as_deref(),
+            // MondiaPay's free text is never stored: what its error code means, in fixed words.
+            mondiapay_message: wording::outcome(o.kind, o.error.as_deref()),
+            reference: o.reference.as_deref(),
+            uuid: o.uuid.as_deref(),
+            token_id: o.token_id.as_deref(),
+            request_id: &o.request_id,
+        }
+        .serialize(serializer)
     }
+}
+
+impl ToSchema for CallbackOutcome {}
+impl PartialSchema for CallbackOutcome {
+    fn schema() -> RefOr<Schema> {
+        OutcomeView::schema()
+    }
+}
+
+/// Every outcome's name (a new outcome kind must be added here to be documented).
+fn outcome_names() -> impl Into<RefOr<Schema>> {
+    use OutcomeKind::*;
+    let names = [Succeeded, PurchaseFailed, CodeRejected, Unavailable].map(OutcomeKind::as_str);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .build()
+}
+
+/// An error, as RFC 9457 problem details (`application/problem+json`).
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:mondiapay-token-proxy:problem:` and one of `bad-request`, `unsupported-media-type`,
+    /// `payload-too-large`, `not-found`, `method-not-allowed`, `request-too-large`,
+    /// `unauthorized`, `request-timeout`, `code-rejected`, `no-token-in-answer`,
+    /// `credentials-rejected`, `upstream-timeout`, `upstream-unavailable`, `token-gone`,
+    /// `exchange-in-progress`, `exchange-capacity`, `store-unavailable`, `internal`.
+    #[serde(rename = "type")]
+    #[schema(
+        format = "uri",
+        example = "urn:mondiapay-token-proxy:problem:code-rejected"
+    )]
+    pub kind: String,
+    pub title: &'static str,
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// A short safe message: never a token, a code or an upstream body.
+    pub detail: String,
+    /// MondiaPay's error code; only on `code-rejected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub mondiapay_error: Option<String>,
 }
 
 /// A Unix time as `2026-11-25T06:00:00Z`.
