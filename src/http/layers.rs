@@ -48,6 +48,8 @@ pub fn stack(routes: Router, edge: Edge) -> Router {
 }
 
 /// The process is up
+///
+/// Served on the public listener too.
 #[utoipa::path(
     get, path = "/healthz", tag = "operations", operation_id = "healthz",
     responses(

@@ -77,8 +77,9 @@ async fn the_document_is_openapi_3_1_about_this_version() {
 
 /// The router and the contract come from the same registrations; this checks it from outside:
 /// each documented operation is routed (a `/v1` one asks for the key, which only a matched
-/// route does; an operations route answers a documented status), every other method on a
-/// documented path is refused with `405`, and a path the document does not list is not found.
+/// route does; an operations route answers), with a documented status and media type; every
+/// other method on a documented path is refused with `405`; and the public listener's pages
+/// are not served here.
 #[tokio::test]
 async fn the_listener_serves_exactly_the_documented_routes() {
     let app = spawn_app().await;
@@ -89,16 +90,23 @@ async fn the_listener_serves_exactly_the_documented_routes() {
     for (path, method, operation) in &documented {
         let url = format!("{}{}", app.internal, path.replace("{id}", "tok_nothing"));
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let status = anonymous
+        let response = anonymous
             .request(method.clone(), &url)
             .send()
             .await
-            .unwrap()
-            .status();
-        let statuses = operation["responses"].as_object().unwrap();
+            .unwrap();
+        let status = response.status();
+        let documented = operation["responses"]
+            .get(status.as_str())
+            .unwrap_or_else(|| panic!("{method} {path} answered {status}, not documented"));
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        let media_types = documented["content"].as_object().unwrap();
         assert!(
-            statuses.contains_key(status.as_str()),
-            "{method} {path} answered {status}, not a documented status"
+            media_types
+                .keys()
+                .any(|media_type| content_type == media_type
+                    || content_type.starts_with(&format!("{media_type};"))),
+            "{method} {path} answered {status} as {content_type}, documented {media_types:?}"
         );
         if path.starts_with("/v1/") {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");

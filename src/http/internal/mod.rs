@@ -54,7 +54,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 }
 
 /// The routes this listener serves and, from the same registrations, their contract: a route
-/// is served only if it is documented.
+/// is served only if it is documented. (Register routes with `routes!` only: a plain `.route`
+/// would serve a route the contract does not list.)
 fn api(state: &AppState) -> (Router<AppState>, Contract) {
     let mut v1 = OpenApiRouter::default()
         .routes(routes!(tokens::exchange))
