@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::problem::ApiError;
-use super::tokens::{ApiQuery, STORE_UNAVAILABLE, label};
+use super::tokens::{ApiQuery, label};
 use crate::domain::CallbackOutcome;
 use crate::store::TokenStore;
 
@@ -29,12 +29,10 @@ pub struct ForRef {
 /// (`purchase_failed`, `code_rejected`, `unavailable`), one per outcome and MondiaPay error, the
 /// newest 20 kept. Tells an order service why a purchase failed.
 #[utoipa::path(
-    get, path = "/callbacks", tag = "callbacks", operation_id = "listCallbacks",
-    params(ForRef),
+    get, path = "/callbacks", tag = "callbacks", operation_id = "listCallbacks", params(ForRef),
     responses(
         (status = 200, body = Vec<CallbackOutcome>, description = "The recorded callback outcomes for this ref (possibly none)."),
         (status = 400, description = "`ref` missing or empty, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),
-        (status = 503, description = STORE_UNAVAILABLE),
     ),
 )]
 pub async fn list(

@@ -33,11 +33,12 @@ const BEARER: &str = "bearer";
     ),
     components(schemas(Problem)),
 )]
-pub struct Header;
+pub struct ApiDoc;
 
-/// Marks every operation of `api` as needing the API key, with its `401` (and, unless the
-/// route says more, its `408`): for the routes behind `auth::require_api_key`.
-pub fn needs_api_key(api: &mut Document) {
+/// What every `/v1` operation shares: it needs the API key (`auth::require_api_key` guards the
+/// router), so it may answer `401`; and it works on the store, so it may answer `503` when the
+/// store is unavailable (unless the route says more).
+pub fn v1(api: &mut Document) {
     for item in api.paths.paths.values_mut() {
         for operation in operations(item) {
             operation.security = Some(vec![SecurityRequirement::new(BEARER, [""; 0])]);
@@ -46,15 +47,17 @@ pub fn needs_api_key(api: &mut Document) {
                 "401".to_owned(),
                 described("Missing or wrong API key (`unauthorized`)."),
             );
-            responses.entry("408".to_owned()).or_insert_with(|| {
-                described("Over `internal.request_timeout_secs` (`request-timeout`).")
-            });
+            responses
+                .entry("503".to_owned())
+                .or_insert_with(|| described("The store is unavailable (`store-unavailable`)."));
         }
     }
 }
 
-/// Completes the assembled document: the API key scheme, the license's SPDX identifier, and
-/// the problem body and headers of every error answer (`problem.rs` gives all of them).
+/// Completes the assembled document: the API key scheme, the license's SPDX identifier, the
+/// `408` every route may answer (`layers.rs` puts each request under the listener's time
+/// limit) unless the route says more, and the problem body and headers of every error answer
+/// (`problem.rs` gives all of them).
 pub fn complete(api: &mut Document) {
     let scheme = HttpBuilder::new()
         .scheme(HttpAuthScheme::Bearer)
@@ -70,7 +73,11 @@ pub fn complete(api: &mut Document) {
     }
     for item in api.paths.paths.values_mut() {
         for operation in operations(item) {
-            for (status, response) in &mut operation.responses.responses {
+            let responses = &mut operation.responses.responses;
+            responses.entry("408".to_owned()).or_insert_with(|| {
+                described("Over `internal.request_timeout_secs` (`request-timeout`).")
+            });
+            for (status, response) in responses {
                 if let RefOr::T(response) = response {
                     as_problem(status, response);
                 }

@@ -68,8 +68,8 @@ fn api(state: &AppState) -> (Router<AppState>, Contract) {
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
-    contract::needs_api_key(v1.get_openapi_mut());
-    let (routes, mut document) = OpenApiRouter::with_openapi(contract::Header::openapi())
+    contract::v1(v1.get_openapi_mut());
+    let (routes, mut document) = OpenApiRouter::with_openapi(contract::ApiDoc::openapi())
         .nest("/v1", v1)
         .routes(routes!(layers::healthz))
         .routes(routes!(readyz))

@@ -77,12 +77,10 @@ pub async fn exchange(
 
 /// A live token by id
 #[utoipa::path(
-    get, path = "/tokens/{id}", tag = "tokens", operation_id = "getToken",
-    params(TokenId),
+    get, path = "/tokens/{id}", tag = "tokens", operation_id = "getToken", params(TokenId),
     responses(
         (status = 200, body = TokenRecord, description = "The token record."),
         (status = 404, description = "No token with this id, or it has expired (within `store.expiry_margin_secs` of its expiry counts as expired) (`not-found`)."),
-        (status = 503, description = STORE_UNAVAILABLE),
     ),
 )]
 pub async fn get_token(
@@ -121,21 +119,16 @@ pub struct Lookup {
     uuid: Option<String>,
 }
 
-/// The `503` of the routes that only read or write the store.
-pub const STORE_UNAVAILABLE: &str = "The store is unavailable (`store-unavailable`).";
-
 /// The first live token recorded for a merchant reference or a MondiaPay uuid
 ///
 /// Give exactly one of `ref` or `uuid` (an empty value counts as absent). Unknown query parameters
 /// are refused.
 #[utoipa::path(
-    get, path = "/tokens", tag = "tokens", operation_id = "findToken",
-    params(Lookup),
+    get, path = "/tokens", tag = "tokens", operation_id = "findToken", params(Lookup),
     responses(
         (status = 200, body = TokenRecord, description = "The first live token record for it (oldest obtained; a later token from another code cannot take a `ref` or `uuid` over while the first is live)."),
         (status = 400, description = "Not exactly one of `ref` or `uuid`, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),
         (status = 404, description = "No live token for this ref or uuid (`not-found`)."),
-        (status = 503, description = STORE_UNAVAILABLE),
     ),
 )]
 pub async fn find_token(
@@ -158,11 +151,9 @@ pub async fn find_token(
 
 /// Delete a token
 #[utoipa::path(
-    delete, path = "/tokens/{id}", tag = "tokens", operation_id = "deleteToken",
-    params(TokenId),
+    delete, path = "/tokens/{id}", tag = "tokens", operation_id = "deleteToken", params(TokenId),
     responses(
         (status = 204, description = "Deleted, or there was no such token."),
-        (status = 503, description = STORE_UNAVAILABLE),
     ),
 )]
 pub async fn delete_token(
