@@ -84,25 +84,19 @@ struct OutcomeView<'a> {
     #[schema(schema_with = outcome_names)]
     outcome: &'static str,
     /// MondiaPay's `error` redirect parameter, or its error code when it rejected the code.
-    #[schema(required = true)]
     mondiapay_error: Option<&'a str>,
     /// MondiaPay's `status` redirect parameter.
-    #[schema(required = true)]
     mondiapay_status: Option<&'a str>,
     /// What `mondiapay_error` means, as a fixed sentence of this service (for `purchase_failed`
     /// and `code_rejected`; null otherwise). Never MondiaPay's own text nor the redirect's
     /// `message`.
-    #[schema(required = true)]
     mondiapay_message: Option<&'static str>,
     /// The merchant reference the callback carried.
     #[serde(rename = "ref")]
-    #[schema(required = true)]
     reference: Option<&'a str>,
     /// MondiaPay's user uuid the callback carried.
-    #[schema(required = true)]
     uuid: Option<&'a str>,
     /// The stored token's id when the callback succeeded.
-    #[schema(required = true)]
     token_id: Option<&'a str>,
     /// The callback request's id, shown on the result page as the support reference.
     request_id: &'a str,
@@ -129,8 +123,13 @@ impl Serialize for CallbackOutcome {
 
 impl ToSchema for CallbackOutcome {}
 impl PartialSchema for CallbackOutcome {
+    /// Every field is always there: what is unknown is null, not left out.
     fn schema() -> RefOr<Schema> {
-        OutcomeView::schema()
+        let mut schema = OutcomeView::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required = object.properties.keys().cloned().collect();
+        }
+        schema
     }
 }
 
