@@ -16,6 +16,13 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+/// One of MondiaPay's API calls (`call`) and how it ended (`outcome`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamCall {
+    pub call: &'static str,
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpRequest {
     pub listener: &'static str,
@@ -30,6 +37,8 @@ pub struct Metrics {
     exchanges: Family<Outcome, Counter>,
     mondiapay_duration: Histogram,
     connect_retries: Counter,
+    mondiapay_calls: Family<UpstreamCall, Counter>,
+    mondiapay_call_duration: Histogram,
     http_requests: Family<HttpRequest, Counter>,
     rate_limited: Counter,
     live_tokens: Gauge,
@@ -43,6 +52,9 @@ impl Default for Metrics {
         let mondiapay_duration =
             Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let connect_retries = Counter::default();
+        let mondiapay_calls = Family::<UpstreamCall, Counter>::default();
+        let mondiapay_call_duration =
+            Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let http_requests = Family::<HttpRequest, Counter>::default();
         let rate_limited = Counter::default();
         let live_tokens = Gauge::default();
@@ -67,6 +79,16 @@ impl Default for Metrics {
             connect_retries.clone(),
         );
         registry.register(
+            "mondiapay_calls",
+            "Calls of MondiaPay's API (Prepare Purchase, Subscription Management), by call and outcome",
+            mondiapay_calls.clone(),
+        );
+        registry.register(
+            "mondiapay_call_duration_seconds",
+            "Duration of calls of MondiaPay's API, retries included",
+            mondiapay_call_duration.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests answered, by listener, route and status",
             http_requests.clone(),
@@ -87,6 +109,8 @@ impl Default for Metrics {
             exchanges,
             mondiapay_duration,
             connect_retries,
+            mondiapay_calls,
+            mondiapay_call_duration,
             http_requests,
             rate_limited,
             live_tokens,
@@ -105,6 +129,13 @@ impl Metrics {
 
     pub fn mondiapay_call(&self, took: Duration) {
         self.mondiapay_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn mondiapay_api_call(&self, call: &'static str, outcome: &'static str, took: Duration) {
+        self.mondiapay_calls
+            .get_or_create(&UpstreamCall { call, outcome })
+            .inc();
+        self.mondiapay_call_duration.observe(took.as_secs_f64());
     }
 
     pub fn connect_retry(&self) {

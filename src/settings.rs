@@ -16,8 +16,8 @@ use config::{Config, Environment, File, FileFormat};
 use url::Url;
 
 pub use sections::{
-    ClientAuth, InternalSettings, LogFormat, LogSettings, MondiaPaySettings, PublicSettings,
-    ServerSettings, Settings, StoreBackend, StoreSettings,
+    ClientAuth, InternalSettings, LogFormat, LogSettings, MondiaPaySettings, NotificationSettings,
+    PublicSettings, PurchaseSettings, ServerSettings, Settings, StoreBackend, StoreSettings,
 };
 
 pub const ENV_PREFIX: &str = "TOKEN_PROXY";
@@ -26,6 +26,7 @@ pub const ENV_PREFIX: &str = "TOKEN_PROXY";
 /// The README's configuration reference and `.env.example` are checked against this list.
 pub const KEYS: &[(&str, bool)] = &[
     ("mondiapay.token_url", false),
+    ("mondiapay.api_url", false),
     ("mondiapay.client_id", false),
     ("mondiapay.client_secret", true),
     ("mondiapay.redirect_uri", false),
@@ -61,6 +62,9 @@ pub const KEYS: &[(&str, bool)] = &[
     ("store.retention_secs", false),
     ("store.purge_interval_secs", false),
     ("store.max_failure_outcomes", false),
+    ("purchases.enforce", false),
+    ("purchases.ttl_secs", false),
+    ("notifications.secret", true),
     ("server.shutdown_grace_secs", false),
     ("log.format", false),
 ];

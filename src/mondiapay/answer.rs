@@ -117,7 +117,7 @@ fn blames_credentials(error: &UpstreamError) -> bool {
     listed(CREDENTIAL_ERRORS) || (matches!(error.http_status, 401 | 403) && !listed(CODE_ERRORS))
 }
 
-fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamError> {
+pub(super) fn upstream_error(status: u16, fields: &Map<String, Value>) -> Option<UpstreamError> {
     let text = |name: &str| {
         fields
             .get(name)

@@ -1,7 +1,9 @@
-//! The client for MondiaPay's token endpoint: one pooled HTTP client, the three client
-//! authentication styles, bounded answers, and retries only where the code never left.
+//! The client for MondiaPay: one pooled HTTP client for the token endpoint (its three grants and
+//! three client authentication styles) and the API calls made with a bearer token (`api.rs`);
+//! bounded answers, and retries only where the request never left.
 
 mod answer;
+mod api;
 mod scrub;
 
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use serde::Serialize;
 use url::Url;
 
 pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
+pub use api::{ApiAnswer, ApiCall};
 
 use std::sync::Arc;
 
@@ -26,9 +29,39 @@ use crate::settings::{ClientAuth, MondiaPaySettings};
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
+/// What a token call asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'a> {
+    /// A user's token for the code from the purchase's redirect (single use).
+    AuthorizationCode(&'a Code),
+    /// The merchant's own client token, for Prepare Purchase.
+    ClientCredentials,
+    /// A fresh user token for a user MondiaPay knows, without a new code.
+    UserCredentials { uuid: &'a str },
+}
+
+impl<'a> Grant<'a> {
+    fn grant_type(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode(_) => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+            Self::UserCredentials { .. } => "user_credentials",
+        }
+    }
+
+    /// The code this call spends, if it carries one.
+    fn code(self) -> Option<&'a Code> {
+        match self {
+            Self::AuthorizationCode(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
 pub struct MondiaPayClient {
     http: reqwest::Client,
     token_url: Url,
+    api_base: Url,
     client_id: String,
     client_secret: SecretString,
     redirect_uri: String,
@@ -54,6 +87,7 @@ impl MondiaPayClient {
         Ok(Self {
             http,
             token_url: settings.token_url.clone(),
+            api_base: settings.api_base(),
             client_id: settings.client_id.clone().unwrap_or_default(),
             client_secret: settings
                 .client_secret
@@ -71,32 +105,19 @@ impl MondiaPayClient {
         })
     }
 
-    /// Exchanges `code` for a User Access Token. Retries only failures to connect (refused, DNS,
-    /// TLS handshake, connect timeout): the code provably never reached MondiaPay then.
-    #[tracing::instrument(name = "mondiapay_token_call", skip_all)]
+    /// Exchanges `code` for a User Access Token.
     pub async fn exchange_code(&self, code: &Code) -> Answer {
+        self.token_call(Grant::AuthorizationCode(code)).await
+    }
+
+    /// One call of the token endpoint. Retries only failures to connect (refused, DNS, TLS
+    /// handshake, connect timeout): the request provably never reached MondiaPay then.
+    #[tracing::instrument(name = "mondiapay_token_call", skip_all, fields(grant = grant.grant_type()))]
+    pub async fn token_call(&self, grant: Grant<'_>) -> Answer {
         let started = Instant::now();
-        let mut attempt = 0;
-        let answer = loop {
-            match self.token_request(code).send().await {
-                Ok(response) => break self.read(response, code).await,
-                Err(error) if error.is_connect() && attempt < self.connect_retries => {
-                    attempt += 1;
-                    self.metrics.connect_retry();
-                    let pause = backoff(attempt);
-                    tracing::warn!(attempt, error = %error.without_url(), pause_ms = pause.as_millis() as u64, "MondiaPay unreachable; retrying");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(error) => {
-                    let error = error.without_url();
-                    tracing::warn!(%error, "MondiaPay token call failed");
-                    break Answer::Unusable(if error.is_timeout() {
-                        NoAnswer::TimedOut
-                    } else {
-                        NoAnswer::Unreachable
-                    });
-                }
-            }
+        let answer = match self.send(|| self.token_request(grant)).await {
+            Ok(response) => self.read(response, grant).await,
+            Err(reason) => Answer::Unusable(reason),
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -106,22 +127,50 @@ impl MondiaPayClient {
         answer
     }
 
-    fn token_request(&self, code: &Code) -> RequestBuilder {
+    /// Sends the request `build` makes, again after a failure to connect (refused, DNS, TLS
+    /// handshake, connect timeout) up to `mondiapay.connect_retries` times: only then did it
+    /// provably never reach MondiaPay.
+    async fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, NoAnswer> {
+        let mut attempt = 0;
+        loop {
+            match build().send().await {
+                Ok(response) => return Ok(response),
+                Err(error) if error.is_connect() && attempt < self.connect_retries => {
+                    attempt += 1;
+                    self.metrics.connect_retry();
+                    let pause = backoff(attempt);
+                    tracing::warn!(attempt, error = %error.without_url(), pause_ms = pause.as_millis() as u64, "MondiaPay unreachable; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(error) => {
+                    let error = error.without_url();
+                    tracing::warn!(%error, "MondiaPay call failed");
+                    return Err(if error.is_timeout() {
+                        NoAnswer::TimedOut
+                    } else {
+                        NoAnswer::Unreachable
+                    });
+                }
+            }
+        }
+    }
+
+    fn token_request(&self, grant: Grant<'_>) -> RequestBuilder {
         let id = self.client_id.as_str();
         let secret = self.client_secret.expose_secret();
         let request = match self.client_auth {
             ClientAuth::Query => {
-                let params = TokenParams::new(code, &self.redirect_uri, Some((id, secret)));
+                let params = TokenParams::new(grant, &self.redirect_uri, Some((id, secret)));
                 self.http
                     .post(with_query(&self.token_url, &params.encode()))
                     .body("")
             }
             ClientAuth::Form => {
-                let params = TokenParams::new(code, &self.redirect_uri, Some((id, secret)));
+                let params = TokenParams::new(grant, &self.redirect_uri, Some((id, secret)));
                 self.http.post(self.token_url.clone()).body(params.encode())
             }
             ClientAuth::Basic => {
-                let params = TokenParams::new(code, &self.redirect_uri, None);
+                let params = TokenParams::new(grant, &self.redirect_uri, None);
                 self.http
                     .post(self.token_url.clone())
                     .header(AUTHORIZATION, basic_authorization(id, secret))
@@ -133,14 +182,14 @@ impl MondiaPayClient {
             .header(CONTENT_TYPE, FORM_CONTENT_TYPE)
     }
 
-    async fn read(&self, response: Response, code: &Code) -> Answer {
+    async fn read(&self, response: Response, grant: Grant<'_>) -> Answer {
         let status = response.status().as_u16();
-        // A 2xx means MondiaPay took the code: whatever follows, the code is spent.
+        // A 2xx means MondiaPay took the grant (a code's is spent), whatever follows.
         let spent = response.status().is_success();
         let body = match read_capped(response).await {
             Ok(body) => body,
             Err(reason) if spent => {
-                tracing::error!(status, %reason, "MondiaPay took the code but its answer could not be read: the code is spent");
+                tracing::error!(status, %reason, "MondiaPay answered success but its answer could not be read: a code sent is spent");
                 return Answer::CodeRejected(UpstreamError::no_token(status));
             }
             Err(reason) => {
@@ -148,7 +197,8 @@ impl MondiaPayClient {
                 return Answer::Unusable(reason);
             }
         };
-        let sent = [code.expose(), self.client_secret.expose_secret()];
+        let mut sent = vec![self.client_secret.expose_secret()];
+        sent.extend(grant.code().map(Code::expose));
         let answer = without_echoes(read_answer(status, &body), &sent);
         match &answer {
             Answer::Issued(_) => {}
@@ -156,7 +206,7 @@ impl MondiaPayClient {
             Answer::CodeRejected(error) if spent && error.is_no_token() => {
                 tracing::error!(
                     status,
-                    "MondiaPay took the code but its answer held no usable access_token: the code is spent"
+                    "MondiaPay answered success without a usable access_token: a code sent is spent"
                 );
             }
             Answer::CodeRejected(error) if spent => {
@@ -164,7 +214,7 @@ impl MondiaPayClient {
             }
             _ => {
                 // The raw body helps an operator: scrubbed of anything we sent, then cut short.
-                let sent = self.sent_spellings(code);
+                let sent = self.sent_spellings(grant.code());
                 let hidden: Vec<(&str, &str)> = sent
                     .iter()
                     .map(|(text, label)| (text.as_str(), *label))
@@ -181,15 +231,17 @@ impl MondiaPayClient {
     /// What an error body must not show of what was sent, with the label that replaces it:
     /// the secret and the code, also base64-encoded (unpadded covers padded), and with HTTP
     /// Basic the base64 of `id:secret`. `scrub` adds the percent-encoded and JSON-escaped forms.
-    fn sent_spellings(&self, code: &Code) -> Vec<(String, &'static str)> {
+    fn sent_spellings(&self, code: Option<&Code>) -> Vec<(String, &'static str)> {
         use base64::engine::general_purpose::STANDARD_NO_PAD;
         let secret = self.client_secret.expose_secret();
         let mut sent = vec![
             (secret.to_owned(), "[secret]"),
             (STANDARD_NO_PAD.encode(secret), "[secret]"),
-            (code.expose().to_owned(), "[code]"),
-            (STANDARD_NO_PAD.encode(code.expose()), "[code]"),
         ];
+        if let Some(code) = code {
+            sent.push((code.expose().to_owned(), "[code]"));
+            sent.push((STANDARD_NO_PAD.encode(code.expose()), "[code]"));
+        }
         if self.client_auth == ClientAuth::Basic {
             sent.push((
                 basic_pair_unpadded(&self.client_id, secret),
@@ -277,18 +329,32 @@ struct TokenParams<'a> {
     client_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<&'a str>,
-    code: &'a str,
-    redirect_uri: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect_uri: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<&'a str>,
 }
 
 impl<'a> TokenParams<'a> {
-    fn new(code: &'a Code, redirect_uri: &'a str, credentials: Option<(&'a str, &'a str)>) -> Self {
+    fn new(
+        grant: Grant<'a>,
+        redirect_uri: &'a str,
+        credentials: Option<(&'a str, &'a str)>,
+    ) -> Self {
+        let code = grant.code().map(Code::expose);
         Self {
-            grant_type: "authorization_code",
+            grant_type: grant.grant_type(),
             client_id: credentials.map(|(id, _)| id),
             client_secret: credentials.map(|(_, secret)| secret),
-            code: code.expose(),
-            redirect_uri,
+            code,
+            // The redirect URI belongs to the code it came with (RFC 6749 §4.1.3).
+            redirect_uri: code.map(|_| redirect_uri),
+            uuid: match grant {
+                Grant::UserCredentials { uuid } => Some(uuid),
+                _ => None,
+            },
         }
     }
 
@@ -424,7 +490,7 @@ mod tests {
             b64("Aq7Zp3Xk9Lm2"),
             basic.to_str().unwrap().trim_start_matches("Basic ")
         );
-        let sent = client.sent_spellings(&code);
+        let sent = client.sent_spellings(Some(&code));
         let hidden: Vec<(&str, &str)> = sent.iter().map(|(t, l)| (t.as_str(), *l)).collect();
         let excerpt = scrub::excerpt(body.as_bytes(), &hidden);
         for leak in [
@@ -461,7 +527,8 @@ mod tests {
         let code = Code::parse("Aq7-Zp_3.X~k", "A").unwrap();
         let redirect_uri = "https://merchant.example/thanks?x=1&y=a b";
         let credentials = Some(("id +/:&=", "s e+c/r:e&t="));
-        let with = TokenParams::new(&code, redirect_uri, credentials).encode();
+        let with =
+            TokenParams::new(Grant::AuthorizationCode(&code), redirect_uri, credentials).encode();
         assert_eq!(
             with,
             "grant_type=authorization_code&client_id=id+%2B%2F%3A%26%3D\
@@ -470,7 +537,7 @@ mod tests {
         );
         // HTTP Basic: the credentials are in the header, not the body.
         assert_eq!(
-            TokenParams::new(&code, redirect_uri, None).encode(),
+            TokenParams::new(Grant::AuthorizationCode(&code), redirect_uri, None).encode(),
             "grant_type=authorization_code&code=Aq7-Zp_3.X%7Ek\
              &redirect_uri=https%3A%2F%2Fmerchant.example%2Fthanks%3Fx%3D1%26y%3Da+b"
         );
@@ -484,6 +551,20 @@ mod tests {
         assert_eq!(
             with_query(&own, &with).as_str(),
             format!("https://pay.example/token?tenant=7&{with}")
+        );
+    }
+
+    #[test]
+    fn the_other_grants_send_no_code_and_no_redirect_uri() {
+        let redirect_uri = "https://merchant.example/thanks";
+        let credentials = Some(("id", "secret"));
+        assert_eq!(
+            TokenParams::new(Grant::ClientCredentials, redirect_uri, credentials).encode(),
+            "grant_type=client_credentials&client_id=id&client_secret=secret"
+        );
+        assert_eq!(
+            TokenParams::new(Grant::UserCredentials { uuid: "81 42" }, redirect_uri, None).encode(),
+            "grant_type=user_credentials&uuid=81+42"
         );
     }
 

@@ -23,6 +23,11 @@ impl Settings {
                 self.store.encryption_key_file.as_deref(),
                 "store.encryption_key",
             ),
+            (
+                &mut self.notifications.secret,
+                self.notifications.secret_file.as_deref(),
+                "notifications.secret",
+            ),
         ];
         for (secret, file, key) in secrets {
             if let Some(text) = from_file(secret, file, key, &mut problems) {
@@ -75,6 +80,7 @@ impl Settings {
         let public = &self.public;
         for (key, url) in [
             ("mondiapay.token_url", Some(&mp.token_url)),
+            ("mondiapay.api_url", mp.api_url.as_ref()),
             ("mondiapay.redirect_uri", mp.redirect_uri.as_ref()),
             ("public.success_url", public.success_url.as_ref()),
             ("public.failure_url", public.failure_url.as_ref()),
@@ -118,6 +124,7 @@ impl Settings {
             ),
             ("store.claim_lease_secs", self.store.claim_lease_secs),
             ("store.purge_interval_secs", self.store.purge_interval_secs),
+            ("purchases.ttl_secs", self.purchases.ttl_secs),
             (
                 "store.max_failure_outcomes",
                 self.store.max_failure_outcomes,
@@ -134,6 +141,9 @@ impl Settings {
             if secs == 0 {
                 problems.push(format!("{key} must be at least 1"));
             }
+        }
+        if let Some(problem) = self.notifications.secret_problem() {
+            problems.push(problem);
         }
         self.check_connection_limits(&mut problems);
         let bounded = self.check_upper_bounds(&mut problems);
@@ -224,6 +234,7 @@ impl Settings {
             ("store.expiry_margin_secs", store.expiry_margin_secs),
             ("store.claim_lease_secs", store.claim_lease_secs),
             ("store.purge_interval_secs", store.purge_interval_secs),
+            ("purchases.ttl_secs", self.purchases.ttl_secs),
             (
                 "server.shutdown_grace_secs",
                 self.server.shutdown_grace_secs,

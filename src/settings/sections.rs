@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -20,6 +20,8 @@ pub struct Settings {
     pub public: PublicSettings,
     pub internal: InternalSettings,
     pub store: StoreSettings,
+    pub purchases: PurchaseSettings,
+    pub notifications: NotificationSettings,
     pub server: ServerSettings,
     pub log: LogSettings,
 }
@@ -28,6 +30,8 @@ pub struct Settings {
 #[serde(deny_unknown_fields, default)]
 pub struct MondiaPaySettings {
     pub token_url: Url,
+    /// Base of Prepare Purchase and Subscription Management; unset: `token_url`'s origin.
+    pub api_url: Option<Url>,
     pub client_id: Option<String>,
     #[serde(serialize_with = "redacted")]
     pub client_secret: Option<SecretString>,
@@ -102,6 +106,59 @@ pub struct InternalSettings {
     pub max_connections: usize,
 }
 
+/// Purchases this service starts (`POST /v1/purchases`) and the callbacks that end them.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurchaseSettings {
+    /// `true`: a callback is exchanged only with a live purchase id this service issued.
+    pub enforce: bool,
+    /// How long a started purchase accepts its callback.
+    pub ttl_secs: u64,
+}
+
+impl Default for PurchaseSettings {
+    fn default() -> Self {
+        Self {
+            enforce: false,
+            ttl_secs: 3600,
+        }
+    }
+}
+
+/// MondiaPay's notifications of subscription events (`POST /mondiapay/notifications/{secret}`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// The notification URL's last path segment; unset turns the route off.
+    #[serde(serialize_with = "redacted")]
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+}
+
+/// The shortest notification secret: it is all that tells MondiaPay's calls from anyone's.
+pub const MIN_NOTIFICATION_SECRET_CHARS: usize = 32;
+
+impl NotificationSettings {
+    /// What is wrong with the secret, if anything; the message never shows it.
+    pub(super) fn secret_problem(&self) -> Option<String> {
+        let secret = self.secret.as_ref()?.expose_secret();
+        if secret.chars().count() < MIN_NOTIFICATION_SECRET_CHARS {
+            return Some(format!(
+                "notifications.secret must be at least {MIN_NOTIFICATION_SECRET_CHARS} characters"
+            ));
+        }
+        // A path segment compared as it stands: characters a URL would encode could be spelled
+        // two ways.
+        if !secret.bytes().all(crate::domain::is_unreserved) {
+            return Some(
+                "notifications.secret may only contain A-Z a-z 0-9 . _ ~ - (it is a URL path segment)"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
@@ -157,6 +214,7 @@ impl Default for MondiaPaySettings {
         Self {
             token_url: Url::parse("https://gateway.mondiapay.com/v1/api/oauth/token")
                 .expect("the default token URL is valid"),
+            api_url: None,
             client_id: None,
             client_secret: None,
             client_secret_file: None,
@@ -222,6 +280,18 @@ impl Default for StoreSettings {
 }
 
 impl MondiaPaySettings {
+    /// Where Prepare Purchase and Subscription Management live: `api_url`, else the origin of
+    /// `token_url` (MondiaPay serves them all from one host).
+    pub fn api_base(&self) -> Url {
+        self.api_url.clone().unwrap_or_else(|| {
+            let mut origin = self.token_url.clone();
+            origin.set_path("/");
+            origin.set_query(None);
+            origin.set_fragment(None);
+            origin
+        })
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }

@@ -334,3 +334,72 @@ fn time_settings_too_large_to_hold_are_refused_instead_of_overflowing_a_timer() 
         );
     }
 }
+
+#[test]
+fn round_trip_settings_have_their_defaults_and_are_checked_without_echoing_the_secret() {
+    let settings = Settings::load(None, env(&required_env()), Purpose::Serve).unwrap();
+    assert_eq!(
+        settings.mondiapay.api_base().as_str(),
+        "https://gateway.mondiapay.com/"
+    );
+    assert!(!settings.purchases.enforce);
+    assert_eq!(settings.purchases.ttl_secs, 3600);
+    assert!(settings.notifications.secret.is_none());
+
+    let mut vars = required_env();
+    vars.push((
+        "TOKEN_PROXY__MONDIAPAY__TOKEN_URL",
+        "https://pay.example:8443/oauth/token?tenant=7",
+    ));
+    let settings = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(
+        settings.mondiapay.api_base().as_str(),
+        "https://pay.example:8443/"
+    );
+    vars.push((
+        "TOKEN_PROXY__MONDIAPAY__API_URL",
+        "https://api.pay.example/base",
+    ));
+    vars.push(("TOKEN_PROXY__PURCHASES__ENFORCE", "true"));
+    let secret = "n0tif1cation-Secret_0123456789abcdef";
+    vars.push(("TOKEN_PROXY__NOTIFICATIONS__SECRET", secret));
+    let settings = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(
+        settings.mondiapay.api_base().as_str(),
+        "https://api.pay.example/base"
+    );
+    assert!(settings.purchases.enforce);
+    assert!(!settings.redacted_toml().contains(secret));
+
+    for (var, value, key) in [
+        (
+            "TOKEN_PROXY__MONDIAPAY__API_URL",
+            "ftp://pay.example",
+            "mondiapay.api_url",
+        ),
+        (
+            "TOKEN_PROXY__PURCHASES__TTL_SECS",
+            "0",
+            "purchases.ttl_secs",
+        ),
+        (
+            "TOKEN_PROXY__NOTIFICATIONS__SECRET",
+            "too-short-0123",
+            "notifications.secret",
+        ),
+        (
+            "TOKEN_PROXY__NOTIFICATIONS__SECRET",
+            "has/a/slash/and?query=0123456789abcdef",
+            "notifications.secret",
+        ),
+    ] {
+        let mut vars = required_env();
+        vars.push((var, value));
+        let found = problems(&vars, Purpose::Serve);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with(key), "{found:?}");
+        if key == "notifications.secret" {
+            assert!(!found[0].contains(value), "{found:?}");
+        }
+    }
+}

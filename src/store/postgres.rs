@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "an unavailable outcome's cause, not its page's status",
         include_str!("../../migrations/postgres/0006_outcome_cause_not_page_status.sql"),
     ),
+    (
+        7,
+        "purchases",
+        include_str!("../../migrations/postgres/0007_purchases.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "an unavailable outcome's cause, not its page's status",
         include_str!("../../migrations/sqlite/0006_outcome_cause_not_page_status.sql"),
     ),
+    (
+        7,
+        "purchases",
+        include_str!("../../migrations/sqlite/0007_purchases.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token
