@@ -1,7 +1,8 @@
-//! A sandbox MondiaPay token endpoint for trying the service by hand:
-//! `cargo run --example sandbox_mondiapay [ADDRESS]` (default 127.0.0.1:9090).
+//! A sandbox MondiaPay for trying the service by hand:
+//! `cargo run --example sandbox_mondiapay [ADDRESS]` (default 127.0.0.1:9090). It accepts the
+//! client id `merchant` with the secret `sandbox-secret`, and notifies nobody.
 
-use mondiapay_token_proxy::sandbox;
+use mondiapay_token_proxy::sandbox::{self, Sandbox};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -10,9 +11,11 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
     let listener = tokio::net::TcpListener::bind(&address).await?;
     println!(
-        "sandbox MondiaPay token endpoint: http://{}{}",
+        "sandbox MondiaPay (client id merchant, secret sandbox-secret): token endpoint http://{}{}",
         listener.local_addr()?,
         sandbox::TOKEN_PATH
     );
-    sandbox::serve(listener).await
+    Sandbox::new("merchant", "sandbox-secret")
+        .serve(listener)
+        .await
 }

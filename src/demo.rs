@@ -1,5 +1,6 @@
-//! `demo`: the whole flow on loopback with no credentials and no configuration: a sandbox
-//! MondiaPay, the service wired to it on a throwaway SQLite store, and what to open and run.
+//! `demo`: the whole round trip on loopback with no credentials and no configuration: a sandbox
+//! MondiaPay (client tokens, Prepare Purchase, the purchase page, subscriptions, notifications),
+//! the service wired to it on a throwaway SQLite store, and the steps as `curl` commands.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +11,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::crypto::random_bytes;
-use crate::sandbox;
+use crate::sandbox::{self, Sandbox};
 use crate::settings::{LogFormat, Purpose, Settings};
 use crate::startup::Application;
 use crate::telemetry;
@@ -30,17 +31,24 @@ pub async fn run(
     let api_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>());
     let client_secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+    let client_id = "demo-merchant";
+    let notification_secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let env: HashMap<String, String> = [
         (
             "MONDIAPAY__TOKEN_URL",
             format!("http://{sandbox_address}{}", sandbox::TOKEN_PATH),
         ),
-        ("MONDIAPAY__CLIENT_ID", "demo-merchant".to_owned()),
-        ("MONDIAPAY__CLIENT_SECRET", client_secret),
+        ("MONDIAPAY__API_URL", format!("http://{sandbox_address}")),
+        ("MONDIAPAY__CLIENT_ID", client_id.to_owned()),
+        ("MONDIAPAY__CLIENT_SECRET", client_secret.clone()),
         (
             "MONDIAPAY__REDIRECT_URI",
             format!("http://127.0.0.1:{port}/oauth/callback"),
         ),
+        // Every callback must belong to a purchase the service started: the recommended setting.
+        ("PURCHASES__ENFORCE", "true".to_owned()),
+        ("NOTIFICATIONS__SECRET", notification_secret.clone()),
         ("PUBLIC__LISTEN", format!("127.0.0.1:{port}")),
         ("INTERNAL__LISTEN", format!("127.0.0.1:{internal_port}")),
         ("INTERNAL__API_KEYS", api_key.clone()),
@@ -54,17 +62,17 @@ pub async fn run(
     .collect();
     let settings = Settings::load(None, Some(env), Purpose::Serve)?;
     let app = Application::build(&settings).await?;
-    let callback = Url::parse(&format!("http://{}/oauth/callback", app.public_addr()))?;
-    tokio::spawn(axum::serve(sandbox_listener, sandbox::router(Some(callback))).into_future());
-    let internal = app.internal_addr();
-    let key = format!("Authorization: Bearer {api_key}");
-    let guide = format!(
-        "mondiapay-token-proxy demo: a sandbox MondiaPay and the service, on loopback.\n\n\
-         Open in a browser:  http://{sandbox_address}/purchase?ref=ORDER-1\n\
-         Fetch the token:    curl -s -H '{key}' 'http://{internal}/v1/tokens?ref=ORDER-1'\n\
-         See what happened:  curl -s -H '{key}' 'http://{internal}/v1/callbacks?ref=ORDER-1'\n\n\
-         Ctrl-C stops it; the store in {} is deleted.\n",
-        store.path().display()
+    let notifications = Url::parse(&format!(
+        "http://{}/mondiapay/notifications/{notification_secret}",
+        app.public_addr()
+    ))?;
+    let mondiapay = Sandbox::new(client_id, &client_secret).notifying(notifications);
+    tokio::spawn(mondiapay.serve(sandbox_listener));
+    let guide = guide(
+        &format!("http://{sandbox_address}"),
+        &format!("http://{}", app.internal_addr()),
+        &api_key,
+        &store.path().display().to_string(),
     );
     // A closed standard output (a reader that went away) must not stop the demo.
     let _ = std::io::stdout()
@@ -72,4 +80,30 @@ pub async fn run(
         .and_then(|()| std::io::stdout().flush());
     app.run_until(shutdown).await?;
     Ok(())
+}
+
+/// The round trip, step by step, as commands to paste.
+fn guide(sandbox: &str, internal: &str, api_key: &str, store: &str) -> String {
+    let key = format!("-H 'Authorization: Bearer {api_key}'");
+    let json = "-H 'Content-Type: application/json'";
+    format!(
+        "mondiapay-token-proxy demo: a sandbox MondiaPay and the service, on loopback.\n\
+         The sandbox MondiaPay: {sandbox} (it confirms purchases, keeps subscriptions and \
+         notifies the service)\n\n\
+         1. Start a purchase:\n   \
+         curl -s -X POST {key} {json} -d '{{\"subscription_type_id\": 12345, \"ref\": \"ORDER-1\"}}' '{internal}/v1/purchases'\n\
+         2. Open its redirect_url in a browser and confirm the purchase (or pay with an empty \
+         balance, or cancel).\n\
+         3. See the token:\n   \
+         curl -s {key} '{internal}/v1/tokens?ref=ORDER-1'\n\
+         4. See the subscription:\n   \
+         curl -s {key} '{internal}/v1/subscriptions?ref=ORDER-1'\n\
+         5. Cancel it (the sandbox numbers subscriptions from 1001: use the id step 4 shows):\n   \
+         curl -s -X DELETE {key} '{internal}/v1/subscriptions/1001?ref=ORDER-1&immediately=true'\n\
+         6. Read the events (CREATE, then CANCEL):\n   \
+         curl -s {key} '{internal}/v1/events?wait=5'\n\
+         Why a purchase failed, if one did:\n   \
+         curl -s {key} '{internal}/v1/callbacks?ref=ORDER-1'\n\n\
+         Ctrl-C stops it; the store in {store} is deleted.\n"
+    )
 }

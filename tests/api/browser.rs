@@ -1,6 +1,6 @@
 //! End to end in a real headless Chromium (Debian's chromium and chromium-driver, driven over
-//! WebDriver): the demo's purchase page, the redirect through MondiaPay's sandbox to the
-//! callback, and the page the person lands on.
+//! WebDriver): the sandbox MondiaPay's purchase page, its redirect to the service's callback,
+//! and the page the person lands on.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::send_for_json;
+use crate::helpers::{TestApp, json, send_for_json};
+use crate::sandbox::{SandboxMondiaPay, service_on};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const BINARY: &str = env!("CARGO_BIN_EXE_mondiapay-token-proxy");
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A child process that is stopped when the test ends, however it ends.
@@ -42,41 +42,24 @@ fn line_with(stdout: &mut BufReader<ChildStdout>, marker: &str) -> String {
     }
 }
 
-struct Demo {
-    purchase_url: String,
-    api_key: String,
-    internal: String,
-    _process: Running,
-    _stdout: BufReader<ChildStdout>,
+/// The service in-process with a sandbox MondiaPay as its MondiaPay; purchases are prepared at
+/// the sandbox as a merchant would, returning to the service's callback.
+struct Shop {
+    mondiapay: SandboxMondiaPay,
+    app: TestApp,
 }
 
-fn start_demo() -> Demo {
-    let mut child = Command::new(BINARY)
-        .args(["demo", "--port", "0", "--internal-port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let open = line_with(&mut stdout, "Open in a browser:");
-    let fetch = line_with(&mut stdout, "Fetch the token:");
-    let purchase_url = open.rsplit(' ').next().unwrap().to_owned();
-    let api_key = fetch
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap()
-        .to_owned();
-    let token_url = fetch.rsplit('\'').nth(1).unwrap();
-    let internal = token_url.split("/v1/").next().unwrap().to_owned();
-    Demo {
-        purchase_url,
-        api_key,
-        internal,
-        _process: Running(child),
-        _stdout: stdout,
+impl Shop {
+    async fn open() -> Self {
+        let mondiapay = SandboxMondiaPay::start().await;
+        let app = service_on(&mondiapay, "query").await;
+        Self { mondiapay, app }
+    }
+
+    /// A purchase for `reference`: the sandbox's initiate page to send the browser to.
+    async fn purchase(&self, reference: &str) -> String {
+        let redirect = format!("{}/oauth/callback?ref={reference}", self.app.public);
+        self.mondiapay.purchase(&redirect).await
     }
 }
 
@@ -228,10 +211,10 @@ impl Browser {
 
 #[tokio::test]
 async fn a_person_buys_in_chromium_and_lands_on_the_thank_you_page_then_fails_one() {
-    let demo = start_demo();
+    let shop = Shop::open().await;
     let browser = Browser::start().await;
 
-    browser.open(&demo.purchase_url).await;
+    browser.open(&shop.purchase("ORDER-1").await).await;
     assert!(browser.text().await.contains("Confirm your purchase"));
     browser.click("#confirm").await;
     let landed = browser.wait_for_url("/oauth/result/res_").await;
@@ -250,21 +233,14 @@ async fn a_person_buys_in_chromium_and_lands_on_the_thank_you_page_then_fails_on
     browser.screenshot("thank-you-phone.png").await;
     browser.resize(1280, 900).await;
 
-    let token = send_for_json(
-        reqwest::Client::new()
-            .get(format!("{}/v1/tokens?ref=ORDER-1", demo.internal))
-            .bearer_auth(&demo.api_key),
-    )
-    .await;
+    let token = json(shop.app.tokens_by_ref("ORDER-1").await).await;
     assert!(
         token["access_token"].as_str().unwrap().starts_with('U'),
         "{token}"
     );
     assert!(!text.contains(token["access_token"].as_str().unwrap()));
 
-    browser
-        .open(&demo.purchase_url.replace("ORDER-1", "ORDER-2"))
-        .await;
+    browser.open(&shop.purchase("ORDER-2").await).await;
     browser.click("#insufficient").await;
     browser.wait_for_url("/oauth/result/res_").await;
     let text = browser.text().await;

@@ -1,0 +1,206 @@
+//! `demo`, the real binary: the round trip it prints is a list of `curl` commands a newcomer
+//! can paste, each well-formed, with the demo's API key, and naming a route the SPEC defines.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use url::Url;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_mondiapay-token-proxy");
+
+/// The internal API's routes as the SPEC names them: method, path template, query parameters.
+const SPEC_ROUTES: &[(&str, &str, &[&str])] = &[
+    ("POST", "/v1/exchange", &[]),
+    ("GET", "/v1/tokens/{id}", &[]),
+    ("GET", "/v1/tokens", &["ref", "uuid", "renew"]),
+    ("DELETE", "/v1/tokens/{id}", &[]),
+    ("GET", "/v1/callbacks", &["ref"]),
+    ("POST", "/v1/purchases", &[]),
+    ("GET", "/v1/purchases/{id}", &[]),
+    ("GET", "/v1/purchases", &["ref"]),
+    (
+        "GET",
+        "/v1/subscriptions",
+        &["ref", "uuid", "token_id", "subscription_type_id"],
+    ),
+    (
+        "DELETE",
+        "/v1/subscriptions/{subscription_id}",
+        &["ref", "uuid", "token_id", "immediately"],
+    ),
+    ("GET", "/v1/events", &["after", "limit", "wait"]),
+];
+
+/// The demo process, stopped when the test ends however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `demo` and reads what it prints, up to its last line.
+fn demo_guide() -> (Running, String) {
+    let mut child = Command::new(BINARY)
+        .args(["demo", "--port", "0", "--internal-port", "0"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let running = Running(child);
+    let mut guide = String::new();
+    while !guide.contains("Ctrl-C stops it") {
+        let read = stdout.read_line(&mut guide).unwrap();
+        assert!(read > 0, "the demo ended before its guide did: {guide}");
+    }
+    (running, guide)
+}
+
+/// A command line split as a POSIX shell splits one made of plain words and '…' quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                word.get_or_insert_with(String::new);
+            }
+            ' ' if !quoted => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(!quoted, "an unclosed quote: {line}");
+    words.extend(word);
+    words
+}
+
+/// One printed `curl`: its method, headers, body and URL.
+struct Curl {
+    method: String,
+    headers: Vec<String>,
+    body: Option<String>,
+    url: Url,
+}
+
+fn read_curl(line: &str) -> Curl {
+    let words = shell_words(line);
+    assert_eq!(words[0], "curl", "{line}");
+    let (mut method, mut headers, mut body, mut url) = ("GET".to_owned(), vec![], None, None);
+    let mut words = words.into_iter().skip(1);
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "-s" => {}
+            "-X" => method = words.next().expect("a method after -X"),
+            "-H" => headers.push(words.next().expect("a header after -H")),
+            "-d" => body = Some(words.next().expect("a body after -d")),
+            _ => {
+                assert!(url.is_none(), "two URLs in {line}");
+                url = Some(Url::parse(&word).unwrap_or_else(|e| panic!("{word}: {e}")));
+            }
+        }
+    }
+    Curl {
+        method,
+        headers,
+        body,
+        url: url.expect("a URL"),
+    }
+}
+
+/// Whether `path` fits the SPEC's `template` (a `{…}` segment stands for any one segment).
+fn fits(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<_>, Vec<_>) =
+        (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(&path)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
+
+#[tokio::test]
+async fn the_demo_prints_the_round_trip_as_well_formed_curl_commands_on_routes_the_spec_defines() {
+    let (_demo, guide) = demo_guide();
+    let curls: Vec<Curl> = guide
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("curl "))
+        .map(read_curl)
+        .collect();
+    let mut steps = Vec::new();
+    let internal = curls[0].url.origin();
+    for curl in &curls {
+        let path = curl.url.path();
+        let (_, template, params) = SPEC_ROUTES
+            .iter()
+            .find(|(method, template, _)| *method == curl.method && fits(template, path))
+            .unwrap_or_else(|| panic!("{} {path} is no route of the SPEC", curl.method));
+        for (name, _) in curl.url.query_pairs() {
+            assert!(params.contains(&name.as_ref()), "{name} on {template}");
+        }
+        assert_eq!(
+            curl.url.origin(),
+            internal,
+            "every command goes to the internal listener"
+        );
+        let key = curl
+            .headers
+            .iter()
+            .find_map(|header| header.strip_prefix("Authorization: Bearer "))
+            .expect("every command carries the API key");
+        assert!(key.len() >= 32);
+        if let Some(body) = &curl.body {
+            let body: Value = serde_json::from_str(body).expect("a JSON body");
+            assert!(
+                curl.headers
+                    .contains(&"Content-Type: application/json".to_owned())
+            );
+            assert!(body["subscription_type_id"].is_u64(), "{body}");
+            assert_eq!(body["ref"], "ORDER-1");
+        }
+        steps.push(format!("{} {template}", curl.method));
+    }
+    // The round trip, in order: start a purchase, the token, the subscription, its cancel, events.
+    let order = [
+        "POST /v1/purchases",
+        "GET /v1/tokens",
+        "GET /v1/subscriptions",
+        "DELETE /v1/subscriptions/{subscription_id}",
+        "GET /v1/events",
+    ];
+    let positions: Vec<_> = order
+        .iter()
+        .map(|step| {
+            steps
+                .iter()
+                .position(|s| s == step)
+                .unwrap_or_else(|| panic!("{step} missing: {steps:?}"))
+        })
+        .collect();
+    assert!(positions.is_sorted(), "{steps:?}");
+    assert!(guide.contains("redirect_url"), "{guide}");
+
+    // The printed key and address are the running service's: a lookup is answered, not refused.
+    let tokens = curls
+        .iter()
+        .find(|curl| curl.url.path() == "/v1/tokens")
+        .unwrap();
+    let mut request = reqwest::Client::new().get(tokens.url.clone());
+    for header in &tokens.headers {
+        let (name, value) = header.split_once(": ").unwrap();
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::NOT_FOUND,
+        "no token yet, but the key works"
+    );
+}
