@@ -52,34 +52,29 @@ impl SandboxMondiaPay {
         format!("client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}")
     }
 
-    /// A fresh client token.
-    pub async fn client_token(&self) -> String {
+    /// The token a token call with `grant` (and the credentials) issues, after checking it did.
+    async fn token_for(&self, grant: &str) -> String {
         let answer = self
-            .token_call(&format!(
-                "grant_type=client_credentials&{}",
-                Self::credentials()
-            ))
+            .token_call(&format!("{grant}&{}", Self::credentials()))
             .await;
-        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.status(), StatusCode::OK, "{grant}");
         json(answer).await["access_token"]
             .as_str()
             .unwrap()
             .to_owned()
     }
 
+    /// A fresh client token.
+    pub async fn client_token(&self) -> String {
+        self.token_for("grant_type=client_credentials").await
+    }
+
     /// A code exchanged for the user's token.
     pub async fn user_token(&self, code: &str) -> String {
-        let answer = self
-            .token_call(&format!(
-                "grant_type=authorization_code&code={code}&redirect_uri=x&{}",
-                Self::credentials()
-            ))
-            .await;
-        assert_eq!(answer.status(), StatusCode::OK);
-        json(answer).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.token_for(&format!(
+            "grant_type=authorization_code&code={code}&redirect_uri=x"
+        ))
+        .await
     }
 
     /// Prepare Purchase with `token` and `body` as they are.
@@ -115,10 +110,18 @@ impl SandboxMondiaPay {
             .unwrap()
     }
 
-    /// A confirmed purchase: the query of the redirect back, as pairs.
-    pub async fn confirmed_purchase(&self) -> Url {
+    /// A purchase returning to `THANKS`, decided: where the browser is sent back to, after
+    /// checking that the redirect's own query was kept.
+    pub async fn decided_purchase(&self, decision: &str) -> Url {
         let href = self.purchase(THANKS).await;
-        redirected_to(self.decide(&href, "confirm").await)
+        let back = redirected_to(self.decide(&href, decision).await);
+        assert_eq!(param(&back, "purchase").as_deref(), Some("pur_42"));
+        back
+    }
+
+    /// A confirmed purchase: where the browser is sent back to.
+    pub async fn confirmed_purchase(&self) -> Url {
+        self.decided_purchase("confirm").await
     }
 
     pub async fn subscriptions(&self, token: &str, query: &str) -> Response {
@@ -157,6 +160,19 @@ pub fn param(url: &Url, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// Asserts that `response` is MondiaPay's error body `{"status", "error", …}` with `status`.
+pub async fn assert_mondiapay_error(response: Response, status: StatusCode, error: &str) {
+    assert_eq!(response.status(), status);
+    let body = json(response).await;
+    let name = status
+        .canonical_reason()
+        .unwrap()
+        .to_uppercase()
+        .replace(' ', "_");
+    assert_eq!(body["status"], name.as_str(), "{body}");
+    assert_eq!(body["error"], error, "{body}");
+}
+
 /// The service in-process, its token calls going to `mondiapay` with `client_auth`.
 pub async fn service_on(mondiapay: &SandboxMondiaPay, client_auth: &str) -> TestApp {
     let (stand_in, dir, mut env) = MondiaPay::start().await;
@@ -192,10 +208,7 @@ async fn wrong_client_credentials_are_refused_401_in_mondiapays_error_shape() {
         "grant_type=client_credentials".to_owned(),
     ] {
         let refused = mondiapay.token_call(&query).await;
-        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{query}");
-        let body = json(refused).await;
-        assert_eq!(body["status"], "UNAUTHORIZED");
-        assert_eq!(body["error"], "UNAUTHORIZED");
+        assert_mondiapay_error(refused, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     }
 }
 
@@ -251,8 +264,7 @@ async fn user_credentials_give_a_fresh_user_token_for_a_known_uuid_only() {
     let subscriptions = json(mondiapay.subscriptions(&renewed, "").await).await;
     assert_eq!(subscriptions.as_array().unwrap().len(), 1);
     let unknown = mondiapay.token_call(&call("nobody-we-know")).await;
-    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(json(unknown).await["error"], "INVALID_PARAMETERS");
+    assert_mondiapay_error(unknown, StatusCode::BAD_REQUEST, "INVALID_PARAMETERS").await;
 }
 
 #[tokio::test]
@@ -282,12 +294,7 @@ async fn prepare_purchase_refuses_an_unknown_expired_or_user_token_with_401() {
     let mondiapay = SandboxMondiaPay::start().await;
     let body = json!({"redirect": THANKS, "subscriptionTypeId": 12345});
     let unknown = mondiapay.prepare("Cnot-one-we-issued", body.clone()).await;
-    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
-    let unknown = json(unknown).await;
-    assert_eq!(
-        (unknown["status"].as_str(), unknown["error"].as_str()),
-        (Some("UNAUTHORIZED"), Some("TOKEN_NOT_FOUND"))
-    );
+    assert_mondiapay_error(unknown, StatusCode::UNAUTHORIZED, "TOKEN_NOT_FOUND").await;
     let code = param(&mondiapay.confirmed_purchase().await, "code").unwrap();
     let user_token = mondiapay.user_token(&code).await;
     let wrong_kind = mondiapay.prepare(&user_token, body.clone()).await;
@@ -303,8 +310,7 @@ async fn prepare_purchase_refuses_an_unknown_expired_or_user_token_with_401() {
     .await;
     let expired = expiring.client_token().await;
     let refused = expiring.prepare(&expired, body).await;
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(json(refused).await["error"], "TOKEN_NOT_FOUND");
+    assert_mondiapay_error(refused, StatusCode::UNAUTHORIZED, "TOKEN_NOT_FOUND").await;
 }
 
 #[tokio::test]
@@ -319,10 +325,7 @@ async fn prepare_purchase_refuses_a_body_without_a_redirect_or_a_type_id_with_40
         json!([1, 2]),
     ] {
         let refused = mondiapay.prepare(&token, body.clone()).await;
-        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{body}");
-        let refused = json(refused).await;
-        assert_eq!(refused["status"], "BAD_REQUEST");
-        assert_eq!(refused["error"], "INVALID_PARAMETERS");
+        assert_mondiapay_error(refused, StatusCode::BAD_REQUEST, "INVALID_PARAMETERS").await;
     }
 }
 
@@ -354,7 +357,6 @@ async fn confirming_redirects_303_with_code_message_uuid_and_status_200_keeping_
         back.as_str().split('?').next(),
         Some("https://shop.example/thanks")
     );
-    assert_eq!(param(&back, "purchase").as_deref(), Some("pur_42"));
     assert!(param(&back, "code").unwrap().starts_with('A'));
     assert_eq!(param(&back, "message").as_deref(), Some("OK"));
     assert_eq!(param(&back, "status").as_deref(), Some("200"));
@@ -365,9 +367,7 @@ async fn confirming_redirects_303_with_code_message_uuid_and_status_200_keeping_
 #[tokio::test]
 async fn an_empty_balance_redirects_with_insufficient_funds_status_402_and_still_a_code() {
     let mondiapay = SandboxMondiaPay::start().await;
-    let href = mondiapay.purchase(THANKS).await;
-    let back = redirected_to(mondiapay.decide(&href, "insufficient_funds").await);
-    assert_eq!(param(&back, "purchase").as_deref(), Some("pur_42"));
+    let back = mondiapay.decided_purchase("insufficient_funds").await;
     assert_eq!(param(&back, "error").as_deref(), Some("INSUFFICIENT_FUNDS"));
     assert_eq!(param(&back, "status").as_deref(), Some("402"));
     assert!(param(&back, "code").unwrap().starts_with('A'));
@@ -383,9 +383,7 @@ async fn an_empty_balance_redirects_with_insufficient_funds_status_402_and_still
 #[tokio::test]
 async fn cancelling_redirects_as_the_user_declining_without_a_code() {
     let mondiapay = SandboxMondiaPay::start().await;
-    let href = mondiapay.purchase(THANKS).await;
-    let back = redirected_to(mondiapay.decide(&href, "cancel").await);
-    assert_eq!(param(&back, "purchase").as_deref(), Some("pur_42"));
+    let back = mondiapay.decided_purchase("cancel").await;
     assert_eq!(
         param(&back, "error").as_deref(),
         Some("USER_DECLINED_PURCHASE_DURING_CONFIRMATION")
@@ -470,10 +468,9 @@ async fn cancel_tags_for_cancel_or_cancels_immediately() {
     let listed = json(mondiapay.subscriptions(&token, "").await).await;
     assert_eq!(listed[0]["state"], "CANCELED");
     let again = mondiapay.cancel(&token, "1001", "true").await;
-    assert_eq!(again.status(), StatusCode::NOT_FOUND);
-    assert_eq!(json(again).await["error"], "SUBSCRIPTION_NOT_FOUND");
+    assert_mondiapay_error(again, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND").await;
     let unclear = mondiapay.cancel(&token, "1001", "maybe").await;
-    assert_eq!(unclear.status(), StatusCode::BAD_REQUEST);
+    assert_mondiapay_error(unclear, StatusCode::BAD_REQUEST, "INVALID_PARAMETERS").await;
 }
 
 #[tokio::test]
@@ -486,12 +483,8 @@ async fn subscription_management_refuses_an_unknown_or_client_token_with_401() {
         (client_token.as_str(), "TOKEN_CONTEXT_IS_NOT_VALID"),
     ] {
         let listed = mondiapay.subscriptions(token, "").await;
-        assert_eq!(listed.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(json(listed).await["error"], error);
+        assert_mondiapay_error(listed, StatusCode::UNAUTHORIZED, error).await;
         let cancelled = mondiapay.cancel(token, "1001", "true").await;
-        assert_eq!(cancelled.status(), StatusCode::UNAUTHORIZED);
-        let cancelled = json(cancelled).await;
-        assert_eq!(cancelled["status"], "UNAUTHORIZED");
-        assert_eq!(cancelled["error"], error);
+        assert_mondiapay_error(cancelled, StatusCode::UNAUTHORIZED, error).await;
     }
 }
