@@ -176,3 +176,55 @@ async fn a_slow_receiver_never_holds_up_the_purchase_page() {
         started.elapsed()
     );
 }
+
+/// What a test's tasks log, at every level, collected in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// One thread: the sandbox's tasks run on the test's thread, where the capturing subscriber is.
+#[tokio::test(flavor = "current_thread")]
+async fn a_notification_given_up_is_logged_by_its_event_never_with_the_secret_url() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let (receiver, mondiapay) = notifying(ResponseTemplate::new(500)).await;
+    mondiapay.confirmed_purchase().await;
+    let event_uuid = until_received(&receiver, 1).await[0]["eventUUID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !captured.text().contains(&event_uuid) {
+        assert!(
+            Instant::now() < deadline,
+            "not given up: {}",
+            captured.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = captured.text();
+    let secret = NOTIFICATIONS.rsplit('/').next().unwrap();
+    assert!(!logs.contains(secret), "{logs}");
+    assert!(!logs.contains(CLIENT_SECRET), "{logs}");
+}
