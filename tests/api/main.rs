@@ -24,6 +24,7 @@ mod properties;
 mod raw_http;
 mod replicas;
 mod sandbox;
+mod sandbox_client;
 mod sandbox_notifications;
 mod storage;
 mod store_suite;
