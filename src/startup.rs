@@ -278,3 +278,97 @@ async fn bind(key: &'static str, address: SocketAddr) -> Result<TcpListener, Sta
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::settings::Purpose;
+
+    /// `(path, method)` for every route `router` serves, read from the router itself. axum has
+    /// no API that lists routes, so this reads its `Debug` form: each route's id with its path,
+    /// and each id's `Allow` header. (A change of that form fails the test loudly: no routes.)
+    fn served_routes(router: &axum::Router) -> BTreeSet<(String, String)> {
+        let debug = format!("{router:?}");
+        // The first `paths` map is the routes' own; a later one is the fallback's. Its entries
+        // read `RouteId(7): "/v1/tokens/{id}"`, separated by `, `, and it ends at `}`.
+        let mut rest = &debug[debug.find("node: Node { paths: {").expect("a route table") + 21..];
+        let mut served = BTreeSet::new();
+        while let Some(entry) = rest.strip_prefix("RouteId(") {
+            let (id, after) = entry.split_once("): \"").unwrap();
+            let (path, after) = after.split_once('"').unwrap();
+            rest = after.strip_prefix(", ").unwrap_or(after);
+            let route = debug
+                .find(&format!("RouteId({id}): MethodRouter("))
+                .expect("the route's methods");
+            let allow = &debug[route..];
+            let allow = &allow[allow.find("allow_header: Bytes(b\"").unwrap() + 22..];
+            let allow = &allow[..allow.find('"').unwrap()];
+            for method in allow.split(',').filter(|method| *method != "HEAD") {
+                served.insert((path.to_owned(), method.to_owned()));
+            }
+        }
+        served
+    }
+
+    /// The routes the contract documents.
+    fn documented_routes(document: &serde_json::Value) -> BTreeSet<(String, String)> {
+        let mut documented = BTreeSet::new();
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                documented.insert((path.clone(), method.to_uppercase()));
+            }
+        }
+        documented
+    }
+
+    #[tokio::test]
+    async fn the_internal_listener_serves_exactly_the_routes_its_contract_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> = [
+            ("MONDIAPAY__CLIENT_ID", "merchant".to_owned()),
+            ("MONDIAPAY__CLIENT_SECRET", "0123".to_owned()),
+            (
+                "MONDIAPAY__REDIRECT_URI",
+                "https://shop.example/thanks".to_owned(),
+            ),
+            (
+                "INTERNAL__API_KEYS",
+                "PeBhhbn1LxYe8GemQC70GU_H3QwKDeBb".to_owned(),
+            ),
+            ("PUBLIC__LISTEN", "127.0.0.1:0".to_owned()),
+            ("INTERNAL__LISTEN", "127.0.0.1:0".to_owned()),
+            (
+                "STORE__URL",
+                format!("sqlite://{}/tokens.db", dir.path().display()),
+            ),
+        ]
+        .into_iter()
+        .map(|(key, value)| (format!("TOKEN_PROXY__{key}"), value))
+        .collect();
+        let settings = Settings::load(None, Some(env), Purpose::Serve).unwrap();
+        let app = Application::build(&settings).await.unwrap();
+        let router = app.internal.router.clone();
+
+        let served = served_routes(&router);
+        let answer = router
+            .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let document =
+            serde_json::from_slice(&to_bytes(answer.into_body(), 1 << 20).await.unwrap()).unwrap();
+        let documented = documented_routes(&document);
+
+        assert!(served.len() >= 8, "too few routes read: {served:?}");
+        assert_eq!(
+            served, documented,
+            "served (left) and documented (right) differ"
+        );
+        app.engine.store.close().await;
+    }
+}

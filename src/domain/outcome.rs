@@ -10,7 +10,7 @@ pub struct UnknownState {
 }
 
 impl UnknownState {
-    fn new(what: &'static str, text: &str) -> Self {
+    pub(crate) fn new(what: &'static str, text: &str) -> Self {
         Self {
             what,
             text: text.to_owned(),
@@ -35,8 +35,8 @@ macro_rules! stored_as_text {
         }
 
         impl $name {
-            #[cfg(test)]
-            const ALL: &[Self] = &[$(Self::$variant),+];
+            /// Every value, in declaration order.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {

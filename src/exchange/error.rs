@@ -35,8 +35,10 @@ pub struct Meaning<'a> {
     /// This service was only briefly unable (too busy, or its store out of reach): the same
     /// request may well succeed in a moment.
     pub retry_soon: bool,
-    /// A fault of this service's own (a bug, a damaged row, a stopped task): asking again
-    /// will not help, and it is logged as an error to look into.
+    /// A fault of this service's own (a bug, a stored value this version cannot read, an
+    /// exchange task that stopped): asking again will not help, and it is logged as an error to
+    /// look into. (A sealed token that cannot be opened is reported as the store's trouble:
+    /// the store's keys, not its logic.)
     pub fault: bool,
 }
 
@@ -83,9 +85,12 @@ impl ExchangeError {
                 retry_soon: true,
                 ..meaning("busy", no_answer)
             },
-            Self::Store(error) => Meaning {
-                retry_soon: !error.is_fault(),
-                fault: error.is_fault(),
+            Self::Store(error) if error.is_fault() => Meaning {
+                fault: true,
+                ..meaning("store_fault", CallbackEnd::NotRecorded)
+            },
+            Self::Store(_) => Meaning {
+                retry_soon: true,
                 ..meaning("store_unavailable", CallbackEnd::NotRecorded)
             },
             Self::Aborted => Meaning {

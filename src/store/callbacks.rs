@@ -16,7 +16,7 @@ use super::pool::{Pool, on_pool};
 use super::rows::{CallbackRow, ListedCallbackRow};
 use super::{StoreError, TokenStore, now_unix};
 use crate::crypto::{CodeHash, random_bytes};
-use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause};
+use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause, UnknownState};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
 const MAX_LISTED_SUCCEEDED: i64 = 100;
@@ -286,16 +286,23 @@ pub(super) fn trim_failures_sql(pool: &Pool) -> String {
 }
 
 fn outcome(row: CallbackRow) -> Result<CallbackOutcome, StoreError> {
+    let kind = OutcomeKind::parse(&row.outcome)?;
+    let cause = row
+        .cause
+        .as_deref()
+        .map(UnavailableCause::parse)
+        .transpose()?;
+    // Every `unavailable` outcome is written with its cause (migration 6 gave old rows theirs):
+    // one without is damaged, not a guess at 502.
+    if kind == OutcomeKind::Unavailable && cause.is_none() {
+        return Err(UnknownState::new("cause of an unavailable outcome", "").into());
+    }
     Ok(CallbackOutcome {
         id: row.id,
         created_at: row.created_at,
         outcome: NewCallback {
-            kind: OutcomeKind::parse(&row.outcome)?,
-            cause: row
-                .cause
-                .as_deref()
-                .map(UnavailableCause::parse)
-                .transpose()?,
+            kind,
+            cause,
             request_id: row.request_id,
             reference: row.owner.reference,
             uuid: row.owner.uuid,

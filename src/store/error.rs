@@ -21,8 +21,9 @@ pub enum StoreError {
     DiskFull { min_free: u64 },
     #[error("a store operation stopped unexpectedly")]
     Interrupted,
-    /// A callback outcome was neither recorded nor found standing (purged in between, or a
-    /// fault of the store's own logic).
+    /// A callback outcome was neither recorded nor found standing. Only a fault of the store's
+    /// own logic does that (a purge in between would need a replay of an outcome older than
+    /// `store.retention_secs` at the very moment of the purge), so it is treated as one.
     #[error("the callback outcome was neither recorded nor found")]
     OutcomeMissing,
     /// A stored value this version does not know: a newer version's, or a damaged row.

@@ -2,7 +2,8 @@
 
 use mondiapay_token_proxy::crypto::{CodeHash, Keyring};
 use mondiapay_token_proxy::domain::{
-    Code, ExchangeState, NewCallback, OutcomeKind, Owner, UpstreamError, UserToken,
+    Code, ExchangeState, NewCallback, OutcomeKind, Owner, UnavailableCause, UpstreamError,
+    UserToken,
 };
 use mondiapay_token_proxy::mondiapay::{Answer, read_answer};
 use mondiapay_token_proxy::settings::StoreBackend;
@@ -27,10 +28,11 @@ fn owner(reference: &str) -> Owner {
     }
 }
 
+/// An outcome as the exchanger records it: an unavailable one always with its cause.
 fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
     NewCallback {
         kind,
-        cause: None,
+        cause: (kind == OutcomeKind::Unavailable).then_some(UnavailableCause::TimedOut),
         request_id: "req".to_owned(),
         reference: Some(reference.to_owned()),
         uuid: None,
@@ -165,6 +167,16 @@ async fn exercise(store: &TokenStore) {
     };
     let key = ReplayKey::exchange(&hash("Asuite5"));
     let unavailable = record(Some(&key), OutcomeKind::Unavailable).await;
+    assert_eq!(
+        store
+            .callback(&unavailable.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .outcome
+            .cause,
+        Some(UnavailableCause::TimedOut)
+    );
     let succeeded = record(Some(&key), OutcomeKind::Succeeded).await;
     assert_eq!(succeeded.id, unavailable.id);
     assert_eq!(succeeded.outcome.kind, OutcomeKind::Succeeded);

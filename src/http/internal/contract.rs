@@ -37,7 +37,7 @@ pub struct ApiDoc;
 
 /// What every `/v1` operation shares: it needs the API key (`auth::require_api_key` guards the
 /// router), so it may answer `401`; and it works on the store, so it may answer `503` when the
-/// store is unavailable (unless the route says more).
+/// store is unavailable and `500` when a stored row cannot be read (unless the route says more).
 pub fn v1(api: &mut Document) {
     for item in api.paths.paths.values_mut() {
         for operation in operations(item) {
@@ -50,6 +50,9 @@ pub fn v1(api: &mut Document) {
             responses
                 .entry("503".to_owned())
                 .or_insert_with(|| described("The store is unavailable (`store-unavailable`)."));
+            responses.entry("500".to_owned()).or_insert_with(|| {
+                described("A fault of this service, such as a stored row this version cannot read (`internal`); it is logged.")
+            });
         }
     }
 }

@@ -55,7 +55,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 
 /// The routes this listener serves and, from the same registrations, their contract: a route
 /// is served only if it is documented. (Register routes with `routes!` only: a plain `.route`
-/// would serve a route the contract does not list.)
+/// would serve a route the contract does not list, and a start-up test that compares the
+/// router's own route table with the document fails.)
 fn api(state: &AppState) -> (Router<AppState>, Contract) {
     let mut v1 = OpenApiRouter::default()
         .routes(routes!(tokens::exchange))

@@ -133,10 +133,9 @@ impl PartialSchema for CallbackOutcome {
     }
 }
 
-/// Every outcome's name (a new outcome kind must be added here to be documented).
+/// Every outcome's name.
 fn outcome_names() -> impl Into<RefOr<Schema>> {
-    use OutcomeKind::*;
-    let names = [Succeeded, PurchaseFailed, CodeRejected, Unavailable].map(OutcomeKind::as_str);
+    let names = OutcomeKind::ALL.iter().map(|kind| kind.as_str());
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(names))

@@ -77,9 +77,14 @@ pub async fn callback(
             see_other(&state, &recorded)
         }
         Err(error) => {
-            let fault = error.meaning().fault;
-            log_failure(&error, fault, "callback outcome could not be recorded");
-            state.metrics.callback("store_unavailable");
+            let meaning = error.meaning();
+            log_failure(
+                &error,
+                meaning.fault,
+                "callback outcome could not be recorded",
+            );
+            state.metrics.callback(meaning.label);
+            let fault = meaning.fault;
             let (page, status) = Page::for_failure(fault);
             let facts = PageFacts {
                 reference: params.reference.as_deref(),

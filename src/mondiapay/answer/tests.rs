@@ -254,3 +254,14 @@ fn error_text_is_bounded() {
     };
     assert_eq!(error.message.unwrap().len(), 300);
 }
+
+#[test]
+fn rfc_6749s_description_wins_over_a_message_and_a_success_status_names_no_error() {
+    let body = r#"{"error":"invalid_grant","error_description":"used","message":"other"}"#;
+    let Answer::CodeRejected(error) = read_answer(400, body.as_bytes()) else {
+        panic!()
+    };
+    assert_eq!(error.message.as_deref(), Some("used"));
+    // On a 2xx, `status` is no error class: without a token the answer names none.
+    assert_verdicts(&[(200, r#"{"status":"OK"}"#, "code:NO_TOKEN_IN_ANSWER")]);
+}
