@@ -10,7 +10,7 @@ pub struct UnknownState {
 }
 
 impl UnknownState {
-    fn new(what: &'static str, text: &str) -> Self {
+    pub(crate) fn new(what: &'static str, text: &str) -> Self {
         Self {
             what,
             text: text.to_owned(),
@@ -53,6 +53,7 @@ macro_rules! stored_as_text {
         }
     )+};
 }
+pub(crate) use stored_as_text;
 
 stored_as_text! {
     /// Where a code's exchange stands.
