@@ -21,6 +21,7 @@ mod ownership;
 mod postgres;
 mod process;
 mod properties;
+mod purchase_callbacks;
 mod purchases;
 mod raw_http;
 mod replicas;
