@@ -327,7 +327,8 @@ impl TokenStore {
         .await
     }
 
-    /// Housekeeping: `started` purchases past `expires_at` become `expired`; purchases last
+    /// Housekeeping: `started` purchases past `expires_at` become `expired` (not one whose
+    /// callback is under way: its code is bound); purchases last
     /// touched before `cutoff` are deleted (none still waiting for a callback); keys older than
     /// 24 hours are forgotten; `preparing` claims whose process died long ago are dropped.
     pub async fn tidy_purchases(&self, cutoff: i64) -> Result<PurchasesTidied, StoreError> {
@@ -337,7 +338,7 @@ impl TokenStore {
                 let mut tx = pool.begin().await?;
                 let expired = sqlx::query(
                     "UPDATE purchases SET state = 'expired', updated_at = $1 \
-                     WHERE state = 'started' AND expires_at <= $1")
+                     WHERE state = 'started' AND code_hash IS NULL AND expires_at <= $1")
                     .bind(now).execute(&mut *tx).await?.rows_affected();
                 let purged = sqlx::query(
                     "DELETE FROM purchases WHERE updated_at < $1 \

@@ -329,3 +329,50 @@ async fn logs_of_a_purchase_hold_no_client_token_secret_or_code() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_purchases_are_bound_settled_and_expired() {
+    use crate::postgres::PgCluster;
+    use crate::process::Served;
+    let cluster = PgCluster::start();
+    let (mondiapay, _dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(&cluster.store_settings()));
+    env.extend(settings(
+        "PURCHASES__TTL_SECS=2 STORE__PURGE_INTERVAL_SECS=1",
+    ));
+    issues_client_tokens(&mondiapay, 1).await;
+    prepares_purchases(&mondiapay, 3).await;
+    code_grant()
+        .respond_with(IssueTokens)
+        .expect(1)
+        .mount(&mondiapay)
+        .await;
+    let served = Served::start(&env);
+    let id = |purchase: &Value| purchase["id"].as_str().unwrap().to_owned();
+    let paid = id(&started(&served, "ORDER-PG", StatusCode::CREATED).await);
+    let poor = id(&started(&served, "ORDER-PG", StatusCode::CREATED).await);
+    let gone = id(&started(&served, "ORDER-PG", StatusCode::CREATED).await);
+    served
+        .callback_page(&format!("code={}&uuid=9&purchase={paid}", new_code()))
+        .await;
+    served
+        .callback_page(&format!("error=INSUFFICIENT_FUNDS&purchase={poor}"))
+        .await;
+    let state = |id: String| {
+        let served = served.client.clone();
+        async move { json(served.purchase(&id).await).await["state"].clone() }
+    };
+    assert_eq!(state(paid.clone()).await, "succeeded");
+    assert_eq!(state(poor.clone()).await, "purchase_failed");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while state(gone.clone()).await != "expired" {
+        assert!(Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        state(paid).await,
+        "succeeded",
+        "an ended purchase does not expire"
+    );
+    assert_eq!(served.stop().0, Some(0));
+}
