@@ -136,3 +136,101 @@ impl MondiaPayClient {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::ExposeSecret;
+    use serde_json::json;
+    use wiremock::matchers::{method, query_param};
+    use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::settings::MondiaPaySettings;
+
+    /// Issues `C<n>` tokens living `lifetime` seconds, counting the calls.
+    struct Issue(&'static str, std::sync::atomic::AtomicU64);
+
+    impl Respond for Issue {
+        fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+            let n = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": format!("C{n}"), "expires_in": self.0}))
+        }
+    }
+
+    async fn client_with(lifetime: &'static str, calls: u64) -> (MockServer, MondiaPayClient) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(query_param("grant_type", "client_credentials"))
+            .respond_with(Issue(lifetime, 0.into()))
+            .expect(calls)
+            .mount(&server)
+            .await;
+        let settings = MondiaPaySettings {
+            token_url: format!("{}/v1/api/oauth/token", server.uri())
+                .parse()
+                .unwrap(),
+            client_id: Some("merchant".to_owned()),
+            client_secret: Some("secret".into()),
+            ..MondiaPaySettings::default()
+        };
+        let client = MondiaPayClient::new(&settings, Arc::new(Metrics::default())).unwrap();
+        (server, client)
+    }
+
+    fn text(token: &ClientToken) -> &str {
+        token.token.expose_secret()
+    }
+
+    #[tokio::test]
+    async fn only_the_refused_token_is_forgotten() {
+        let (_server, client) = client_with("43200", 2).await;
+        let first = client.client_token().await.unwrap();
+        assert_eq!(text(&client.client_token().await.unwrap()), "C0");
+        client.invalidate(&first).await;
+        let second = client.client_token().await.unwrap();
+        assert_eq!(text(&second), "C1");
+        // A late refusal of the old token leaves the new one cached.
+        client.invalidate(&first).await;
+        assert_eq!(text(&client.client_token().await.unwrap()), "C1");
+    }
+
+    #[tokio::test]
+    async fn a_token_is_fetched_again_shortly_before_it_expires() {
+        // Two seconds of life: fetched again after one (half its life, as it is that short).
+        let (_server, client) = client_with("2", 2).await;
+        assert_eq!(text(&client.client_token().await.unwrap()), "C0");
+        assert_eq!(text(&client.client_token().await.unwrap()), "C0");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(text(&client.client_token().await.unwrap()), "C1");
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_for_a_failed_fetch_share_its_failure() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(300)))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let settings = MondiaPaySettings {
+            token_url: format!("{}/token", server.uri()).parse().unwrap(),
+            connect_retries: 0,
+            ..MondiaPaySettings::default()
+        };
+        let client =
+            Arc::new(MondiaPayClient::new(&settings, Arc::new(Metrics::default())).unwrap());
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let client = Arc::clone(&client);
+                tokio::spawn(async move { client.client_token().await.is_err() })
+            })
+            .collect();
+        for failed in waiting {
+            assert!(failed.await.unwrap());
+        }
+    }
+}
