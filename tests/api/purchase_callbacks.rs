@@ -42,6 +42,19 @@ async fn purchase(app: &TestApp, id: &str) -> Value {
     json(app.purchase(id).await).await
 }
 
+/// Waits (15 s at most, a generous bound for housekeeping rounds of 1 s) until `done`.
+async fn eventually<Check, Done>(what: &str, mut done: Check)
+where
+    Check: FnMut() -> Done,
+    Done: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(Instant::now() < deadline, "never {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The refusal page: `400`, "this link is no longer valid".
 async fn assert_link_refused(app: &TestApp, query: &str) {
     let page = app.callback(query).await;
@@ -231,11 +244,10 @@ async fn started_purchases_past_their_ttl_become_expired() {
         "ORDER-EXPIRE",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while purchase(&app, &id).await["state"] != "expired" {
-        assert!(Instant::now() < deadline, "never expired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("expired", || async {
+        purchase(&app, &id).await["state"] == "expired"
+    })
+    .await;
     assert_link_refused(&app, &format!("code={}&purchase={id}", new_code())).await;
 }
 
@@ -246,11 +258,10 @@ async fn ended_purchases_are_purged_after_the_retention_period() {
         "ORDER-PURGE",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while app.purchase(&id).await.status() != StatusCode::NOT_FOUND {
-        assert!(Instant::now() < deadline, "never purged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("purged", || async {
+        app.purchase(&id).await.status() == StatusCode::NOT_FOUND
+    })
+    .await;
 }
 
 /// A `401` whose body repeats the bearer token it was sent, and the client secret.
@@ -364,11 +375,10 @@ async fn on_postgresql_purchases_are_bound_settled_and_expired() {
     };
     assert_eq!(state(paid.clone()).await, "succeeded");
     assert_eq!(state(poor.clone()).await, "purchase_failed");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while state(gone.clone()).await != "expired" {
-        assert!(Instant::now() < deadline, "never expired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("expired", || async {
+        state(gone.clone()).await == "expired"
+    })
+    .await;
     assert_eq!(
         state(paid).await,
         "succeeded",
