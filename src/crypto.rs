@@ -96,6 +96,16 @@ impl CodeHash {
 }
 
 /// Random bytes from the operating system, for keys, nonces and identifiers.
+/// `prefix` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing and
+/// cannot be forged.
+pub fn random_id(prefix: &str) -> String {
+    use base64::Engine;
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    )
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");

@@ -1,5 +1,6 @@
 //! Background housekeeping: purges expired tokens and old outcomes after the retention period,
-//! and forgets idle rate-limit buckets. Stops with the service.
+//! expires purchases nobody came back from (and purges them with the rest), forgets idempotency
+//! keys after 24 hours and idle rate-limit buckets. Stops with the service.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::public::limit::ClientLimiter;
-use crate::store::{TokenStore, now_unix};
+use crate::store::{PurchasesTidied, TokenStore, now_unix};
 
 pub struct Housekeeping {
     pub store: Arc<TokenStore>,
@@ -38,6 +39,22 @@ impl Housekeeping {
             ),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "purge failed; trying again at the next round"),
+        }
+        match self
+            .store
+            .tidy_purchases(now_unix() - self.retention_secs)
+            .await
+        {
+            Ok(tidied) if tidied != PurchasesTidied::default() => tracing::info!(
+                expired = tidied.expired,
+                purged = tidied.purged,
+                idempotency_keys_forgotten = tidied.keys_forgotten,
+                "purchases expired and purged"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "purchase housekeeping failed; trying again at the next round")
+            }
         }
     }
 }

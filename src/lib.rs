@@ -14,6 +14,7 @@ pub mod http;
 pub mod keyfile;
 pub mod metrics;
 pub mod mondiapay;
+pub mod purchases;
 pub mod sandbox;
 pub mod serve;
 pub mod settings;

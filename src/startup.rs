@@ -20,6 +20,7 @@ use crate::http::state::{AppState, CallbackSettings, Shared};
 use crate::keyfile::{self, KeyFileError};
 use crate::metrics::Metrics;
 use crate::mondiapay::MondiaPayClient;
+use crate::purchases::Purchases;
 use crate::serve::{self, BareAnswers, ConnectionLimits, FdLimitError, Listener};
 use crate::settings::{Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
@@ -50,6 +51,7 @@ pub struct Engine {
     pub store: Arc<TokenStore>,
     pub exchanger: Arc<Exchanger>,
     pub metrics: Arc<Metrics>,
+    pub purchases: Arc<Purchases>,
 }
 
 impl Engine {
@@ -66,21 +68,32 @@ impl Engine {
                 .with_expiry_margin(settings.store.expiry_margin_secs),
         );
         let metrics = Arc::new(Metrics::default());
-        let mondiapay = MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?;
+        let mondiapay = Arc::new(MondiaPayClient::new(
+            &settings.mondiapay,
+            Arc::clone(&metrics),
+        )?);
         let limits = ExchangeLimits {
             lease: Duration::from_secs(settings.store.claim_lease_secs),
             max_concurrent: settings.mondiapay.max_concurrent_exchanges,
         };
         let exchanger = Arc::new(Exchanger::new(
             Arc::clone(&store),
-            mondiapay,
+            Arc::clone(&mondiapay),
             Arc::clone(&metrics),
             limits,
+        ));
+        let purchases = Arc::new(Purchases::new(
+            Arc::clone(&store),
+            mondiapay,
+            settings.purchases.ttl_secs,
+            settings.purchases.enforce,
+            Duration::from_secs(settings.store.claim_lease_secs),
         ));
         Ok(Self {
             store,
             exchanger,
             metrics,
+            purchases,
         })
     }
 
@@ -148,6 +161,7 @@ impl Application {
             store: Arc::clone(&engine.store),
             exchanger: Arc::clone(&engine.exchanger),
             metrics: Arc::clone(&engine.metrics),
+            purchases: Arc::clone(&engine.purchases),
             api_keys: Arc::new(ApiKeys::new(&settings.internal.api_keys)),
             code_prefix: settings.mondiapay.code_prefix.clone(),
             pages,

@@ -5,7 +5,7 @@ CREATE TABLE purchases (
     state                TEXT NOT NULL,
     subscription_type_id BIGINT NOT NULL,
     purchase_token       TEXT UNIQUE,
-    redirect_url         TEXT NOT NULL,
+    redirect_url         TEXT,
     code_hash            TEXT,
     token_id             TEXT,
     uuid                 TEXT,
@@ -13,9 +13,13 @@ CREATE TABLE purchases (
     subscription_id      TEXT,
     mondiapay_error      TEXT,
     idempotency_key      TEXT UNIQUE,
+    request_hash         TEXT,
+    lease_until          BIGINT,
     created_at           BIGINT NOT NULL,
     expires_at           BIGINT NOT NULL,
-    updated_at           BIGINT NOT NULL
+    updated_at           BIGINT NOT NULL,
+    -- Insertion order, for "newest first" among purchases of the same second.
+    seq                  BIGINT GENERATED ALWAYS AS IDENTITY
 );
 
 CREATE INDEX purchases_by_ref ON purchases (ref, created_at);

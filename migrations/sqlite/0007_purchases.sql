@@ -6,14 +6,17 @@
 -- `purchase_token` is MondiaPay's, from Prepare Purchase: notifications name it, which confirms
 -- the user's uuid (`uuid_confirmed`) and gives the subscription's id.
 -- `code_hash` is the keyed hash of the code that completed the purchase: a callback with another
--- code is refused. `idempotency_key` is the caller's `Idempotency-Key` (kept 24 h).
+-- code is refused. `idempotency_key` is the caller's `Idempotency-Key` (kept 24 h), claimed
+-- before MondiaPay is called: the row is `preparing` (no `redirect_url` yet) until Prepare
+-- Purchase answers, held until `lease_until` (the database's clock); `request_hash` is a hash of
+-- the request's body, so the same key with another body is refused.
 CREATE TABLE purchases (
     id                   TEXT PRIMARY KEY NOT NULL,
     ref                  TEXT,
     state                TEXT NOT NULL,
     subscription_type_id INTEGER NOT NULL,
     purchase_token       TEXT UNIQUE,
-    redirect_url         TEXT NOT NULL,
+    redirect_url         TEXT,
     code_hash            TEXT,
     token_id             TEXT,
     uuid                 TEXT,
@@ -21,6 +24,8 @@ CREATE TABLE purchases (
     subscription_id      TEXT,
     mondiapay_error      TEXT,
     idempotency_key      TEXT UNIQUE,
+    request_hash         TEXT,
+    lease_until          INTEGER,
     created_at           INTEGER NOT NULL,
     expires_at           INTEGER NOT NULL,
     updated_at           INTEGER NOT NULL

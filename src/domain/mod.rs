@@ -4,6 +4,7 @@
 mod code;
 mod label;
 mod outcome;
+mod purchase;
 mod token;
 pub mod wording;
 
@@ -12,6 +13,7 @@ pub use label::{MAX_LABEL_CHARS, Owner, is_acceptable_label};
 pub use outcome::{
     CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, UnavailableCause, UnknownState,
 };
+pub use purchase::{Admission, PURCHASE_ID_PREFIX, Purchase, PurchaseState};
 pub use token::{
     NO_TOKEN_IN_ANSWER, NoAnswer, TokenRecord, UNRECOGNISED_ERROR, UpstreamError, UserToken,
     error_code,

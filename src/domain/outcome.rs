@@ -53,6 +53,7 @@ macro_rules! stored_as_text {
         }
     )+};
 }
+pub(crate) use stored_as_text;
 
 stored_as_text! {
     /// Where a code's exchange stands.

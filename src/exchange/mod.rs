@@ -51,7 +51,7 @@ pub struct ExchangeLimits {
 
 pub struct Exchanger {
     store: Arc<TokenStore>,
-    mondiapay: MondiaPayClient,
+    mondiapay: Arc<MondiaPayClient>,
     metrics: Arc<Metrics>,
     turns: Turns,
     tasks: TaskTracker,
@@ -63,7 +63,7 @@ pub struct Exchanger {
 impl Exchanger {
     pub fn new(
         store: Arc<TokenStore>,
-        mondiapay: MondiaPayClient,
+        mondiapay: Arc<MondiaPayClient>,
         metrics: Arc<Metrics>,
         limits: ExchangeLimits,
     ) -> Self {

@@ -10,6 +10,7 @@ use super::public::limit::ClientLimiter;
 use super::public::pages::Pages;
 use crate::exchange::Exchanger;
 use crate::metrics::Metrics;
+use crate::purchases::Purchases;
 use crate::settings::PublicSettings;
 use crate::store::TokenStore;
 
@@ -21,6 +22,7 @@ pub struct Shared {
     pub store: Arc<TokenStore>,
     pub exchanger: Arc<Exchanger>,
     pub metrics: Arc<Metrics>,
+    pub purchases: Arc<Purchases>,
     pub limiter: Arc<ClientLimiter>,
     pub api_keys: Arc<ApiKeys>,
     pub code_prefix: String,
@@ -71,4 +73,5 @@ sub_states!(
     store: TokenStore,
     exchanger: Exchanger,
     metrics: Metrics,
+    purchases: Purchases,
 );

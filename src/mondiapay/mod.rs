@@ -4,6 +4,8 @@
 
 mod answer;
 mod api;
+mod client_token;
+mod prepare;
 mod scrub;
 
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use url::Url;
 
 pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
 pub use api::{ApiAnswer, ApiCall};
+pub use client_token::{ClientToken, ClientTokenError};
+pub use prepare::{PrepareError, Prepared, PurchaseOrder};
 
 use std::sync::Arc;
 
@@ -68,6 +72,8 @@ pub struct MondiaPayClient {
     client_auth: ClientAuth,
     connect_retries: u32,
     metrics: Arc<Metrics>,
+    /// The merchant's client token, in memory only (see `client_token`).
+    client_tokens: client_token::ClientTokenCache,
 }
 
 impl MondiaPayClient {
@@ -102,6 +108,7 @@ impl MondiaPayClient {
             client_auth: settings.client_auth,
             connect_retries: settings.connect_retries,
             metrics,
+            client_tokens: client_token::ClientTokenCache::default(),
         })
     }
 

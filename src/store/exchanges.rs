@@ -1,14 +1,12 @@
 //! The exchange of each code: claimed before MondiaPay is called, completed with its verdict.
 
-use base64::Engine;
-
 use super::now_unix;
 
 use super::pool::{Pool, on_pool};
 use super::rows::{ClaimRow, ExchangeStateRow};
 use super::tokens::sealed_secrets;
 use super::{Claim, ExchangeRow, StoreError, TokenStore};
-use crate::crypto::{CodeHash, random_bytes};
+use crate::crypto::{CodeHash, random_id};
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError, UserToken};
 
 /// The claim, with `$NOW` for the database's clock. The lease is taken and compared on that one
@@ -211,10 +209,7 @@ fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
 
 /// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
 pub fn new_token_id() -> String {
-    format!(
-        "tok_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
-    )
+    random_id("tok_")
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod exchanges;
 mod group_sync;
 mod pool;
 mod postgres;
+mod purchases;
 mod rows;
 mod sqlite;
 mod tokens;
@@ -19,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
+pub use purchases::{KeyClaim, NewPurchase, PurchasesTidied};
 
 use crate::crypto::Keyring;
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};

@@ -106,6 +106,28 @@ impl Client {
         json(self.get(&format!("/v1/callbacks?ref={reference}")).await).await
     }
 
+    // --- Purchases (`/v1/purchases`) -----------------------------------------------------------
+
+    /// `POST /v1/purchases` with `body` as it is, and an `Idempotency-Key` when given.
+    pub async fn start_purchase(&self, body: &Value, idempotency_key: Option<&str>) -> Response {
+        let request = self.api(Method::POST, "/v1/purchases").json(body);
+        let request = match idempotency_key {
+            Some(key) => request.header("idempotency-key", key),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
+    /// `GET /v1/purchases/{id}`.
+    pub async fn purchase(&self, id: &str) -> Response {
+        self.get(&format!("/v1/purchases/{id}")).await
+    }
+
+    /// `GET /v1/purchases?ref=…`, read as the JSON it is.
+    pub async fn purchases_by_ref(&self, reference: &str) -> Value {
+        json(self.get(&format!("/v1/purchases?ref={reference}")).await).await
+    }
+
     // --- Operations (no key) ----------------------------------------------------------------
 
     /// `GET /readyz` on the internal listener.

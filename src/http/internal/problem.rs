@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use super::views;
 use crate::domain::{NoAnswer, wording};
 use crate::exchange::ExchangeError;
+use crate::mondiapay::{ClientTokenError, PrepareError};
+use crate::purchases::PurchaseError;
 use crate::store::StoreError;
 use crate::telemetry::cause_chain;
 
@@ -33,6 +35,8 @@ pub enum ApiError {
     Exchange(#[from] ExchangeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Purchase(#[from] PurchaseError),
 }
 
 impl From<JsonRejection> for ApiError {
@@ -113,6 +117,7 @@ impl ApiError {
             }
             Self::Exchange(error) => exchange_problem(error),
             Self::Store(error) => store_problem(error),
+            Self::Purchase(error) => purchase_problem(error),
         }
     }
 }
@@ -217,6 +222,73 @@ fn exchange_problem(error: &ExchangeError) -> Problem {
     };
     problem.retry_after = error.meaning().retry_soon;
     problem
+}
+
+/// A purchase's error as a problem: MondiaPay's failures as for an exchange (nothing was stored,
+/// so the same request may be sent again), its refusal of the request with its error code.
+fn purchase_problem(error: &PurchaseError) -> Problem {
+    const NOTHING_STORED: &str = "no purchase was stored; send the request again later";
+    let fixed =
+        |status, kind, title, detail: &str| Problem::new(status, kind, title, detail.to_owned());
+    let credentials = || {
+        fixed(
+            StatusCode::BAD_GATEWAY,
+            "credentials-rejected",
+            "MondiaPay refused this service's client credentials",
+            "the operator must check mondiapay.client_id and mondiapay.client_secret; no purchase was stored",
+        )
+    };
+    let no_answer = |reason: &NoAnswer| match reason {
+        NoAnswer::TimedOut => fixed(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            "MondiaPay did not answer in time",
+            NOTHING_STORED,
+        ),
+        _ => fixed(
+            StatusCode::BAD_GATEWAY,
+            "upstream-unavailable",
+            "MondiaPay gave no usable answer",
+            NOTHING_STORED,
+        ),
+    };
+    match error {
+        PurchaseError::Prepare(PrepareError::ClientToken(ClientTokenError::Refused(_)))
+        | PurchaseError::Prepare(PrepareError::TokenRefused(_)) => credentials(),
+        PurchaseError::Prepare(PrepareError::ClientToken(ClientTokenError::Unusable(reason)))
+        | PurchaseError::Prepare(PrepareError::Unusable(reason)) => no_answer(reason),
+        PurchaseError::Prepare(PrepareError::Refused(upstream)) => Problem {
+            mondiapay_error: Some(upstream.error.clone()),
+            ..Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "purchase-refused",
+                "MondiaPay refused the purchase",
+                format!("MondiaPay error {}; no purchase was stored", upstream.error),
+            )
+        },
+        PurchaseError::KeyReused => fixed(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "This Idempotency-Key was used with another request",
+            "use a new key for a new purchase",
+        ),
+        PurchaseError::KeyInProgress => Problem {
+            retry_after: true,
+            ..fixed(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-progress",
+                "A request with this Idempotency-Key is still under way",
+                "send it again shortly",
+            )
+        },
+        PurchaseError::Aborted => fixed(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            INTERNAL,
+            "the purchase stopped unexpectedly",
+        ),
+        PurchaseError::Store(error) => store_problem(error),
+    }
 }
 
 /// The store's error as a problem: out of reach, try again soon; or a fault of its own (a bug,

@@ -123,14 +123,17 @@ impl Serialize for CallbackOutcome {
 
 impl ToSchema for CallbackOutcome {}
 impl PartialSchema for CallbackOutcome {
-    /// Every field is always there: what is unknown is null, not left out.
     fn schema() -> RefOr<Schema> {
-        let mut schema = OutcomeView::schema();
-        if let RefOr::T(Schema::Object(object)) = &mut schema {
-            object.required = object.properties.keys().cloned().collect();
-        }
-        schema
+        every_field_required(OutcomeView::schema())
     }
+}
+
+/// A view's schema whose every field is always there: what is unknown is null, not left out.
+pub fn every_field_required(mut schema: RefOr<Schema>) -> RefOr<Schema> {
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        object.required = object.properties.keys().cloned().collect();
+    }
+    schema
 }
 
 /// Every outcome's name.
@@ -149,7 +152,8 @@ pub struct Problem {
     /// `payload-too-large`, `not-found`, `method-not-allowed`, `request-too-large`,
     /// `unauthorized`, `request-timeout`, `code-rejected`, `no-token-in-answer`,
     /// `credentials-rejected`, `upstream-timeout`, `upstream-unavailable`, `token-gone`,
-    /// `exchange-in-progress`, `exchange-capacity`, `store-unavailable`, `internal`.
+    /// `exchange-in-progress`, `exchange-capacity`, `store-unavailable`, `internal`,
+    /// `purchase-refused`, `idempotency-key-reused`, `idempotency-key-in-progress`.
     #[serde(rename = "type")]
     #[schema(
         format = "uri",
@@ -161,7 +165,7 @@ pub struct Problem {
     pub status: u16,
     /// A short safe message: never a token, a code or an upstream body.
     pub detail: String,
-    /// MondiaPay's error code; only on `code-rejected`.
+    /// MondiaPay's error code; only on `code-rejected` and `purchase-refused`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub mondiapay_error: Option<String>,

@@ -33,7 +33,7 @@ pub async fn callback(
             },
         )
     };
-    let params = match query::parse(
+    let mut params = match query::parse(
         raw.as_deref().unwrap_or_default(),
         &state.callback.correlation_param,
     ) {
@@ -44,6 +44,33 @@ pub async fn callback(
         .code
         .as_deref()
         .map(|code| Code::parse(code, &state.code_prefix));
+    if let (Some(Err(problem)), Some(_)) = (&code, &params.purchase) {
+        return bad_request(problem);
+    }
+    // A purchase this service started: admitted (its code bound to it) before anything is sent
+    // to MondiaPay or recorded; its `ref`, not the query's, is the owner.
+    let purchase = match admit_purchase(&state, &params, code.as_ref()).await {
+        Ok(Some(purchase)) => {
+            params.reference = purchase.reference.clone();
+            Some(purchase)
+        }
+        Ok(None) if params.purchase.is_none() && !state.purchases.enforced() => None,
+        Ok(None) => {
+            state.metrics.callback("link_expired");
+            tracing::info!("callback refused: no live purchase of this service for it");
+            let facts = PageFacts {
+                support_reference: &request_id,
+                ..PageFacts::default()
+            };
+            return state
+                .pages
+                .render(Page::LinkExpired, StatusCode::BAD_REQUEST, &facts);
+        }
+        Err(error) => {
+            state.metrics.callback(error.meaning().label);
+            return failure_page(&state, &error, &params, &request_id);
+        }
+    };
     let exchangeable = !params.purchase_failed()
         || params
             .error
@@ -71,29 +98,63 @@ pub async fn callback(
                 .map_err(ExchangeError::from)
         }
     };
+    // The purchase follows its callback's outcome (again on a replay, so a crash in between
+    // is mended by the user's reload).
+    let result = match (result, &purchase) {
+        (Ok(recorded), Some(purchase)) => state
+            .purchases
+            .settle(purchase, &recorded.outcome)
+            .await
+            .map(|()| recorded)
+            .map_err(ExchangeError::from),
+        (result, _) => result,
+    };
     match result {
         Ok(recorded) => {
             state.metrics.callback(recorded.outcome.kind.as_str());
             see_other(&state, &recorded)
         }
         Err(error) => {
-            let meaning = error.meaning();
-            log_failure(
-                &error,
-                meaning.fault,
-                "callback outcome could not be recorded",
-            );
-            state.metrics.callback(meaning.label);
-            let fault = meaning.fault;
-            let (page, status) = Page::for_failure(fault);
-            let facts = PageFacts {
-                reference: params.reference.as_deref(),
-                support_reference: &request_id,
-                ..PageFacts::default()
-            };
-            state.pages.render(page, status, &facts)
+            state.metrics.callback(error.meaning().label);
+            failure_page(&state, &error, &params, &request_id)
         }
     }
+}
+
+/// The purchase the callback names, if it may end it; `None` when it names none, or one it may
+/// not end (unknown, expired, ended by another code).
+async fn admit_purchase(
+    state: &AppState,
+    params: &CallbackParams,
+    code: Option<&Result<Code, crate::domain::CodeError>>,
+) -> Result<Option<crate::domain::Purchase>, ExchangeError> {
+    let Some(id) = params.purchase.as_deref() else {
+        return Ok(None);
+    };
+    // (A malformed code was refused before: none is left here.)
+    let hash = match code {
+        Some(Ok(code)) => Some(state.store.keys().hash_code(code)),
+        _ => None,
+    };
+    Ok(state.purchases.admit(id, hash.as_ref()).await?)
+}
+
+/// The page for a callback the service could not handle (its store out of reach, or a fault).
+fn failure_page(
+    state: &AppState,
+    error: &ExchangeError,
+    params: &CallbackParams,
+    request_id: &str,
+) -> Response {
+    let fault = error.meaning().fault;
+    log_failure(error, fault, "callback outcome could not be recorded");
+    let (page, status) = Page::for_failure(fault);
+    let facts = PageFacts {
+        reference: params.reference.as_deref(),
+        support_reference: request_id,
+        ..PageFacts::default()
+    };
+    state.pages.render(page, status, &facts)
 }
 
 fn outcome(params: &CallbackParams, request_id: &str, kind: OutcomeKind) -> NewCallback {

@@ -25,6 +25,7 @@ const BUILT_IN: &[(&str, &str)] = built_in!(
     "bad_request.html",
     "not_found.html",
     "rate_limited.html",
+    "link_expired.html",
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub enum Page {
     BadRequest,
     NotFound,
     RateLimited,
+    /// A callback naming a purchase that is unknown, expired or ended by another code (or none
+    /// while `purchases.enforce` is on).
+    LinkExpired,
 }
 
 impl Page {
@@ -64,7 +68,7 @@ impl Page {
         (Page::TryAgain, status)
     }
 
-    const ALL: [Page; 7] = [
+    const ALL: [Page; 8] = [
         Page::Success,
         Page::PurchaseFailed,
         Page::CodeRejected,
@@ -72,6 +76,7 @@ impl Page {
         Page::BadRequest,
         Page::NotFound,
         Page::RateLimited,
+        Page::LinkExpired,
     ];
 
     fn template(self) -> &'static str {
@@ -83,6 +88,7 @@ impl Page {
             Self::BadRequest => "bad_request.html",
             Self::NotFound => "not_found.html",
             Self::RateLimited => "rate_limited.html",
+            Self::LinkExpired => "link_expired.html",
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct CallbackParams {
     pub message: Option<String>,
     pub uuid: Option<String>,
     pub reference: Option<String>,
+    /// The purchase this service started (`purchase=<id>`, put into the redirect by Prepare
+    /// Purchase).
+    pub purchase: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +61,7 @@ pub fn parse(raw: &str, correlation_param: &str) -> Result<CallbackParams, BadCa
             "status" => &mut params.status,
             "message" => &mut params.message,
             "uuid" => &mut params.uuid,
+            "purchase" => &mut params.purchase,
             name if name == correlation_param => &mut params.reference,
             _ => continue,
         };
@@ -72,6 +76,7 @@ pub fn parse(raw: &str, correlation_param: &str) -> Result<CallbackParams, BadCa
         ("error", &mut params.error, short_code),
         ("status", &mut params.status, short_code),
         ("uuid", &mut params.uuid, is_acceptable_label),
+        ("purchase", &mut params.purchase, is_acceptable_label),
         (
             correlation_param,
             &mut params.reference,
@@ -172,6 +177,16 @@ mod tests {
         assert_eq!(
             parse(&format!("code=A1&uuid={}", "u".repeat(257)), "ref"),
             Err(BadCallback::BadValue("uuid".into()))
+        );
+    }
+
+    #[test]
+    fn reads_the_purchase_id_once() {
+        let params = parse("code=A1&purchase=pur_abc&ref=X", "ref").unwrap();
+        assert_eq!(params.purchase.as_deref(), Some("pur_abc"));
+        assert_eq!(
+            parse("code=A1&purchase=a&purchase=b", "ref"),
+            Err(BadCallback::Repeated("purchase".into()))
         );
     }
 

@@ -1,0 +1,362 @@
+//! Purchases this service started: an `Idempotency-Key` claimed before MondiaPay is called, the
+//! record once Prepare Purchase answered, the binding of the one code that may end it, its state
+//! after the callback, its expiry and its purge.
+
+use sqlx::AssertSqlSafe;
+
+use super::pool::{Pool, on_pool};
+use super::{StoreError, TokenStore, now_unix};
+use crate::domain::{NewCallback, Purchase, PurchaseState};
+
+/// An `Idempotency-Key` names its purchase for this long.
+pub const IDEMPOTENCY_KEY_SECS: i64 = 24 * 3600;
+
+const COLUMNS: &str = "id, ref, state, subscription_type_id, redirect_url, code_hash, token_id, \
+    uuid, uuid_confirmed, subscription_id, mondiapay_error, created_at, expires_at, updated_at, \
+    request_hash";
+
+/// `purchases`, as read.
+#[derive(sqlx::FromRow)]
+struct PurchaseRow {
+    id: String,
+    #[sqlx(rename = "ref")]
+    reference: Option<String>,
+    state: String,
+    subscription_type_id: i64,
+    redirect_url: Option<String>,
+    code_hash: Option<String>,
+    token_id: Option<String>,
+    uuid: Option<String>,
+    uuid_confirmed: bool,
+    subscription_id: Option<String>,
+    mondiapay_error: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    updated_at: i64,
+    request_hash: Option<String>,
+}
+
+impl PurchaseRow {
+    fn into_purchase(self) -> Result<(Purchase, Option<String>), StoreError> {
+        let purchase = Purchase {
+            id: self.id,
+            reference: self.reference,
+            state: PurchaseState::parse(&self.state)?,
+            subscription_type_id: self.subscription_type_id,
+            redirect_url: self.redirect_url,
+            code_hash: self.code_hash,
+            token_id: self.token_id,
+            uuid: self.uuid,
+            uuid_confirmed: self.uuid_confirmed,
+            subscription_id: self.subscription_id,
+            mondiapay_error: self.mondiapay_error,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            updated_at: self.updated_at,
+        };
+        Ok((purchase, self.request_hash))
+    }
+}
+
+/// The database's clock, in Unix seconds: leases are taken and compared on it, the same for
+/// every replica.
+fn db_now(pool: &Pool) -> &'static str {
+    match pool {
+        Pool::Sqlite(_) => "unixepoch()",
+        Pool::Postgres(_) => "CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)",
+    }
+}
+
+/// A purchase about to be claimed or stored.
+#[derive(Debug, Clone)]
+pub struct NewPurchase {
+    pub id: String,
+    pub reference: Option<String>,
+    pub subscription_type_id: i64,
+}
+
+/// What claiming an `Idempotency-Key` found.
+#[derive(Debug)]
+pub enum KeyClaim {
+    /// This request holds the key: the purchase is `preparing` under the new id.
+    Claimed,
+    /// The key names an earlier purchase, with the hash of that request's body.
+    Taken(Box<Purchase>, Option<String>),
+    /// The key's holder released it (its Prepare Purchase failed) just now: claim again.
+    Released,
+}
+
+/// What one purchase housekeeping round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurchasesTidied {
+    pub expired: u64,
+    pub purged: u64,
+    pub keys_forgotten: u64,
+}
+
+impl TokenStore {
+    /// Claims `key` for `new` (a `preparing` row held for `lease_secs` of the database's clock),
+    /// atomically across replicas; or finds the purchase the key already names. A key older than
+    /// 24 hours is forgotten first.
+    pub async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        request_hash: &str,
+        new: &NewPurchase,
+        lease_secs: i64,
+    ) -> Result<KeyClaim, StoreError> {
+        let (key_owned, hash, new) = (key.to_owned(), request_hash.to_owned(), new.clone());
+        let claimed = self
+            .to_completion(move |store| async move {
+                let now = now_unix();
+                let insert = format!(
+                    "INSERT INTO purchases (id, ref, state, subscription_type_id, idempotency_key, \
+                         request_hash, lease_until, created_at, expires_at, updated_at) \
+                     VALUES ($1, $2, 'preparing', $3, $4, $5, {} + $6, $7, $7, $7) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                    db_now(store.writer())
+                );
+                let inserted = on_pool!(store.writer(), pool => {
+                    let mut tx = pool.begin().await?;
+                    sqlx::query(
+                        "UPDATE purchases SET idempotency_key = NULL, request_hash = NULL \
+                         WHERE idempotency_key = $1 AND created_at < $2",
+                    )
+                    .bind(&key_owned)
+                    .bind(now - IDEMPOTENCY_KEY_SECS)
+                    .execute(&mut *tx)
+                    .await?;
+                    let inserted = sqlx::query(AssertSqlSafe(insert))
+                        .bind(&new.id)
+                        .bind(new.reference.as_deref())
+                        .bind(new.subscription_type_id)
+                        .bind(&key_owned)
+                        .bind(&hash)
+                        .bind(lease_secs)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    inserted
+                });
+                if inserted == 1 {
+                    // The claim is on disk before MondiaPay is called.
+                    store.durable().await?;
+                }
+                Ok(inserted == 1)
+            })
+            .await?;
+        if claimed {
+            return Ok(KeyClaim::Claimed);
+        }
+        let sql = format!("SELECT {COLUMNS} FROM purchases WHERE idempotency_key = $1");
+        let row: Option<PurchaseRow> = self.pool().fetch_optional(sql, key).await?;
+        match row {
+            Some(row) => {
+                let (purchase, hash) = row.into_purchase()?;
+                Ok(KeyClaim::Taken(Box::new(purchase), hash))
+            }
+            // Released (its Prepare Purchase failed) since: the caller claims again.
+            None => Ok(KeyClaim::Released),
+        }
+    }
+
+    /// Takes over a `preparing` purchase whose lease ran out (its process died): true if this
+    /// caller now holds it.
+    pub async fn take_over_purchase(&self, id: &str, lease_secs: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.to_completion(move |store| async move {
+            let sql = format!(
+                "UPDATE purchases SET lease_until = {now} + $2 \
+                 WHERE id = $1 AND state = 'preparing' AND lease_until <= {now}",
+                now = db_now(store.writer())
+            );
+            let taken = on_pool!(store.writer(), pool => sqlx::query(AssertSqlSafe(sql))
+                .bind(&id).bind(lease_secs).execute(pool).await?.rows_affected());
+            if taken == 1 {
+                store.durable().await?;
+            }
+            Ok(taken == 1)
+        })
+        .await
+    }
+
+    /// Stores a prepared purchase: the claimed `preparing` row becomes `started`, or (without an
+    /// `Idempotency-Key`) a new row is inserted. Durable when this returns.
+    pub async fn store_started_purchase(
+        &self,
+        new: &NewPurchase,
+        claimed: bool,
+        purchase_token: &str,
+        redirect_url: &str,
+        ttl_secs: i64,
+    ) -> Result<Purchase, StoreError> {
+        let (new, token, url) = (
+            new.clone(),
+            purchase_token.to_owned(),
+            redirect_url.to_owned(),
+        );
+        let id = new.id.clone();
+        self.to_completion(move |store| async move {
+            let now = now_unix();
+            let sql = if claimed {
+                "UPDATE purchases SET state = 'started', purchase_token = $2, redirect_url = $3, \
+                     lease_until = NULL, created_at = $4, expires_at = $5, updated_at = $4 \
+                 WHERE id = $1 AND state = 'preparing'"
+            } else {
+                "INSERT INTO purchases (id, purchase_token, redirect_url, created_at, expires_at, \
+                     updated_at, ref, subscription_type_id, state) \
+                 VALUES ($1, $2, $3, $4, $5, $4, $6, $7, 'started')"
+            };
+            let written = on_pool!(store.writer(), pool => sqlx::query(sql)
+                .bind(&new.id)
+                .bind(&token)
+                .bind(&url)
+                .bind(now)
+                .bind(now.saturating_add(ttl_secs))
+                .bind(new.reference.as_deref())
+                .bind(new.subscription_type_id)
+                .execute(pool)
+                .await?
+                .rows_affected());
+            if written != 1 {
+                // The claim was taken over after its lease: the other holder's purchase stands.
+                return Err(StoreError::OutcomeMissing);
+            }
+            store.durable().await
+        })
+        .await?;
+        self.purchase(&id).await?.ok_or(StoreError::OutcomeMissing)
+    }
+
+    /// Releases a claimed key whose Prepare Purchase failed: the same key may be tried again.
+    pub async fn release_purchase_claim(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.to_completion(move |store| async move {
+            on_pool!(store.writer(), pool => sqlx::query(
+                "DELETE FROM purchases WHERE id = $1 AND state = 'preparing'")
+                .bind(&id).execute(pool).await.map(drop))?;
+            store.durable().await
+        })
+        .await
+    }
+
+    /// The purchase `id`, in whatever state.
+    pub async fn purchase(&self, id: &str) -> Result<Option<Purchase>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM purchases WHERE id = $1");
+        let row: Option<PurchaseRow> = self.pool().fetch_optional(sql, id).await?;
+        let found = row
+            .map(|row| row.into_purchase().map(|(p, _)| p))
+            .transpose()?;
+        if found.is_some() {
+            // Committed is not yet synced on SQLite: shown only once it is on disk.
+            self.durable().await?;
+        }
+        Ok(found)
+    }
+
+    /// The purchases for `reference`, newest first, at most `limit` (none still `preparing`).
+    pub async fn purchases_for_ref(
+        &self,
+        reference: &str,
+        limit: i64,
+    ) -> Result<Vec<Purchase>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM purchases WHERE ref = $1 AND state <> 'preparing' \
+             ORDER BY created_at DESC, {} DESC LIMIT $2",
+            self.pool().newest_first()
+        );
+        let rows: Vec<PurchaseRow> = on_pool!(self.pool(), pool => sqlx::query_as(AssertSqlSafe(sql))
+            .bind(reference).bind(limit).fetch_all(pool).await?);
+        let purchases = rows
+            .into_iter()
+            .map(|row| row.into_purchase().map(|(p, _)| p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !purchases.is_empty() {
+            self.durable().await?;
+        }
+        Ok(purchases)
+    }
+
+    /// Binds the code (its keyed hash) of the callback that ends a `started` purchase, if it is
+    /// still waiting at `now`; a failure redirect without a code ends it as `purchase_failed`
+    /// at once. False: someone else bound it first, or it expired.
+    pub async fn bind_purchase_code(
+        &self,
+        id: &str,
+        code_hash: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (id, code_hash) = (id.to_owned(), code_hash.map(str::to_owned));
+        self.to_completion(move |store| async move {
+            let bound = on_pool!(store.writer(), pool => sqlx::query(
+                "UPDATE purchases SET code_hash = $2, updated_at = $3, \
+                     state = CASE WHEN $2 IS NULL THEN 'purchase_failed' ELSE state END \
+                 WHERE id = $1 AND state = 'started' AND code_hash IS NULL AND expires_at > $3")
+                .bind(&id).bind(code_hash.as_deref()).bind(now)
+                .execute(pool).await?.rows_affected());
+            store.durable().await?;
+            Ok(bound == 1)
+        })
+        .await
+    }
+
+    /// Records what the callback ended in: the state, and for a success the token and the
+    /// redirect's uuid (unless a notification confirmed one already). A succeeded purchase stays
+    /// succeeded.
+    pub async fn settle_purchase(&self, id: &str, outcome: &NewCallback) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let state = PurchaseState::after(outcome.kind);
+        let (token_id, uuid, error) = (
+            outcome.token_id.clone(),
+            outcome.uuid.clone(),
+            outcome.error.clone(),
+        );
+        self.to_completion(move |store| async move {
+            on_pool!(store.writer(), pool => sqlx::query(
+                "UPDATE purchases SET state = $2, token_id = COALESCE($3, token_id), \
+                     uuid = CASE WHEN uuid_confirmed THEN uuid ELSE COALESCE($4, uuid) END, \
+                     mondiapay_error = $5, updated_at = $6 \
+                 WHERE id = $1 AND state <> 'succeeded'")
+                .bind(&id).bind(state.as_str()).bind(token_id.as_deref()).bind(uuid.as_deref())
+                .bind(error.as_deref()).bind(now_unix())
+                .execute(pool).await.map(drop))?;
+            store.durable().await
+        })
+        .await
+    }
+
+    /// Housekeeping: `started` purchases past `expires_at` become `expired` (not one whose
+    /// callback is under way: its code is bound); purchases last
+    /// touched before `cutoff` are deleted (none still waiting for a callback); keys older than
+    /// 24 hours are forgotten; `preparing` claims whose process died long ago are dropped.
+    pub async fn tidy_purchases(&self, cutoff: i64) -> Result<PurchasesTidied, StoreError> {
+        self.to_completion(move |store| async move {
+            let now = now_unix();
+            let tidied = on_pool!(store.writer(), pool => {
+                let mut tx = pool.begin().await?;
+                let expired = sqlx::query(
+                    "UPDATE purchases SET state = 'expired', updated_at = $1 \
+                     WHERE state = 'started' AND code_hash IS NULL AND expires_at <= $1")
+                    .bind(now).execute(&mut *tx).await?.rows_affected();
+                let purged = sqlx::query(
+                    "DELETE FROM purchases WHERE updated_at < $1 \
+                     AND state NOT IN ('started', 'preparing')")
+                    .bind(cutoff).execute(&mut *tx).await?.rows_affected();
+                let abandoned = sqlx::query(
+                    "DELETE FROM purchases WHERE state = 'preparing' AND lease_until < $1")
+                    .bind(now - IDEMPOTENCY_KEY_SECS).execute(&mut *tx).await?.rows_affected();
+                let keys_forgotten = sqlx::query(
+                    "UPDATE purchases SET idempotency_key = NULL, request_hash = NULL \
+                     WHERE idempotency_key IS NOT NULL AND created_at < $1 AND state <> 'preparing'")
+                    .bind(now - IDEMPOTENCY_KEY_SECS).execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                PurchasesTidied { expired, purged: purged + abandoned, keys_forgotten }
+            });
+            store.durable().await?;
+            Ok(tidied)
+        })
+        .await
+    }
+}
