@@ -9,6 +9,8 @@ beside a ceiling measured on the same machine at the same time:
   callbacks  fresh code per request       vs  the MondiaPay stand-in called directly,
                                               and the rate of durable one-row SQLite commits
   added latency of an exchange (p50, 1 connection) over a direct call of the stand-in
+  added latency of a purchase (POST /v1/purchases, p50, 1 connection, client token cached) over a
+  direct call of the stand-in's Prepare Purchase
   RSS idle and under 256 connections, start-to-ready time, stripped binary size
 
 Writes BENCHMARKS.md (or prints only, with --smoke: a short run that checks the harness and the
@@ -38,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "target" / "release" / "mondiapay-token-proxy"
 API_KEY = "bQ8mZ3vK7xR2tW9nL4cH6jP1sF5gY0dA"
+# nginx's `$request_id` (32 random hex digits) makes each purchase token a new one, as MondiaPay's are.
+PREPARED_BODY = '{"purchaseToken":"$request_id","expiresIn":"300","_links":{"initiatePurchase":{"href":"https://gateway.mondiapay.example/v1/web/purchase/initiate/$request_id"}}}'
 TOKEN_BODY = '{"access_token":"U0123456789abcdefghijklmnopqrstuvwx","token_type":"bearer","expires_in":"43200","refresh_token":"R0123456789abcdefghijklmnopqrstuvwx"}'
 
 
@@ -169,6 +173,10 @@ http {{
             default_type application/json;
             return 200 '{token}';
         }}
+        location = /v1/api/purchase/subscription/prepare {{
+            default_type application/json;
+            return 200 '{prepared}';
+        }}
     }}
     server {{
         listen 127.0.0.1:{static};
@@ -207,7 +215,7 @@ def main():
             "token_type": "bearer", "expires_at": "2026-11-26T06:00:00Z", "expires_in": 43187,
             "obtained_at": "2026-11-25T18:00:13Z", "ref": "BENCH-1", "uuid": None,
             "refresh_token": "R0123456789abcdefghijklmnopqrstuvwx"}, separators=(",", ":"))
-        Path(work, "nginx.conf").write_text(NGINX_CONF.format(work=work, upstream=upstream, static=static, token=TOKEN_BODY, record=record))
+        Path(work, "nginx.conf").write_text(NGINX_CONF.format(work=work, upstream=upstream, static=static, token=TOKEN_BODY, prepared=PREPARED_BODY, record=record))
         nginx = subprocess.Popen(["nginx", "-c", f"{work}/nginx.conf", "-p", work], stderr=subprocess.DEVNULL)
         processes.append(nginx)
         wait_http(f"http://127.0.0.1:{static}/record")
@@ -216,6 +224,7 @@ def main():
             **os.environ,
             "RUST_LOG": "warn",
             "TOKEN_PROXY__MONDIAPAY__TOKEN_URL": f"http://127.0.0.1:{upstream}/v1/api/oauth/token",
+            "TOKEN_PROXY__MONDIAPAY__API_URL": f"http://127.0.0.1:{upstream}",
             "TOKEN_PROXY__MONDIAPAY__CLIENT_ID": "bench",
             "TOKEN_PROXY__MONDIAPAY__CLIENT_SECRET": "bench-secret",
             "TOKEN_PROXY__MONDIAPAY__REDIRECT_URI": "https://shop.example/thanks",
@@ -248,6 +257,10 @@ def main():
             results["callbacks"] = wrk(f"http://127.0.0.1:{public}/oauth/callback", duration, 64, script="callback.lua")
         results["upstream_1"] = wrk(f"http://127.0.0.1:{upstream}/v1/api/oauth/token", duration, 1, script="upstream.lua")
         results["exchange_1"] = wrk(f"http://127.0.0.1:{internal}/v1/exchange", duration, 1, script="exchange.lua", env={"BENCH_API_KEY": API_KEY})
+        # The first purchase fetches the client token; the measured ones reuse it.
+        http("POST", f"http://127.0.0.1:{internal}/v1/purchases", b'{"subscription_type_id":12345}', auth)
+        results["prepare_1"] = wrk(f"http://127.0.0.1:{upstream}/v1/api/purchase/subscription/prepare", duration, 1, script="prepare.lua")
+        results["purchase_1"] = wrk(f"http://127.0.0.1:{internal}/v1/purchases", duration, 1, script="purchase.lua", env={"BENCH_API_KEY": API_KEY})
         peak = PeakRss(service.pid)
         peak.start()
         results["lookups_256"] = wrk(f"http://127.0.0.1:{internal}/v1/tokens/{token_id}", duration, 256, headers=[f"Authorization: Bearer {API_KEY}"])
@@ -278,6 +291,7 @@ def render(r, commits, rss_idle, rss_peak, ready_ms, binary_kib, duration):
         return a / b if b else 0.0
 
     added_p50 = r["exchange_1"]["p50"] - r["upstream_1"]["p50"]
+    purchase_added_p50 = r["purchase_1"]["p50"] - r["prepare_1"]["p50"]
     rows = [
         ("lookups, GET /v1/tokens/{id}, 64 conns", f"{r['lookups']['rate']:.0f} req/s", "static nginx, same body size", f"{r['static']['rate']:.0f} req/s", ratio(r["lookups"]["rate"], r["static"]["rate"]), "≥ 0.7×"),
         ("lookups p50 / p99, 64 conns", f"{r['lookups']['p50']:.2f} / {r['lookups']['p99']:.2f} ms", "static nginx p50 / p99", f"{r['static']['p50']:.2f} / {r['static']['p99']:.2f} ms", None, "p99 ≤ 5 ms"),
@@ -285,6 +299,7 @@ def render(r, commits, rss_idle, rss_peak, ready_ms, binary_kib, duration):
         ("callbacks, same", f"{r['callbacks']['rate']:.0f} req/s", "stand-in token endpoint called directly", f"{r['upstream']['rate']:.0f} req/s", ratio(r["callbacks"]["rate"], r["upstream"]["rate"]), "—"),
         ("callbacks p50 / p99", f"{r['callbacks']['p50']:.2f} / {r['callbacks']['p99']:.2f} ms", "", "", None, "—"),
         ("exchange p50, 1 conn (POST /v1/exchange)", f"{r['exchange_1']['p50']:.3f} ms", "token endpoint p50, 1 conn", f"{r['upstream_1']['p50']:.3f} ms", None, f"added ≤ 1 ms: {added_p50:.3f} ms"),
+        ("purchase p50, 1 conn (POST /v1/purchases, client token cached)", f"{r['purchase_1']['p50']:.3f} ms", "Prepare Purchase p50, 1 conn", f"{r['prepare_1']['p50']:.3f} ms", None, f"added ≤ 1 ms: {purchase_added_p50:.3f} ms"),
         ("RSS idle / peak under 256 conns", f"{rss_idle / 1024:.1f} / {rss_peak / 1024:.1f} MiB", "", "", None, "≤ 30 MiB"),
         ("lookups, 256 conns", f"{r['lookups_256']['rate']:.0f} req/s, p99 {r['lookups_256']['p99']:.2f} ms", "", "", None, "—"),
         ("start to ready (process start → /readyz 200)", f"{ready_ms:.0f} ms", "", "", None, "≤ 100 ms"),

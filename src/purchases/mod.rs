@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::crypto::random_id;
-use crate::domain::{PURCHASE_ID_PREFIX, Purchase, PurchaseState};
+use crate::domain::{NoAnswer, PURCHASE_ID_PREFIX, Purchase, PurchaseState};
 use crate::mondiapay::{MondiaPayClient, PrepareError, PurchaseOrder};
 use crate::store::{KeyClaim, NewPurchase, StoreError, TokenStore};
 
@@ -183,7 +183,7 @@ impl Purchases {
                 return Err(error.into());
             }
         };
-        let purchase = self
+        let stored = self
             .store
             .store_started_purchase(
                 new,
@@ -192,7 +192,25 @@ impl Purchases {
                 prepared.initiate_url.as_str(),
                 self.ttl_secs,
             )
-            .await?;
+            .await;
+        let purchase = match stored {
+            Ok(purchase) => purchase,
+            // A token MondiaPay gave before is no usable answer: nothing is stored, and the key
+            // may be tried again.
+            Err(StoreError::PurchaseTokenTaken) => {
+                tracing::warn!(
+                    "MondiaPay's purchase token belongs to another purchase; no purchase stored"
+                );
+                if claimed {
+                    self.store.release_purchase_claim(&new.id).await?;
+                }
+                return Err(PrepareError::Unusable(NoAnswer::Invalid(
+                    "MondiaPay answered a purchase token it had given before".to_owned(),
+                ))
+                .into());
+            }
+            Err(error) => return Err(error.into()),
+        };
         tracing::info!(purchase_id = %purchase.id, "purchase prepared and stored");
         Ok(purchase)
     }

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// `store.retention_secs` at the very moment of the purge), so it is treated as one.
     #[error("the callback outcome was neither recorded nor found")]
     OutcomeMissing,
+    /// MondiaPay gave a purchase token it had given another purchase: the purchase is not
+    /// stored (notifications name purchases by that token, so it must be unique).
+    #[error("MondiaPay's purchase token belongs to another purchase")]
+    PurchaseTokenTaken,
     /// A stored value this version does not know: a newer version's, or a damaged row.
     #[error("a stored row cannot be read")]
     UnknownState(#[from] UnknownState),

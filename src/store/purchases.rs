@@ -218,7 +218,13 @@ impl TokenStore {
                 .bind(new.reference.as_deref())
                 .bind(new.subscription_type_id)
                 .execute(pool)
-                .await?
+                .await
+                .map_err(|error| match &error {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        StoreError::PurchaseTokenTaken
+                    }
+                    _ => StoreError::from(error),
+                })?
                 .rows_affected());
             if written != 1 {
                 // The claim was taken over after its lease: the other holder's purchase stands.

@@ -309,6 +309,29 @@ async fn upstream_failures_answer_502_or_504_and_store_no_purchase() {
     }
 }
 
+#[tokio::test]
+async fn a_purchase_token_mondiapay_gave_before_is_no_usable_answer_and_stores_nothing() {
+    let app = spawn_app().await;
+    issues_client_tokens(&app.mondiapay, 1).await;
+    let same = json!({"purchaseToken": "the-same-token",
+        "_links": {"initiatePurchase": {"href": "https://gateway.example/initiate/the-same-token"}}});
+    prepare_answers_first(
+        &app.mondiapay,
+        ResponseTemplate::new(200).set_body_json(same),
+        2,
+    )
+    .await;
+    let first = started(&app, "ORDER-FIRST", StatusCode::CREATED).await;
+    let problem = started(&app, "ORDER-SECOND", StatusCode::BAD_GATEWAY).await;
+    assert_problem_kind(&problem, "upstream-unavailable");
+    assert_eq!(
+        app.purchases_by_ref("ORDER-SECOND").await["purchases"],
+        json!([])
+    );
+    let listed = app.purchases_by_ref("ORDER-FIRST").await;
+    assert_eq!(listed["purchases"][0]["id"], first["id"], "{listed}");
+}
+
 impl PreparePurchases {
     /// The documented answer, sent only after `delay`.
     fn respond_late(&self, delay: Duration) -> ResponseTemplate {
