@@ -10,7 +10,8 @@ pub mod wording;
 pub use code::{Code, CodeError, MAX_CODE_BYTES, is_unreserved};
 pub use label::{MAX_LABEL_CHARS, Owner, is_acceptable_label};
 pub use outcome::{
-    CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, UnavailableCause, UnknownState,
+    CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, RenewalState, UnavailableCause,
+    UnknownState,
 };
 pub use token::{
     NO_TOKEN_IN_ANSWER, NoAnswer, TokenRecord, UNRECOGNISED_ERROR, UpstreamError, UserToken,

@@ -8,10 +8,11 @@ use axum::extract::FromRef;
 use super::internal::auth::ApiKeys;
 use super::public::limit::ClientLimiter;
 use super::public::pages::Pages;
-use crate::exchange::Exchanger;
+use crate::exchange::{Exchanger, Renewer};
 use crate::metrics::Metrics;
 use crate::settings::PublicSettings;
 use crate::store::TokenStore;
+use crate::subscriptions::Subscriptions;
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct Shared {
     pub code_prefix: String,
     pub pages: Pages,
     pub callback: CallbackSettings,
+    pub renewer: Arc<Renewer>,
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 /// How browser callbacks are read and answered.
@@ -71,4 +74,6 @@ sub_states!(
     store: TokenStore,
     exchanger: Exchanger,
     metrics: Metrics,
+    renewer: Renewer,
+    subscriptions: Subscriptions,
 );

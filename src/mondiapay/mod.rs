@@ -5,6 +5,7 @@
 mod answer;
 mod api;
 mod scrub;
+mod subscriptions;
 
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,7 @@ mod exchanges;
 mod group_sync;
 mod pool;
 mod postgres;
+mod renewals;
 mod rows;
 mod sqlite;
 mod tokens;
@@ -19,6 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
+pub use renewals::{RenewalClaim, RenewalRow};
+pub use tokens::OwnerColumn;
 
 use crate::crypto::Keyring;
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};
