@@ -81,8 +81,8 @@ impl Renewer {
         }
     }
 
-    /// The live token of `owner.uuid` (for `owner.reference` first, when given), or else a new
-    /// one from MondiaPay, stored under `owner` and returned.
+    /// The live token of the user `uuid`, or else a new one from MondiaPay, stored under `uuid`
+    /// and `reference` and returned.
     ///
     /// The work runs as its own task: a caller that hangs up does not cancel a renewal whose
     /// token MondiaPay may already have issued, so it is stored regardless.
@@ -266,13 +266,9 @@ impl Renewer {
         Err(result)
     }
 
-    /// The live token for the owner's `ref` when one is named, else for its uuid.
+    /// The user's live token. By uuid only: MondiaPay's rule (one token reused for its life)
+    /// is per user, and a `ref`'s token may belong to another user.
     async fn live(&self, owner: &Owner) -> Result<Option<TokenRecord>, StoreError> {
-        if let Some(reference) = &owner.reference
-            && let Some(live) = self.store.first_for_ref(reference).await?
-        {
-            return Ok(Some(live));
-        }
         match &owner.uuid {
             Some(uuid) => self.store.first_for_uuid(uuid).await,
             None => Ok(None),
