@@ -374,3 +374,15 @@ async fn a_replica_killed_mid_renewal_is_taken_over_after_its_lease() {
     assert_eq!(json(response).await["access_token"], "Utakeover");
     assert_eq!(b.stop().0, Some(0));
 }
+
+#[tokio::test]
+async fn renew_true_for_a_ref_reuses_the_users_live_token_recorded_under_another_ref() {
+    let app = spawn_app().await;
+    user_with_expired_token(&app.mondiapay, &app, ("ORDER-R11", "uuid-r11")).await;
+    let live =
+        user_with_live_token(&app.mondiapay, &app, ("ORDER-R11-B", "uuid-r11"), "Ulive11").await;
+    never_renews(&app.mondiapay, "uuid-r11").await;
+
+    let found = json(app.renewed_token("ref=ORDER-R11").await).await;
+    assert_eq!(found["id"], live["id"], "one token per user, reused");
+}

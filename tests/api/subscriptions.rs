@@ -481,3 +481,39 @@ async fn logs_of_renewals_and_subscription_calls_hold_no_token_or_secret() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_refused_with_one_token_share_one_renewal() {
+    let app = spawn_app().await;
+    user_with_live_token(
+        &app.mondiapay,
+        &app,
+        ("ORDER-S15", "uuid-s15"),
+        "Urefused15",
+    )
+    .await;
+    get_subscriptions("Urefused15")
+        .respond_with(token_refused("TOKEN_NOT_FOUND", "Urefused15"))
+        .expect(1..=10)
+        .mount(&app.mondiapay)
+        .await;
+    user_credentials_after("uuid-s15", "Urenewed15", &app.mondiapay).await;
+    let listed = ResponseTemplate::new(200).set_body_json(json!([subscription("1515")]));
+    answers(&app.mondiapay, get_subscriptions("Urenewed15"), listed, 10).await;
+
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let client = app.client.clone();
+            tokio::spawn(async move { client.subscriptions("ref=ORDER-S15").await.status() })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+}
+
+/// MondiaPay renews `uuid`'s token as `access_token` after a moment, exactly once.
+async fn user_credentials_after(uuid: &str, access_token: &str, mondiapay: &MondiaPay) {
+    let slow = issues_after(access_token, Duration::from_millis(200));
+    answers(mondiapay, crate::renewal::user_credentials(uuid), slow, 1).await;
+}
