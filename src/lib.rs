@@ -20,4 +20,5 @@ pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;

@@ -35,6 +35,7 @@ pub struct Metrics {
     registry: Registry,
     callbacks: Family<Outcome, Counter>,
     exchanges: Family<Outcome, Counter>,
+    renewals: Family<Outcome, Counter>,
     mondiapay_duration: Histogram,
     connect_retries: Counter,
     mondiapay_calls: Family<UpstreamCall, Counter>,
@@ -49,6 +50,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("token_proxy");
         let callbacks = Family::<Outcome, Counter>::default();
         let exchanges = Family::<Outcome, Counter>::default();
+        let renewals = Family::<Outcome, Counter>::default();
         let mondiapay_duration =
             Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let connect_retries = Counter::default();
@@ -67,6 +69,11 @@ impl Default for Metrics {
             "exchanges",
             "Code exchanges requested (API, callback, command), by outcome",
             exchanges.clone(),
+        );
+        registry.register(
+            "renewals",
+            "User token renewals (user_credentials) requested, by outcome",
+            renewals.clone(),
         );
         registry.register(
             "mondiapay_request_duration_seconds",
@@ -107,6 +114,7 @@ impl Default for Metrics {
             registry,
             callbacks,
             exchanges,
+            renewals,
             mondiapay_duration,
             connect_retries,
             mondiapay_calls,
@@ -125,6 +133,10 @@ impl Metrics {
 
     pub fn exchange(&self, outcome: &'static str) {
         self.exchanges.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn renewal(&self, outcome: &'static str) {
+        self.renewals.get_or_create(&Outcome { outcome }).inc();
     }
 
     pub fn mondiapay_call(&self, took: Duration) {

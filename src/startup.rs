@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::Keyring;
-use crate::exchange::{ExchangeLimits, Exchanger};
+use crate::exchange::{ExchangeLimits, Exchanger, Renewer};
 use crate::housekeeping::Housekeeping;
 use crate::http::internal::{self, auth::ApiKeys};
 use crate::http::public;
@@ -24,6 +24,7 @@ use crate::purchases::Purchases;
 use crate::serve::{self, BareAnswers, ConnectionLimits, FdLimitError, Listener};
 use crate::settings::{Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
+use crate::subscriptions::Subscriptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -52,6 +53,9 @@ pub struct Engine {
     pub exchanger: Arc<Exchanger>,
     pub metrics: Arc<Metrics>,
     pub purchases: Arc<Purchases>,
+    /// User token renewals, and the Subscription Management calls that use them.
+    pub renewer: Arc<Renewer>,
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 impl Engine {
@@ -89,17 +93,40 @@ impl Engine {
             settings.purchases.enforce,
             Duration::from_secs(settings.store.claim_lease_secs),
         ));
+        // Clients of their own: a renewal or a subscription call never waits for a pooled
+        // connection an exchange holds.
+        let renewer = Arc::new(Renewer::new(
+            Arc::clone(&store),
+            MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?,
+            Arc::clone(&metrics),
+            Duration::from_secs(settings.store.claim_lease_secs),
+        ));
+        let subscriptions = Arc::new(Subscriptions::new(
+            Arc::clone(&store),
+            MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?,
+            Arc::clone(&renewer),
+        ));
         Ok(Self {
             store,
             exchanger,
             metrics,
             purchases,
+            renewer,
+            subscriptions,
         })
     }
 
     /// Lets exchanges under way finish and be stored (at most `grace`), then closes the store.
     pub async fn shut_down(&self, grace: Duration) {
-        if !self.exchanger.drain(grace).await {
+        let (exchanges, renewals) =
+            tokio::join!(self.exchanger.drain(grace), self.renewer.drain(grace));
+        if !renewals {
+            tracing::error!(
+                grace_secs = grace.as_secs(),
+                "renewals still running at the end of the shutdown grace period"
+            );
+        }
+        if !exchanges {
             tracing::error!(
                 grace_secs = grace.as_secs(),
                 "exchanges still running at the end of the shutdown grace period"
@@ -162,6 +189,8 @@ impl Application {
             exchanger: Arc::clone(&engine.exchanger),
             metrics: Arc::clone(&engine.metrics),
             purchases: Arc::clone(&engine.purchases),
+            renewer: Arc::clone(&engine.renewer),
+            subscriptions: Arc::clone(&engine.subscriptions),
             api_keys: Arc::new(ApiKeys::new(&settings.internal.api_keys)),
             code_prefix: settings.mondiapay.code_prefix.clone(),
             pages,

@@ -11,7 +11,8 @@ pub mod wording;
 pub use code::{Code, CodeError, MAX_CODE_BYTES, is_unreserved};
 pub use label::{MAX_LABEL_CHARS, Owner, is_acceptable_label};
 pub use outcome::{
-    CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, UnavailableCause, UnknownState,
+    CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, RenewalState, UnavailableCause,
+    UnknownState,
 };
 pub use purchase::{Admission, PURCHASE_ID_PREFIX, Purchase, PurchaseState};
 pub use token::{

@@ -66,6 +66,18 @@ stored_as_text! {
         Failed = "failed",
     }
 
+    /// Where a user's token renewal (`grant_type=user_credentials`) stands.
+    pub enum RenewalState ("renewal state") {
+        /// Claimed by a renewal under way until the lease ends.
+        Pending = "pending",
+        /// A token was stored, or a live one found: `token_id` names it.
+        Succeeded = "succeeded",
+        /// MondiaPay's verdict on the user (e.g. an unknown uuid).
+        Refused = "refused",
+        /// No usable answer, or the merchant's credentials refused.
+        Failed = "failed",
+    }
+
     /// What a browser callback ended in.
     pub enum OutcomeKind ("callback outcome") {
         Succeeded = "succeeded",
@@ -139,6 +151,7 @@ mod tests {
             ExchangeState::parse,
         );
         reads_back(OutcomeKind::ALL, OutcomeKind::as_str, OutcomeKind::parse);
+        reads_back(RenewalState::ALL, RenewalState::as_str, RenewalState::parse);
         reads_back(
             UnavailableCause::ALL,
             UnavailableCause::as_str,

@@ -3,6 +3,7 @@
 
 mod callback;
 mod error;
+mod renewal;
 mod turns;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::mondiapay::{Answer, MondiaPayClient};
 use crate::store::{Claim, StoreError, TokenStore};
 pub use error::{CallbackEnd, ExchangeError, Meaning};
+pub use renewal::{RenewalError, Renewer};
 use turns::Turns;
 
 /// Whether MondiaPay issued the token for this request (rather than an earlier one).
@@ -192,11 +194,10 @@ impl Exchanger {
         match answer {
             Answer::Issued(token) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);
-                let record = self
-                    .record_verdict("the issued token", || {
-                        self.store.complete_success(hash, owner, &token)
-                    })
-                    .await?;
+                let record = record_verdict("the issued token", || {
+                    self.store.complete_success(hash, owner, &token)
+                })
+                .await?;
                 tracing::info!(token_id = %record.id, "code exchanged and token stored");
                 Ok((self.live(record)?, true))
             }
@@ -204,7 +205,7 @@ impl Exchanger {
             // shows they work again.
             Answer::CodeRejected(error) => {
                 tracing::info!(mondiapay_error = %error.error, http_status = error.http_status, "MondiaPay rejected the code");
-                self.record_verdict("the rejection", || {
+                record_verdict("the rejection", || {
                     self.store.complete_rejection(hash, attempt, &error)
                 })
                 .await?;
@@ -225,37 +226,6 @@ impl Exchanger {
         }
     }
 
-    /// Once MondiaPay has given a verdict, it must be recorded — the token above all, but a
-    /// rejection too, or the code would be sent again after its lease — so a passing write
-    /// failure (a busy or briefly full disk) is tried again for a few seconds.
-    async fn record_verdict<T, Write, Written>(
-        &self,
-        what: &'static str,
-        write: Write,
-    ) -> Result<T, StoreError>
-    where
-        Write: Fn() -> Written,
-        Written: std::future::Future<Output = Result<T, StoreError>>,
-    {
-        let mut pause = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            match write().await {
-                Ok(written) => return Ok(written),
-                Err(error) if attempt < STORE_ATTEMPTS => {
-                    tracing::warn!(attempt, %error, what, "MondiaPay's verdict could not be stored yet; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                    attempt += 1;
-                }
-                Err(error) => {
-                    tracing::error!(%error, what, "MondiaPay's verdict could not be stored: its code is spent");
-                    return Err(error);
-                }
-            }
-        }
-    }
-
     async fn stored_token(&self, id: Option<&str>) -> Result<TokenRecord, ExchangeError> {
         let Some(id) = id else {
             return Err(ExchangeError::TokenGone);
@@ -272,6 +242,36 @@ impl Exchanger {
             Ok(record)
         } else {
             Err(ExchangeError::TokenGone)
+        }
+    }
+}
+
+/// Once MondiaPay has given a verdict, it must be recorded — a token above all, but a code's
+/// rejection too, or the code would be sent again after its lease — so a passing write failure
+/// (a busy or briefly full disk) is tried again for a few seconds.
+async fn record_verdict<T, Write, Written>(
+    what: &'static str,
+    write: Write,
+) -> Result<T, StoreError>
+where
+    Write: Fn() -> Written,
+    Written: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(written) => return Ok(written),
+            Err(error) if attempt < STORE_ATTEMPTS => {
+                tracing::warn!(attempt, %error, what, "MondiaPay's verdict could not be stored yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(error) => {
+                tracing::error!(%error, what, "MondiaPay's verdict could not be stored: what it spent (a code, a renewal) is lost");
+                return Err(error);
+            }
         }
     }
 }

@@ -1,28 +1,37 @@
-//! One turn at a time per code within this process: concurrent requests for the same code queue
-//! here instead of racing to the database, and the map holds only codes someone is waiting on.
+//! One turn at a time per code (or per user, for a renewal) within this process: concurrent
+//! requests for the same key queue here instead of racing to the database, and the map holds
+//! only keys someone is waiting on.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::crypto::CodeHash;
 
-#[derive(Default)]
-pub struct Turns {
-    queues: Mutex<HashMap<CodeHash, Arc<AsyncMutex<()>>>>,
+pub struct Turns<K = CodeHash> {
+    queues: Mutex<HashMap<K, Arc<AsyncMutex<()>>>>,
+}
+
+impl<K> Default for Turns<K> {
+    fn default() -> Self {
+        Self {
+            queues: Mutex::default(),
+        }
+    }
 }
 
 /// Holding a turn means no other request of this process is working on the code.
-pub struct Turn<'a> {
-    turns: &'a Turns,
-    code: CodeHash,
+pub struct Turn<'a, K: Eq + Hash + Clone = CodeHash> {
+    turns: &'a Turns<K>,
+    code: K,
     queue: Arc<AsyncMutex<()>>,
     guard: Option<OwnedMutexGuard<()>>,
 }
 
-impl Turns {
-    pub async fn take(&self, code: &CodeHash) -> Turn<'_> {
+impl<K: Eq + Hash + Clone> Turns<K> {
+    pub async fn take(&self, code: &K) -> Turn<'_, K> {
         let queue = Arc::clone(self.lock().entry(code.clone()).or_default());
         let guard = Arc::clone(&queue).lock_owned().await;
         Turn {
@@ -44,7 +53,7 @@ impl Turns {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CodeHash, Arc<AsyncMutex<()>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<AsyncMutex<()>>>> {
         // A panic while holding this lock cannot leave the map inconsistent: take it anyway.
         self.queues
             .lock()
@@ -52,7 +61,7 @@ impl Turns {
     }
 }
 
-impl Drop for Turn<'_> {
+impl<K: Eq + Hash + Clone> Drop for Turn<'_, K> {
     fn drop(&mut self) {
         self.guard.take();
         let mut queues = self.turns.lock();

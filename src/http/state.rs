@@ -8,11 +8,12 @@ use axum::extract::FromRef;
 use super::internal::auth::ApiKeys;
 use super::public::limit::ClientLimiter;
 use super::public::pages::Pages;
-use crate::exchange::Exchanger;
+use crate::exchange::{Exchanger, Renewer};
 use crate::metrics::Metrics;
 use crate::purchases::Purchases;
 use crate::settings::PublicSettings;
 use crate::store::TokenStore;
+use crate::subscriptions::Subscriptions;
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub struct Shared {
     pub code_prefix: String,
     pub pages: Pages,
     pub callback: CallbackSettings,
+    pub renewer: Arc<Renewer>,
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 /// How browser callbacks are read and answered.
@@ -74,4 +77,6 @@ sub_states!(
     exchanger: Exchanger,
     metrics: Metrics,
     purchases: Purchases,
+    renewer: Renewer,
+    subscriptions: Subscriptions,
 );

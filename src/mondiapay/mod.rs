@@ -7,6 +7,7 @@ mod api;
 mod client_token;
 mod prepare;
 mod scrub;
+mod subscriptions;
 
 use std::time::{Duration, Instant};
 

@@ -1,10 +1,11 @@
 //! The exchange of each code: claimed before MondiaPay is called, completed with its verdict.
 
+use sqlx::AssertSqlSafe;
+
 use super::now_unix;
 
 use super::pool::{Pool, on_pool};
 use super::rows::{ClaimRow, ExchangeStateRow};
-use super::tokens::sealed_secrets;
 use super::{Claim, ExchangeRow, StoreError, TokenStore};
 use crate::crypto::{CodeHash, random_id};
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError, UserToken};
@@ -103,39 +104,8 @@ impl TokenStore {
         owner: &Owner,
         token: &UserToken,
     ) -> Result<TokenRecord, StoreError> {
-        let record = TokenRecord::issued(new_token_id(), token, owner, now_unix());
-        let sealed = self
-            .keys
-            .seal(&sealed_secrets(&record), record.id.as_bytes());
-        // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
-        let generation = self.cache().map(|cache| cache.generation());
-        let code_hash = code.clone();
-        self.to_completion(move |store| async move {
-            // One statement: the trigger of migration 4 marks the exchange succeeded with it.
-            on_pool!(store.writer(), pool => {
-                sqlx::query(
-                    "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&record.id)
-                .bind(&sealed)
-                .bind(&record.token_type)
-                .bind(record.obtained_at)
-                .bind(record.expires_at)
-                .bind(record.reference.as_deref())
-                .bind(record.uuid.as_deref())
-                .bind(code_hash.as_str())
-                .execute(pool)
-                .await
-                .map(drop)
-            })?;
-            store.durable().await?;
-            if let (Some(cache), Some(generation)) = (store.cache(), generation) {
-                cache.put(&record, generation);
-            }
-            Ok(record)
-        })
-        .await
+        self.insert_token(token, owner, code.as_str().to_owned())
+            .await
     }
 
     /// Records MondiaPay's final verdict on the code.
@@ -164,33 +134,71 @@ impl TokenStore {
         state: ExchangeState,
         error: Option<&UpstreamError>,
     ) -> Result<(), StoreError> {
+        let claim = ClaimKey {
+            table: ClaimTable::Exchanges,
+            key: code.as_str().to_owned(),
+            attempt,
+        };
+        // A pending exchange has no token: a token marks its exchange succeeded itself.
+        self.finish_claim(claim, state.as_str(), None, error).await
+    }
+
+    /// Ends the claim `claim` in `state`, naming its token or MondiaPay's error, if the claim
+    /// still holds: only the claim that made the attempt may finish it.
+    pub(super) async fn finish_claim(
+        &self,
+        claim: ClaimKey,
+        state: &'static str,
+        token_id: Option<&str>,
+        error: Option<&UpstreamError>,
+    ) -> Result<(), StoreError> {
         let now = now_unix();
-        let code_hash = code.clone();
+        let token_id = token_id.map(str::to_owned);
         // MondiaPay's error code and status only: its free-text `message` may carry anything
         // (even what was sent to it) and is never stored.
         let error_code = error.map(|e| e.error.clone());
         let http_status = error.map(|e| i64::from(e.http_status));
+        let (table, key_column) = match claim.table {
+            ClaimTable::Exchanges => ("exchanges", "code_hash"),
+            ClaimTable::Renewals => ("renewals", "uuid"),
+        };
+        let sql = format!(
+            "UPDATE {table} SET state = $3, lease_until = NULL, token_id = $4, error = $5, \
+                 http_status = $6, updated_at = $7 \
+             WHERE {key_column} = $1 AND attempt = $2 AND state = 'pending'"
+        );
         self.to_completion(move |store| async move {
             on_pool!(store.writer(), pool => {
-                sqlx::query(
-                    "UPDATE exchanges SET state = $3, lease_until = NULL, error = $4, \
-                         http_status = $5, updated_at = $6 \
-                     WHERE code_hash = $1 AND attempt = $2 AND state = 'pending'",
-                )
-                .bind(code_hash.as_str())
-                .bind(attempt)
-                .bind(state.as_str())
-                .bind(error_code.as_deref())
-                .bind(http_status)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(drop)
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(&claim.key)
+                    .bind(claim.attempt)
+                    .bind(state)
+                    .bind(token_id.as_deref())
+                    .bind(error_code.as_deref())
+                    .bind(http_status)
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map(drop)
             })?;
             store.durable().await
         })
         .await
     }
+}
+
+/// The tables of leased claims: a code's exchange, a user's renewal.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ClaimTable {
+    Exchanges,
+    Renewals,
+}
+
+/// One claim: its table, its key there (a code's keyed hash, a uuid) and its attempt.
+pub(super) struct ClaimKey {
+    pub table: ClaimTable,
+    pub key: String,
+    pub attempt: i64,
 }
 
 fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {

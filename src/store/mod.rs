@@ -10,6 +10,7 @@ mod group_sync;
 mod pool;
 mod postgres;
 mod purchases;
+mod renewals;
 mod rows;
 mod sqlite;
 mod tokens;
@@ -21,6 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
 pub use purchases::{KeyClaim, NewPurchase, PurchasesTidied};
+pub use renewals::{RenewalClaim, RenewalRow};
+pub use tokens::OwnerColumn;
 
 use crate::crypto::Keyring;
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};

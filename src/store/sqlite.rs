@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "purchases",
         include_str!("../../migrations/sqlite/0007_purchases.sql"),
     ),
+    (
+        8,
+        "renewals, retired tokens",
+        include_str!("../../migrations/sqlite/0008_renewals_and_retired_tokens.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token

@@ -1,4 +1,5 @@
-//! Stored tokens: lookups (only while valid past the safety margin), deletion, the purge.
+//! Stored tokens: lookups (only while valid past the safety margin and not retired), deletion,
+//! retirement, the purge.
 
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -6,11 +7,12 @@ use sqlx::AssertSqlSafe;
 
 use sqlx::Row;
 
+use super::exchanges::new_token_id;
 use super::pool::on_pool;
-use super::rows::TokenRow;
-use super::{Purged, StoreError, TokenStore};
+use super::rows::{OwnerColumns, TokenRow};
+use super::{Purged, StoreError, TokenStore, now_unix};
 use crate::crypto::{Keyring, UnsealError};
-use crate::domain::TokenRecord;
+use crate::domain::{Owner, TokenRecord, UserToken};
 
 const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uuid";
 
@@ -44,7 +46,7 @@ impl TokenStore {
     }
 
     /// The first token whose `column` is `value` among those still valid past the expiry
-    /// margin (by `id`: that token), handed out only once it is on disk.
+    /// margin and not retired (by `id`: that token), handed out only once it is on disk.
     async fn first_live(
         &self,
         column: &'static str,
@@ -53,7 +55,7 @@ impl TokenStore {
         // Oldest obtained first; tokens of the same second in the order they were stored.
         let sql = format!(
             "SELECT {COLUMNS} FROM tokens WHERE {column} = $1 AND expires_at > $2 \
-             ORDER BY obtained_at ASC, {} ASC LIMIT 1",
+             AND retired_at IS NULL ORDER BY obtained_at ASC, {} ASC LIMIT 1",
             self.pool().newest_first()
         );
         let row: Option<TokenRow> = on_pool!(self.pool(), pool => {
@@ -71,13 +73,81 @@ impl TokenStore {
         Ok(found)
     }
 
-    /// Deletes a token; deleting one that is gone is not an error.
-    pub async fn delete_token(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        // The cache forgets the token in the same task: a deleted token is never served again.
+    /// Stores a token MondiaPay issued, sealed, under `owner`: when this returns it is durable.
+    /// `code_hash` is the keyed hash of the code it came from; in the same statement the trigger
+    /// of migration 4 marks that code's exchange succeeded.
+    pub(super) async fn insert_token(
+        &self,
+        token: &UserToken,
+        owner: &Owner,
+        code_hash: String,
+    ) -> Result<TokenRecord, StoreError> {
+        let record = TokenRecord::issued(new_token_id(), token, owner, now_unix());
+        let sealed = self
+            .keys
+            .seal(&sealed_secrets(&record), record.id.as_bytes());
+        // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
+        let generation = self.cache().map(|cache| cache.generation());
         self.to_completion(move |store| async move {
             on_pool!(store.writer(), pool => {
-                sqlx::query("DELETE FROM tokens WHERE id = $1").bind(&id).execute(pool).await.map(drop)
+                sqlx::query(
+                    "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&record.id)
+                .bind(&sealed)
+                .bind(&record.token_type)
+                .bind(record.obtained_at)
+                .bind(record.expires_at)
+                .bind(record.reference.as_deref())
+                .bind(record.uuid.as_deref())
+                .bind(&code_hash)
+                .execute(pool)
+                .await
+                .map(drop)
+            })?;
+            store.durable().await?;
+            if let (Some(cache), Some(generation)) = (store.cache(), generation) {
+                cache.put(&record, generation);
+            }
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Deletes a token; deleting one that is gone is not an error.
+    pub async fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.unserve(id, "DELETE FROM tokens WHERE id = $1", None)
+            .await
+    }
+
+    /// Retires a token MondiaPay refused: no lookup serves it again, and a renewed token takes
+    /// its place for its `ref` and `uuid`. The row stays until the purge, like an expired one.
+    pub async fn retire_token(&self, id: &str) -> Result<(), StoreError> {
+        self.unserve(
+            id,
+            "UPDATE tokens SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL",
+            Some(now_unix()),
+        )
+        .await
+    }
+
+    /// Runs `sql` on the token `id` (and `now`, its `$2`, when given), after which the token is
+    /// never served again: the cache forgets it in the same task.
+    async fn unserve(
+        &self,
+        id: &str,
+        sql: &'static str,
+        now: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.to_completion(move |store| async move {
+            on_pool!(store.writer(), pool => {
+                let mut statement = sqlx::query(sql).bind(&id);
+                if let Some(now) = now {
+                    statement = statement.bind(now);
+                }
+                statement.execute(pool).await.map(drop)
             })?;
             store.durable().await?;
             if let Some(cache) = store.cache() {
@@ -88,11 +158,30 @@ impl TokenStore {
         .await
     }
 
+    /// Whom the newest token whose `column` (`id`, `ref` or `uuid`) is `value` and that names
+    /// a uuid belonged to, live or not: the user a renewal is for when no live token is left.
+    pub async fn last_owner(
+        &self,
+        column: OwnerColumn,
+        value: &str,
+    ) -> Result<Option<Owner>, StoreError> {
+        let sql = format!(
+            "SELECT ref, uuid FROM tokens WHERE {} = $1 AND uuid IS NOT NULL \
+             ORDER BY obtained_at DESC, {} DESC LIMIT 1",
+            column.name(),
+            self.pool().newest_first()
+        );
+        let row: Option<OwnerColumns> = self.pool().fetch_optional(sql, value).await?;
+        Ok(row.map(Owner::from))
+    }
+
     /// How many tokens are still valid past the expiry margin.
     pub async fn count_live_tokens(&self) -> Result<i64, StoreError> {
         let valid_until = self.valid_until();
         let live = on_pool!(self.pool(), pool => {
-            sqlx::query("SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1")
+            sqlx::query(
+                "SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1 AND retired_at IS NULL",
+            )
                 .bind(valid_until)
                 .fetch_one(pool)
                 .await?
@@ -115,6 +204,11 @@ impl TokenStore {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                // A finished renewal's row only serves requests that waited on it.
+                sqlx::query("DELETE FROM renewals WHERE updated_at < $1 AND state <> 'pending'")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
                 let exchanges = sqlx::query(
                     "DELETE FROM exchanges WHERE updated_at < $1 AND state <> 'pending' \
                      AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))",
@@ -142,6 +236,24 @@ impl TokenStore {
             Ok(purged)
         })
         .await
+    }
+}
+
+/// A column a token's owner is looked up by.
+#[derive(Debug, Clone, Copy)]
+pub enum OwnerColumn {
+    Id,
+    Ref,
+    Uuid,
+}
+
+impl OwnerColumn {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Ref => "ref",
+            Self::Uuid => "uuid",
+        }
     }
 }
 

@@ -128,6 +128,27 @@ impl Client {
         json(self.get(&format!("/v1/purchases?ref={reference}")).await).await
     }
 
+    // --- Renewal and subscriptions -----------------------------------------------------------
+
+    /// `GET /v1/tokens?{who}&renew=true`, `who` being `ref=…` or `uuid=…`.
+    pub async fn renewed_token(&self, who: &str) -> Response {
+        self.get(&format!("/v1/tokens?{who}&renew=true")).await
+    }
+
+    /// `GET /v1/subscriptions?{query}`: `ref=…`, `uuid=…` or `token_id=…`, and maybe
+    /// `subscription_type_id=…`.
+    pub async fn subscriptions(&self, query: &str) -> Response {
+        self.get(&format!("/v1/subscriptions?{query}")).await
+    }
+
+    /// `DELETE /v1/subscriptions/{id}?{query}`, `id` as it goes in the path.
+    pub async fn cancel_subscription(&self, id: &str, query: &str) -> Response {
+        self.api(Method::DELETE, &format!("/v1/subscriptions/{id}?{query}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     // --- Operations (no key) ----------------------------------------------------------------
 
     /// `GET /readyz` on the internal listener.

@@ -2,12 +2,14 @@
 
 use mondiapay_token_proxy::crypto::{CodeHash, Keyring};
 use mondiapay_token_proxy::domain::{
-    Code, ExchangeState, NewCallback, OutcomeKind, Owner, UnavailableCause, UpstreamError,
-    UserToken,
+    Code, ExchangeState, NewCallback, OutcomeKind, Owner, RenewalState, UnavailableCause,
+    UpstreamError, UserToken,
 };
 use mondiapay_token_proxy::mondiapay::{Answer, read_answer};
 use mondiapay_token_proxy::settings::StoreBackend;
-use mondiapay_token_proxy::store::{Claim, ReplayKey, TokenStore, now_unix};
+use mondiapay_token_proxy::store::{
+    Claim, OwnerColumn, RenewalClaim, ReplayKey, TokenStore, now_unix,
+};
 
 use crate::postgres::PgCluster;
 
@@ -299,6 +301,88 @@ async fn forged_failures(store: &TokenStore) {
     store.close().await;
 }
 
+/// A user's renewal claims: one holder, waiters read its outcome, the next need claims again;
+/// a retired token is served by no lookup, while its owner is still known for a renewal.
+async fn renewals_and_retirement(store: &TokenStore) {
+    let store = &store.clone().with_expiry_margin(60);
+    let lease = 60;
+    let Ok(RenewalClaim::Claimed { attempt: 1 }) = store.claim_renewal("user-X", 0, lease).await
+    else {
+        panic!("a user never renewed is claimed")
+    };
+    let Ok(RenewalClaim::Taken(Some(held))) = store.claim_renewal("user-X", 0, lease).await else {
+        panic!("claimed twice")
+    };
+    assert_eq!(held.state, RenewalState::Pending);
+    let refusal = UpstreamError {
+        http_status: 400,
+        error: "INVALID_PARAMETERS".to_owned(),
+        message: None,
+    };
+    store
+        .finish_renewal("user-X", 1, RenewalState::Refused, None, Some(&refusal))
+        .await
+        .unwrap();
+    // A request that saw no attempt waited on attempt 1: its outcome is the answer.
+    let Ok(RenewalClaim::Taken(Some(outcome))) = store.claim_renewal("user-X", 0, lease).await
+    else {
+        panic!("a waiter claimed again")
+    };
+    assert_eq!(outcome.state, RenewalState::Refused);
+    assert_eq!(outcome.error.unwrap().error, "INVALID_PARAMETERS");
+    // One that saw attempt 1 needs a new renewal.
+    let Ok(RenewalClaim::Claimed { attempt: 2 }) = store.claim_renewal("user-X", 1, lease).await
+    else {
+        panic!("a new need is claimed")
+    };
+    let owner = owner("RX");
+    let renewed = store
+        .store_renewed_token(&owner, &token("Urenewed"))
+        .await
+        .unwrap();
+    store
+        .finish_renewal(
+            "user-X",
+            2,
+            RenewalState::Succeeded,
+            Some(&renewed.id),
+            None,
+        )
+        .await
+        .unwrap();
+    let row = store.renewal("user-X").await.unwrap().unwrap();
+    assert_eq!((row.state, row.attempt), (RenewalState::Succeeded, 2));
+    assert_eq!(row.token_id.as_deref(), Some(renewed.id.as_str()));
+
+    // Retired: no lookup serves it; whom it belonged to is still known.
+    let uuid = owner.uuid.clone().unwrap();
+    assert!(store.first_for_ref("RX").await.unwrap().is_some());
+    let live_before = store.count_live_tokens().await.unwrap();
+    store.retire_token(&renewed.id).await.unwrap();
+    store.retire_token(&renewed.id).await.unwrap();
+    assert!(store.live_token(&renewed.id).await.unwrap().is_none());
+    assert!(store.first_for_ref("RX").await.unwrap().is_none());
+    assert!(store.first_for_uuid(&uuid).await.unwrap().is_none());
+    assert_eq!(store.count_live_tokens().await.unwrap(), live_before - 1);
+    for (column, value) in [
+        (OwnerColumn::Id, renewed.id.as_str()),
+        (OwnerColumn::Ref, "RX"),
+        (OwnerColumn::Uuid, uuid.as_str()),
+    ] {
+        let last = store.last_owner(column, value).await.unwrap().unwrap();
+        assert_eq!(
+            (last.reference, last.uuid),
+            (owner.reference.clone(), owner.uuid.clone()),
+            "{column:?}"
+        );
+    }
+
+    // The purge forgets finished renewals.
+    store.purge(now_unix() + 1).await.unwrap();
+    assert!(store.renewal("user-X").await.unwrap().is_none());
+    store.close().await;
+}
+
 fn keyring() -> Keyring {
     Keyring::new(&[9; 32])
 }
@@ -339,4 +423,5 @@ macro_rules! on_both_backends {
 on_both_backends! {
     the_store_behaves_the_same => exercise,
     forged_failures_stay_bounded_and_never_push_out_a_success => forged_failures,
+    one_renewal_claim_per_user_and_retired_tokens_are_never_served => renewals_and_retirement,
 }

@@ -6,6 +6,7 @@ mod callbacks;
 mod contract;
 mod problem;
 mod purchases;
+mod subscriptions;
 mod tokens;
 mod views;
 
@@ -69,6 +70,8 @@ fn api(state: &AppState) -> (Router<AppState>, Contract) {
             purchases::list_purchases
         ))
         .routes(routes!(purchases::get_purchase))
+        .routes(routes!(subscriptions::list))
+        .routes(routes!(subscriptions::cancel))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
         // Answers may carry a token: no cache anywhere may keep them.
         .layer(SetResponseHeaderLayer::overriding(

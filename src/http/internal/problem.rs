@@ -7,11 +7,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::views;
-use crate::domain::{NoAnswer, wording};
-use crate::exchange::ExchangeError;
+use crate::domain::{NoAnswer, UpstreamError, wording};
+use crate::exchange::{ExchangeError, RenewalError};
 use crate::mondiapay::{ClientTokenError, PrepareError};
 use crate::purchases::PurchaseError;
 use crate::store::StoreError;
+use crate::subscriptions::SubscriptionError;
 use crate::telemetry::cause_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,10 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Purchase(#[from] PurchaseError),
+    #[error(transparent)]
+    Renewal(#[from] RenewalError),
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
 }
 
 impl From<JsonRejection> for ApiError {
@@ -118,6 +123,8 @@ impl ApiError {
             Self::Exchange(error) => exchange_problem(error),
             Self::Store(error) => store_problem(error),
             Self::Purchase(error) => purchase_problem(error),
+            Self::Renewal(error) => renewal_problem(error),
+            Self::Subscription(error) => subscription_problem(error),
         }
     }
 }
@@ -288,6 +295,109 @@ fn purchase_problem(error: &PurchaseError) -> Problem {
             "the purchase stopped unexpectedly",
         ),
         PurchaseError::Store(error) => store_problem(error),
+    }
+}
+
+/// MondiaPay's error on a call made with a user's token (a renewal or Subscription Management),
+/// carrying its error code; `detail` is a fixed sentence, never MondiaPay's own text.
+fn mondiapay_problem(
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    upstream: &UpstreamError,
+) -> Problem {
+    Problem {
+        mondiapay_error: Some(upstream.error.clone()),
+        ..Problem::new(
+            status,
+            kind,
+            title,
+            format!(
+                "MondiaPay error {} (HTTP {})",
+                upstream.error, upstream.http_status
+            ),
+        )
+    }
+}
+
+/// No usable answer from MondiaPay to a call that spent nothing: asking again later may help.
+fn no_answer_problem(reason: &NoAnswer) -> Problem {
+    const ASK_AGAIN_LATER: &str = "nothing was changed; ask again later";
+    match reason {
+        NoAnswer::TimedOut => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            "MondiaPay did not answer in time",
+            ASK_AGAIN_LATER.to_owned(),
+        ),
+        _ => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream-unavailable",
+            "MondiaPay gave no usable answer",
+            ASK_AGAIN_LATER.to_owned(),
+        ),
+    }
+}
+
+/// A renewal's error as a problem.
+fn renewal_problem(error: &RenewalError) -> Problem {
+    match error {
+        RenewalError::Refused(upstream) => mondiapay_problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "renewal-refused",
+            "MondiaPay refused to renew the user's token",
+            upstream,
+        ),
+        RenewalError::CredentialsRejected(_) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "credentials-rejected",
+            "MondiaPay refused this service's client credentials",
+            "the operator must check mondiapay.client_id and mondiapay.client_secret".to_owned(),
+        ),
+        RenewalError::NoAnswer(reason) => no_answer_problem(reason),
+        RenewalError::StillPending => Problem {
+            retry_after: true,
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "renewal-in-progress",
+                "Another renewal of this user's token is under way",
+                "ask again in a moment".to_owned(),
+            )
+        },
+        RenewalError::Store(error) => store_problem(error),
+        RenewalError::Aborted => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "The renewal stopped unexpectedly",
+            error.to_string(),
+        ),
+    }
+}
+
+/// A Subscription Management error as a problem.
+fn subscription_problem(error: &SubscriptionError) -> Problem {
+    match error {
+        SubscriptionError::NoToken => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            error.to_string(),
+        ),
+        SubscriptionError::Renewal(error) => renewal_problem(error),
+        SubscriptionError::TokenRefused(upstream) => mondiapay_problem(
+            StatusCode::BAD_GATEWAY,
+            "token-refused",
+            "MondiaPay refused the user's token, also once renewed",
+            upstream,
+        ),
+        SubscriptionError::Refused(upstream) => mondiapay_problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mondiapay-refused",
+            "MondiaPay refused the call",
+            upstream,
+        ),
+        SubscriptionError::NoAnswer(reason) => no_answer_problem(reason),
+        SubscriptionError::Store(error) => store_problem(error),
     }
 }
 

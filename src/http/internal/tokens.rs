@@ -9,9 +9,12 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::ApiError;
+use super::subscriptions::UserTokenErrors;
 use crate::domain::{Code, MAX_LABEL_CHARS, Owner, TokenRecord, is_acceptable_label};
+use crate::exchange::Renewer;
 use crate::http::state::AppState;
-use crate::store::TokenStore;
+use crate::store::{OwnerColumn, TokenStore};
+use crate::subscriptions::renew_for;
 
 /// `Json` whose rejections answer in problem+json.
 #[derive(FromRequest)]
@@ -117,32 +120,48 @@ pub struct Lookup {
     /// MondiaPay's user uuid.
     #[param(value_type = String, required = false, max_length = 256)]
     uuid: Option<String>,
+    /// `true`: when no live token exists and the user's uuid is known (the `uuid` given, or
+    /// for a `ref` the uuid of its most recent token), a new token is obtained from MondiaPay
+    /// (`grant_type=user_credentials`), stored under the same `ref` and `uuid`, and returned.
+    #[param(value_type = bool, required = false)]
+    renew: Option<bool>,
 }
 
 /// The first live token recorded for a merchant reference or a MondiaPay uuid
 ///
 /// Give exactly one of `ref` or `uuid` (an empty value counts as absent). Unknown query parameters
-/// are refused.
+/// are refused. With `renew=true`, a user without a live token gets a renewed one: one renewal
+/// per user at a time (also across replicas), never while a live token exists.
 #[utoipa::path(
     get, path = "/tokens", tag = "tokens", operation_id = "findToken", params(Lookup),
     responses(
         (status = 200, body = TokenRecord, description = "The first live token record for it (oldest obtained; a later token from another code cannot take a `ref` or `uuid` over while the first is live)."),
         (status = 400, description = "Not exactly one of `ref` or `uuid`, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),
-        (status = 404, description = "No live token for this ref or uuid (`not-found`)."),
+        UserTokenErrors,
     ),
 )]
 pub async fn find_token(
     State(store): State<Arc<TokenStore>>,
+    State(renewer): State<Arc<Renewer>>,
     ApiQuery(lookup): ApiQuery<Lookup>,
 ) -> Result<Json<TokenRecord>, ApiError> {
-    let found = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
-        (Some(reference), None) => store.first_for_ref(&reference).await?,
-        (None, Some(uuid)) => store.first_for_uuid(&uuid).await?,
-        _ => {
-            return Err(ApiError::BadRequest(
-                "give exactly one of ref or uuid".to_owned(),
-            ));
-        }
+    let (found, column, value) =
+        match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
+            (Some(reference), None) => (
+                store.first_for_ref(&reference).await?,
+                OwnerColumn::Ref,
+                reference,
+            ),
+            (None, Some(uuid)) => (store.first_for_uuid(&uuid).await?, OwnerColumn::Uuid, uuid),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "give exactly one of ref or uuid".to_owned(),
+                ));
+            }
+        };
+    let found = match found {
+        None if lookup.renew == Some(true) => renew_for(&store, &renewer, column, &value).await?,
+        found => found,
     };
     found
         .map(Json)
