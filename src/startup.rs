@@ -10,11 +10,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::Keyring;
+use crate::events::Events;
 use crate::exchange::{ExchangeLimits, Exchanger};
 use crate::housekeeping::Housekeeping;
 use crate::http::internal::{self, auth::ApiKeys};
 use crate::http::public;
 use crate::http::public::limit::ClientLimiter;
+use crate::http::public::notifications::NotificationSecret;
 use crate::http::public::pages::{Pages, TemplateError};
 use crate::http::state::{AppState, CallbackSettings, Shared};
 use crate::keyfile::{self, KeyFileError};
@@ -152,6 +154,12 @@ impl Application {
             code_prefix: settings.mondiapay.code_prefix.clone(),
             pages,
             callback: CallbackSettings::new(public, &settings.mondiapay.exchange_on_errors),
+            events: Arc::new(Events::new(
+                Arc::clone(&engine.store),
+                Arc::clone(&engine.metrics),
+                Duration::from_secs(settings.internal.request_timeout_secs),
+            )),
+            notification_secret: NotificationSecret::new(settings.notifications.secret.as_ref()),
             limiter: Arc::new(ClientLimiter::new(
                 public.rate_limit_per_second,
                 public.rate_limit_burst,

@@ -7,7 +7,9 @@ use axum::extract::FromRef;
 
 use super::internal::auth::ApiKeys;
 use super::public::limit::ClientLimiter;
+use super::public::notifications::NotificationSecret;
 use super::public::pages::Pages;
+use crate::events::Events;
 use crate::exchange::Exchanger;
 use crate::metrics::Metrics;
 use crate::settings::PublicSettings;
@@ -26,6 +28,9 @@ pub struct Shared {
     pub code_prefix: String,
     pub pages: Pages,
     pub callback: CallbackSettings,
+    /// MondiaPay's notifications and the event feed.
+    pub events: Arc<Events>,
+    pub notification_secret: NotificationSecret,
 }
 
 /// How browser callbacks are read and answered.
@@ -71,4 +76,5 @@ sub_states!(
     store: TokenStore,
     exchanger: Exchanger,
     metrics: Metrics,
+    events: Events,
 );

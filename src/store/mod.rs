@@ -5,6 +5,7 @@
 mod cache;
 mod callbacks;
 mod error;
+mod events;
 mod exchanges;
 mod group_sync;
 mod pool;
@@ -19,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
+pub use events::Stored;
 
 use crate::crypto::Keyring;
 use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};

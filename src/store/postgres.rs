@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "purchases",
         include_str!("../../migrations/postgres/0007_purchases.sql"),
     ),
+    (
+        9,
+        "events",
+        include_str!("../../migrations/postgres/0009_events.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

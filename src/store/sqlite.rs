@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "purchases",
         include_str!("../../migrations/sqlite/0007_purchases.sql"),
     ),
+    (
+        9,
+        "events",
+        include_str!("../../migrations/sqlite/0009_events.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token

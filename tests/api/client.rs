@@ -158,6 +158,37 @@ impl Client {
     }
 }
 
+// --- Notifications and the event feed ----------------------------------------------------
+
+impl Client {
+    /// A `POST` of `body` (as JSON) to any path of the public listener.
+    pub async fn public_post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.http
+            .post(format!("{}{path}", self.public))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /mondiapay/notifications/{secret_segment}` with `body` as it is (MondiaPay sends
+    /// JSON); `secret_segment` may be anything, even empty.
+    pub async fn notify_raw(
+        &self,
+        secret_segment: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.public_post(&format!("/mondiapay/notifications/{secret_segment}"), body)
+            .await
+    }
+
+    /// `POST /mondiapay/notifications/{secret}` with a JSON notification.
+    pub async fn notify(&self, secret: &str, notification: &Value) -> Response {
+        self.notify_raw(secret, notification.to_string()).await
+    }
+}
+
 /// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is
 /// spoken to through its `client` field.
 macro_rules! spoken_to_through_its_client {

@@ -13,6 +13,7 @@ mod hangups;
 mod hardening;
 mod helpers;
 mod migrations;
+mod notifications;
 mod observability;
 mod openapi;
 mod outcomes;
