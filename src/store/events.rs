@@ -10,7 +10,8 @@
 //! its commit is visible (PostgreSQL releases a transaction's locks after making its commit
 //! visible): inserts are serialised across replicas, and a visible event has every smaller
 //! number visible (or rolled back) before it. The price is one event insert at a time across
-//! all replicas, a few thousand a second, far above what MondiaPay sends.
+//! all replicas, each its own commit: as many a second as the database syncs commits, far above
+//! what MondiaPay sends.
 
 use sqlx::AssertSqlSafe;
 

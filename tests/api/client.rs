@@ -187,6 +187,18 @@ impl Client {
     pub async fn notify(&self, secret: &str, notification: &Value) -> Response {
         self.notify_raw(secret, notification.to_string()).await
     }
+
+    /// `GET /v1/events?{query}`.
+    pub async fn events(&self, query: &str) -> Response {
+        self.get(&format!("/v1/events?{query}")).await
+    }
+
+    /// `GET /v1/events?{query}`, after checking that it answered `200`, as JSON.
+    pub async fn events_json(&self, query: &str) -> Value {
+        let response = self.events(query).await;
+        assert_eq!(response.status(), StatusCode::OK, "/v1/events?{query}");
+        json(response).await
+    }
 }
 
 /// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is

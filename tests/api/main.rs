@@ -7,6 +7,7 @@ mod client_auth;
 mod connections;
 mod crash;
 mod edge_answers;
+mod events;
 mod exchange;
 mod fuzz_listeners;
 mod hangups;

@@ -239,6 +239,20 @@ async fn notifications_are_rate_limited_like_every_public_route() {
     assert_eq!(stored_events(&app).await, 2);
 }
 
+/// A purchase's uuid, whether it is confirmed, its subscription and its last update, by id.
+pub const CONFIRMED_PURCHASE: &str =
+    "SELECT uuid, uuid_confirmed, subscription_id, updated_at FROM purchases WHERE id = $1";
+
+/// What `notification(…)` leaves on the purchase whose token it names (created at 1000): the
+/// user MondiaPay named, confirmed, and the subscription's id.
+pub fn assert_confirmed_by_the_notification(purchase: (String, bool, Option<String>, i64)) {
+    let (uuid, confirmed, subscription_id, updated_at) = purchase;
+    assert_eq!(uuid, "user-7f3a");
+    assert!(confirmed, "uuid_confirmed");
+    assert_eq!(subscription_id.as_deref(), Some("sub-991"));
+    assert!(updated_at > 1000, "updated_at moved");
+}
+
 /// A purchase this service started, as `POST /v1/purchases` records it.
 async fn insert_purchase(db: &SqlitePool, id: &str, reference: &str, purchase_token: &str) {
     sqlx::query(
@@ -271,16 +285,12 @@ async fn a_notification_naming_a_purchase_token_confirms_the_purchases_uuid_and_
     unmatched["purchaseToken"] = "unknown-purchase-token".into();
     app.notify(NOTIFICATION_SECRET, &unmatched).await;
 
-    let purchase = sqlx::query(
-        "SELECT uuid, uuid_confirmed, subscription_id, updated_at FROM purchases WHERE id = 'pur_matched'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(purchase.get::<String, _>("uuid"), "user-7f3a");
-    assert!(purchase.get::<bool, _>("uuid_confirmed"));
-    assert_eq!(purchase.get::<String, _>("subscription_id"), "sub-991");
-    assert!(purchase.get::<i64, _>("updated_at") > 1000);
+    let purchase = sqlx::query_as(CONFIRMED_PURCHASE)
+        .bind("pur_matched")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_confirmed_by_the_notification(purchase);
     let other = sqlx::query(
         "SELECT uuid, uuid_confirmed, subscription_id FROM purchases WHERE id = 'pur_other'",
     )

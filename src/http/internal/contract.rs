@@ -29,6 +29,7 @@ const BEARER: &str = "bearer";
     tags(
         (name = "tokens", description = "Exchange codes, read and delete stored tokens."),
         (name = "callbacks", description = "What the browser callbacks for an order ended in."),
+        (name = "events", description = "MondiaPay's notifications of subscription events, as a feed read by cursor."),
         (name = "operations", description = "Health, readiness, metrics and this document; no API key."),
     ),
     components(schemas(Problem)),

@@ -4,6 +4,7 @@
 pub mod auth;
 mod callbacks;
 mod contract;
+mod events;
 mod problem;
 mod tokens;
 mod views;
@@ -62,6 +63,7 @@ fn api(state: &AppState) -> (Router<AppState>, Contract) {
         .routes(routes!(tokens::find_token))
         .routes(routes!(tokens::get_token, tokens::delete_token))
         .routes(routes!(callbacks::list))
+        .routes(routes!(events::list))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
         // Answers may carry a token: no cache anywhere may keep them.
         .layer(SetResponseHeaderLayer::overriding(
