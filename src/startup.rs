@@ -112,6 +112,8 @@ fn generated_key(backend: &StoreBackend) -> Result<[u8; 32], KeyFileError> {
 
 pub struct Application {
     engine: Engine,
+    /// Its waiting readers are answered when the shutdown begins.
+    events: Arc<Events>,
     public: Listener,
     internal: Listener,
     shutdown_grace: Duration,
@@ -168,6 +170,7 @@ impl Application {
                     .expect("public.trusted_proxies was validated"),
             )),
         }));
+        let events = Arc::clone(&state.events);
         let housekeeping = Housekeeping {
             store: Arc::clone(&engine.store),
             limiter: Arc::clone(&state.limiter),
@@ -222,6 +225,7 @@ impl Application {
         };
         Ok(Self {
             engine,
+            events,
             public,
             internal,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
@@ -253,6 +257,7 @@ impl Application {
         tracing::info!(event = "listening", public = %self.public_addr(), internal = %self.internal_addr(), "listening");
         let stop = CancellationToken::new();
         let trigger = stop.clone();
+        let events = Arc::clone(&self.events);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!(
@@ -260,6 +265,7 @@ impl Application {
                 "shutting down: no new connections, finishing requests under way"
             );
             trigger.cancel();
+            events.close();
         });
         let housekeeping = tokio::spawn(self.housekeeping.run(stop.clone()));
         let (public, internal) = (self.public, self.internal);

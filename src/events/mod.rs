@@ -2,13 +2,14 @@
 //! `eventUUID`, durably) and counted by outcome; the feed reads events after a cursor, holding a
 //! reader that asked to wait until an event comes or its wait ends. Readers in this process are
 //! woken at once by an insert in this process; an insert by another replica is found by a
-//! re-check every `RECHECK_EVERY`.
+//! re-check every `RECHECK_EVERY`. A shutdown answers waiting readers at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Notification, StoredEvent};
 use crate::metrics::Metrics;
@@ -25,6 +26,9 @@ pub struct Events {
     /// The longest a reader is held: less than the listener's time limit, so a wait ends in an
     /// answer, not in a `408`.
     max_wait: Duration,
+    /// Cancelled when the service begins to shut down: waiting readers are answered at once,
+    /// so a long poll does not hold the shutdown for its whole wait.
+    closing: CancellationToken,
 }
 
 impl Events {
@@ -34,7 +38,13 @@ impl Events {
             metrics,
             stored: watch::Sender::new(0),
             max_wait: max_wait(request_timeout),
+            closing: CancellationToken::new(),
         }
+    }
+
+    /// Ends every wait, now and from now on: the service is shutting down.
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     /// Stores a notification; when this returns `Ok`, it is on disk.
@@ -77,12 +87,13 @@ impl Events {
             let mut woken = self.stored.subscribe();
             let events = self.store.events_after(cursor, limit).await?;
             let now = Instant::now();
-            if !events.is_empty() || now >= deadline {
+            if !events.is_empty() || now >= deadline || self.closing.is_cancelled() {
                 return Ok(events);
             }
             tokio::select! {
                 _ = woken.changed() => {}
                 () = tokio::time::sleep((deadline - now).min(RECHECK_EVERY)) => {}
+                () = self.closing.cancelled() => {}
             }
         }
     }

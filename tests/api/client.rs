@@ -161,15 +161,21 @@ impl Client {
 // --- Notifications and the event feed ----------------------------------------------------
 
 impl Client {
-    /// A `POST` of `body` (as JSON) to any path of the public listener.
-    pub async fn public_post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+    /// A `POST` of `body` (as JSON) to any path of the public listener, not yet sent.
+    pub fn public_post_request(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> RequestBuilder {
         self.http
             .post(format!("{}{path}", self.public))
             .header("content-type", "application/json")
             .body(body)
-            .send()
-            .await
-            .unwrap()
+    }
+
+    /// A `POST` of `body` (as JSON) to any path of the public listener.
+    pub async fn public_post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.public_post_request(path, body).send().await.unwrap()
     }
 
     /// `POST /mondiapay/notifications/{secret_segment}` with `body` as it is (MondiaPay sends

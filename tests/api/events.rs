@@ -337,3 +337,93 @@ async fn a_reader_following_next_sees_every_event_once_while_two_replicas_insert
         assert_eq!(replica.stop().0, Some(0));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_answers_waiting_readers_at_once() {
+    let (_mondiapay, _dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(&format!(
+        "NOTIFICATIONS__SECRET={NOTIFICATION_SECRET}"
+    )));
+    let mut served = Served::start(&env);
+    let waiting = tokio::spawn({
+        let client = served.client.clone();
+        async move { client.events("wait=25").await }
+    });
+    // Nothing to answer with: the request is held (for up to 25 s).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "answered with nothing to say");
+    let started = Instant::now();
+    served.terminate();
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(json(answer).await, json!({"events": [], "next": "0"}));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered when the shutdown began, not at the end of the wait"
+    );
+    assert_eq!(served.wait().0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_notification_and_stores_none_twice() {
+    let (_mondiapay, _dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(&format!(
+        "NOTIFICATIONS__SECRET={NOTIFICATION_SECRET} PUBLIC__RATE_LIMIT_PER_SECOND=1000000 \
+         PUBLIC__RATE_LIMIT_BURST=1000000"
+    )));
+    let served = Served::start(&env);
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let client = served.client.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let event_uuid = format!("evt-crash-{sender}-{n}");
+                    let body = notification(&event_uuid).to_string();
+                    let path = format!("/mondiapay/notifications/{NOTIFICATION_SECRET}");
+                    match client.public_post_request(&path, body).send().await {
+                        Ok(answer) if answer.status() == StatusCode::OK => {
+                            acknowledged.push(event_uuid);
+                        }
+                        Ok(_) => {}
+                        // The service died under us: this one may or may not be stored.
+                        Err(_) => return acknowledged,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    served.kill();
+    assert_eq!(served.wait().0, None);
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        acknowledged.extend(sender.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "the load got going: {}",
+        acknowledged.len()
+    );
+
+    let restarted = Served::start(&env);
+    let (mut seen, mut next) = (Vec::new(), String::from("0"));
+    loop {
+        let page = restarted.events_json(&format!("after={next}")).await;
+        next = page["next"].as_str().unwrap().to_owned();
+        let uuids = event_uuids(&page);
+        if uuids.is_empty() {
+            break;
+        }
+        seen.extend(uuids);
+    }
+    let distinct: HashSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len(), "no event stored twice");
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|uuid| !distinct.contains(uuid))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged, then lost: {lost:?}");
+    assert_eq!(restarted.stop().0, Some(0));
+}
