@@ -56,5 +56,16 @@ impl Housekeeping {
                 tracing::warn!(%error, "purchase housekeeping failed; trying again at the next round")
             }
         }
+        match self
+            .store
+            .purge_events(now_unix() - self.retention_secs)
+            .await
+        {
+            Ok(0) => {}
+            Ok(events) => tracing::info!(events, "purged events past their retention"),
+            Err(error) => {
+                tracing::warn!(%error, "event purge failed; trying again at the next round")
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod events;
 pub mod exchange;
 pub mod healthcheck;
 pub mod housekeeping;

@@ -43,6 +43,7 @@ pub struct Metrics {
     http_requests: Family<HttpRequest, Counter>,
     rate_limited: Counter,
     live_tokens: Gauge,
+    notifications: Family<Outcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +111,12 @@ impl Default for Metrics {
             "Stored tokens not yet expired (at the last scrape)",
             live_tokens.clone(),
         );
+        let notifications = Family::<Outcome, Counter>::default();
+        registry.register(
+            "notifications",
+            "MondiaPay notifications received, by outcome",
+            notifications.clone(),
+        );
         Self {
             registry,
             callbacks,
@@ -122,6 +129,7 @@ impl Default for Metrics {
             http_requests,
             rate_limited,
             live_tokens,
+            notifications,
         }
     }
 }
@@ -162,6 +170,10 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    pub fn notification(&self, outcome: &'static str) {
+        self.notifications.get_or_create(&Outcome { outcome }).inc();
     }
 
     pub fn rate_limited(&self) {

@@ -10,11 +10,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::Keyring;
+use crate::events::Events;
 use crate::exchange::{ExchangeLimits, Exchanger, Renewer};
 use crate::housekeeping::Housekeeping;
 use crate::http::internal::{self, auth::ApiKeys};
 use crate::http::public;
 use crate::http::public::limit::ClientLimiter;
+use crate::http::public::notifications::NotificationSecret;
 use crate::http::public::pages::{Pages, TemplateError};
 use crate::http::state::{AppState, CallbackSettings, Shared};
 use crate::keyfile::{self, KeyFileError};
@@ -150,6 +152,8 @@ fn generated_key(backend: &StoreBackend) -> Result<[u8; 32], KeyFileError> {
 
 pub struct Application {
     engine: Engine,
+    /// Its waiting readers are answered when the shutdown begins.
+    events: Arc<Events>,
     public: Listener,
     internal: Listener,
     shutdown_grace: Duration,
@@ -195,6 +199,12 @@ impl Application {
             code_prefix: settings.mondiapay.code_prefix.clone(),
             pages,
             callback: CallbackSettings::new(public, &settings.mondiapay.exchange_on_errors),
+            events: Arc::new(Events::new(
+                Arc::clone(&engine.store),
+                Arc::clone(&engine.metrics),
+                Duration::from_secs(settings.internal.request_timeout_secs),
+            )),
+            notification_secret: NotificationSecret::new(settings.notifications.secret.as_ref()),
             limiter: Arc::new(ClientLimiter::new(
                 public.rate_limit_per_second,
                 public.rate_limit_burst,
@@ -203,6 +213,7 @@ impl Application {
                     .expect("public.trusted_proxies was validated"),
             )),
         }));
+        let events = Arc::clone(&state.events);
         let housekeeping = Housekeeping {
             store: Arc::clone(&engine.store),
             limiter: Arc::clone(&state.limiter),
@@ -257,6 +268,7 @@ impl Application {
         };
         Ok(Self {
             engine,
+            events,
             public,
             internal,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
@@ -288,6 +300,7 @@ impl Application {
         tracing::info!(event = "listening", public = %self.public_addr(), internal = %self.internal_addr(), "listening");
         let stop = CancellationToken::new();
         let trigger = stop.clone();
+        let events = Arc::clone(&self.events);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!(
@@ -295,6 +308,7 @@ impl Application {
                 "shutting down: no new connections, finishing requests under way"
             );
             trigger.cancel();
+            events.close();
         });
         let housekeeping = tokio::spawn(self.housekeeping.run(stop.clone()));
         let (public, internal) = (self.public, self.internal);

@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads a clock; every other layer builds on these types.
 
 mod code;
+mod event;
 mod label;
 mod outcome;
 mod purchase;
@@ -9,6 +10,7 @@ mod token;
 pub mod wording;
 
 pub use code::{Code, CodeError, MAX_CODE_BYTES, is_unreserved};
+pub use event::{Notification, NotificationError, StoredEvent};
 pub use label::{MAX_LABEL_CHARS, Owner, is_acceptable_label};
 pub use outcome::{
     CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, RenewalState, UnavailableCause,

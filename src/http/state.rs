@@ -7,7 +7,9 @@ use axum::extract::FromRef;
 
 use super::internal::auth::ApiKeys;
 use super::public::limit::ClientLimiter;
+use super::public::notifications::NotificationSecret;
 use super::public::pages::Pages;
+use crate::events::Events;
 use crate::exchange::{Exchanger, Renewer};
 use crate::metrics::Metrics;
 use crate::purchases::Purchases;
@@ -31,6 +33,9 @@ pub struct Shared {
     pub callback: CallbackSettings,
     pub renewer: Arc<Renewer>,
     pub subscriptions: Arc<Subscriptions>,
+    /// MondiaPay's notifications and the event feed.
+    pub events: Arc<Events>,
+    pub notification_secret: NotificationSecret,
 }
 
 /// How browser callbacks are read and answered.
@@ -79,4 +84,5 @@ sub_states!(
     purchases: Purchases,
     renewer: Renewer,
     subscriptions: Subscriptions,
+    events: Events,
 );

@@ -5,6 +5,7 @@
 mod cache;
 mod callbacks;
 mod error;
+mod events;
 mod exchanges;
 mod group_sync;
 mod pool;
@@ -21,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
+pub use events::Stored;
 pub use purchases::{KeyClaim, NewPurchase, PurchasesTidied};
 pub use renewals::{RenewalClaim, RenewalRow};
 pub use tokens::OwnerColumn;

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "renewals, retired tokens",
         include_str!("../../migrations/postgres/0008_renewals_and_retired_tokens.sql"),
     ),
+    (
+        9,
+        "events",
+        include_str!("../../migrations/postgres/0009_events.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

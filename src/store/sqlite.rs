@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "renewals, retired tokens",
         include_str!("../../migrations/sqlite/0008_renewals_and_retired_tokens.sql"),
     ),
+    (
+        9,
+        "events",
+        include_str!("../../migrations/sqlite/0009_events.sql"),
+    ),
 ];
 
 /// Below this much free space no new exchange starts: once MondiaPay has answered, its token

@@ -201,6 +201,55 @@ impl Client {
     }
 }
 
+// --- Notifications and the event feed ----------------------------------------------------
+
+impl Client {
+    /// A `POST` of `body` (as JSON) to any path of the public listener, not yet sent.
+    pub fn public_post_request(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.public))
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
+    /// A `POST` of `body` (as JSON) to any path of the public listener.
+    pub async fn public_post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.public_post_request(path, body).send().await.unwrap()
+    }
+
+    /// `POST /mondiapay/notifications/{secret_segment}` with `body` as it is (MondiaPay sends
+    /// JSON); `secret_segment` may be anything, even empty.
+    pub async fn notify_raw(
+        &self,
+        secret_segment: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.public_post(&format!("/mondiapay/notifications/{secret_segment}"), body)
+            .await
+    }
+
+    /// `POST /mondiapay/notifications/{secret}` with a JSON notification.
+    pub async fn notify(&self, secret: &str, notification: &Value) -> Response {
+        self.notify_raw(secret, notification.to_string()).await
+    }
+
+    /// `GET /v1/events?{query}`.
+    pub async fn events(&self, query: &str) -> Response {
+        self.get(&format!("/v1/events?{query}")).await
+    }
+
+    /// `GET /v1/events?{query}`, after checking that it answered `200`, as JSON.
+    pub async fn events_json(&self, query: &str) -> Value {
+        let response = self.events(query).await;
+        assert_eq!(response.status(), StatusCode::OK, "/v1/events?{query}");
+        json(response).await
+    }
+}
+
 /// `app.exchange(…)`, `served.token(…)`: a running service, in-process or as a process, is
 /// spoken to through its `client` field.
 macro_rules! spoken_to_through_its_client {

@@ -31,6 +31,7 @@ const BEARER: &str = "bearer";
         (name = "callbacks", description = "What the browser callbacks for an order ended in."),
         (name = "purchases", description = "Start purchases with MondiaPay and follow them to their callback."),
         (name = "subscriptions", description = "MondiaPay's Subscription Management for a user, with the token this service holds."),
+        (name = "events", description = "MondiaPay's notifications of subscription events, as a feed read by cursor."),
         (name = "operations", description = "Health, readiness, metrics and this document; no API key."),
     ),
     components(schemas(Problem)),

@@ -4,6 +4,7 @@
 pub mod auth;
 mod callbacks;
 mod contract;
+mod events;
 mod problem;
 mod purchases;
 mod subscriptions;
@@ -72,6 +73,7 @@ fn api(state: &AppState) -> (Router<AppState>, Contract) {
         .routes(routes!(purchases::get_purchase))
         .routes(routes!(subscriptions::list))
         .routes(routes!(subscriptions::cancel))
+        .routes(routes!(events::list))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
         // Answers may carry a token: no cache anywhere may keep them.
         .layer(SetResponseHeaderLayer::overriding(

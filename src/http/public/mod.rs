@@ -3,6 +3,7 @@
 
 mod callback;
 pub mod limit;
+pub mod notifications;
 pub mod pages;
 pub mod query;
 
@@ -36,9 +37,14 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 ];
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let limited = Router::new()
+    let mut limited = Router::new()
         .route("/oauth/callback", get(callback::callback))
-        .route("/oauth/result/{id}", get(callback::result))
+        .route("/oauth/result/{id}", get(callback::result));
+    // Off (no `notifications.secret`): not served, so the path is as unknown as any other.
+    if state.notification_secret.is_on() {
+        limited = limited.route(notifications::ROUTE, notifications::route());
+    }
+    let limited = limited
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), rate_limit));
     let routes = Router::new()

@@ -1,0 +1,134 @@
+//! `POST /mondiapay/notifications/{secret}`: MondiaPay's notifications of subscription events.
+//!
+//! MondiaPay signs nothing: the secret in the URL, given to MondiaPay with it, is what tells its
+//! calls from anyone's. A wrong or missing secret gets exactly the page of an unknown route, so
+//! nothing says the route exists; with `notifications.secret` unset the route is not served at
+//! all. The secret is a path segment, and the request's log line and metric carry the route
+//! pattern (`layers.rs`), never the path. A notification is answered `200` with a JSON content
+//! type and an empty body only once it is on disk: that is the answer after which MondiaPay
+//! stops retrying.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::domain::Notification;
+use crate::http::layers::RequestId;
+use crate::http::state::AppState;
+use crate::store::Stored;
+use crate::telemetry::cause_chain;
+
+/// MondiaPay's notifications are a few hundred bytes; this leaves room for operators' extras.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The route, as registered and as logged.
+pub const ROUTE: &str = "/mondiapay/notifications/{secret}";
+
+/// `notifications.secret`, kept as its SHA-256 digest: equal lengths make the comparison
+/// constant-time whatever is presented, and the secret itself is not kept in memory.
+pub struct NotificationSecret(Option<[u8; 32]>);
+
+impl NotificationSecret {
+    pub fn new(secret: Option<&SecretString>) -> Self {
+        Self(secret.map(|secret| digest(secret.expose_secret())))
+    }
+
+    /// Whether the route is served.
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn accepts(&self, presented: &str) -> bool {
+        self.0
+            .is_some_and(|secret| bool::from(secret.ct_eq(&digest(presented))))
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The route: `POST` only; any other method gets the unknown route's page too (not a `405`
+/// with `Allow`, which axum's method routing would add), so the route cannot be told apart
+/// from one that does not exist. Bodies up to `MAX_BODY_BYTES`.
+pub fn route() -> MethodRouter<AppState> {
+    any(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    method: Method,
+    secret: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let refuse = |outcome, status| {
+        state.events.refused(outcome);
+        super::refuse(&state, status, &request_id)
+    };
+    let accepted = matches!(&secret, Ok(Path(secret)) if state.notification_secret.accepts(secret));
+    if method != Method::POST || !accepted {
+        state.events.refused("wrong_secret");
+        return state.pages.not_found(&request_id);
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        Err(_) => return refuse("bad_request", StatusCode::BAD_REQUEST),
+    };
+    let notification = match Notification::parse(&body) {
+        Ok(notification) => notification,
+        Err(reason) => {
+            tracing::info!(%reason, "notification refused");
+            return refuse("bad_request", StatusCode::BAD_REQUEST);
+        }
+    };
+    match state.events.receive(&notification).await {
+        Ok(stored) => {
+            tracing::info!(
+                event_uuid = notification.event_uuid,
+                event = notification.event,
+                duplicate = stored == Stored::Duplicate,
+                "notification received"
+            );
+            // MondiaPay counts a delivery as done only on exactly this answer.
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")]).into_response()
+        }
+        Err(error) => {
+            let fault = error.is_fault();
+            tracing::error!(error = %cause_chain(&error), bug = fault, "notification not stored");
+            let status = if fault {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            super::refuse(&state, status, &request_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_the_configured_secret_and_nothing_when_off() {
+        let configured = SecretString::from("n0tify-me-0123456789-0123456789-ab");
+        let secret = NotificationSecret::new(Some(&configured));
+        assert!(secret.is_on());
+        assert!(secret.accepts("n0tify-me-0123456789-0123456789-ab"));
+        assert!(!secret.accepts("n0tify-me-0123456789-0123456789-a"));
+        assert!(!secret.accepts(""));
+        let off = NotificationSecret::new(None);
+        assert!(!off.is_on() && !off.accepts("") && !off.accepts("anything"));
+    }
+}
