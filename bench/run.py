@@ -9,6 +9,7 @@ beside a ceiling measured on the same machine at the same time:
   callbacks  fresh code per request       vs  the MondiaPay stand-in called directly,
                                               and the rate of durable one-row SQLite commits
   added latency of an exchange (p50, 1 connection) over a direct call of the stand-in
+  notifications  a new eventUUID per request, each stored durably  vs  durable one-row SQLite commits
   added latency of a purchase (POST /v1/purchases, p50, 1 connection, client token cached) over a
   direct call of the stand-in's Prepare Purchase
   RSS idle and under 256 connections, start-to-ready time, stripped binary size
@@ -40,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "target" / "release" / "mondiapay-token-proxy"
 API_KEY = "bQ8mZ3vK7xR2tW9nL4cH6jP1sF5gY0dA"
+NOTIFICATION_SECRET = "bench-notification-secret-0123456789abcdef"
 # nginx's `$request_id` (32 random hex digits) makes each purchase token a new one, as MondiaPay's are.
 PREPARED_BODY = '{"purchaseToken":"$request_id","expiresIn":"300","_links":{"initiatePurchase":{"href":"https://gateway.mondiapay.example/v1/web/purchase/initiate/$request_id"}}}'
 TOKEN_BODY = '{"access_token":"U0123456789abcdefghijklmnopqrstuvwx","token_type":"bearer","expires_in":"43200","refresh_token":"R0123456789abcdefghijklmnopqrstuvwx"}'
@@ -233,6 +235,7 @@ def main():
             "TOKEN_PROXY__PUBLIC__RATE_LIMIT_PER_SECOND": "0",
             "TOKEN_PROXY__INTERNAL__LISTEN": f"127.0.0.1:{internal}",
             "TOKEN_PROXY__INTERNAL__API_KEYS": API_KEY,
+            "TOKEN_PROXY__NOTIFICATIONS__SECRET": NOTIFICATION_SECRET,
             "TOKEN_PROXY__STORE__URL": f"sqlite://{work}/tokens.db",
             "TOKEN_PROXY__STORE__ENCRYPTION_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         }
@@ -255,6 +258,7 @@ def main():
         results["upstream"] = wrk(f"http://127.0.0.1:{upstream}/v1/api/oauth/token", duration, 64, script="upstream.lua")
         with profiled(args.profile, service.pid, "callbacks"):
             results["callbacks"] = wrk(f"http://127.0.0.1:{public}/oauth/callback", duration, 64, script="callback.lua")
+        results["notifications"] = wrk(f"http://127.0.0.1:{public}/mondiapay/notifications/{NOTIFICATION_SECRET}", duration, 64, script="notification.lua")
         results["upstream_1"] = wrk(f"http://127.0.0.1:{upstream}/v1/api/oauth/token", duration, 1, script="upstream.lua")
         results["exchange_1"] = wrk(f"http://127.0.0.1:{internal}/v1/exchange", duration, 1, script="exchange.lua", env={"BENCH_API_KEY": API_KEY})
         # The first purchase fetches the client token; the measured ones reuse it.
@@ -298,6 +302,7 @@ def render(r, commits, rss_idle, rss_peak, ready_ms, binary_kib, duration):
         ("callbacks, fresh code each, 64 conns", f"{r['callbacks']['rate']:.0f} req/s", "durable SQLite commits, one row each", f"{commits:.0f} /s", ratio(r["callbacks"]["rate"], commits), "≥ 10×"),
         ("callbacks, same", f"{r['callbacks']['rate']:.0f} req/s", "stand-in token endpoint called directly", f"{r['upstream']['rate']:.0f} req/s", ratio(r["callbacks"]["rate"], r["upstream"]["rate"]), "—"),
         ("callbacks p50 / p99", f"{r['callbacks']['p50']:.2f} / {r['callbacks']['p99']:.2f} ms", "", "", None, "—"),
+        ("notifications, a new event each, 64 conns", f"{r['notifications']['rate']:.0f} req/s, p99 {r['notifications']['p99']:.2f} ms", "durable SQLite commits, one row each", f"{commits:.0f} /s", ratio(r["notifications"]["rate"], commits), "—"),
         ("exchange p50, 1 conn (POST /v1/exchange)", f"{r['exchange_1']['p50']:.3f} ms", "token endpoint p50, 1 conn", f"{r['upstream_1']['p50']:.3f} ms", None, f"added ≤ 1 ms: {added_p50:.3f} ms"),
         ("purchase p50, 1 conn (POST /v1/purchases, client token cached)", f"{r['purchase_1']['p50']:.3f} ms", "Prepare Purchase p50, 1 conn", f"{r['prepare_1']['p50']:.3f} ms", None, f"added ≤ 1 ms: {purchase_added_p50:.3f} ms"),
         ("RSS idle / peak under 256 conns", f"{rss_idle / 1024:.1f} / {rss_peak / 1024:.1f} MiB", "", "", None, "≤ 30 MiB"),

@@ -1,6 +1,8 @@
 //! End to end in a real headless Chromium (Debian's chromium and chromium-driver, driven over
 //! WebDriver): the sandbox MondiaPay's purchase page, its redirect to the service's callback,
-//! and the page the person lands on.
+//! and the page the person lands on; and the whole round trip a merchant runs through the
+//! service: a purchase started by the service, its callback, the token, the subscription, its
+//! cancel and MondiaPay's notifications in the event feed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, send_for_json};
+use mondiapay_token_proxy::sandbox::{self, Sandbox};
+use reqwest::StatusCode;
+use url::Url;
+
+use crate::helpers::{CLIENT_ID, CLIENT_SECRET, MondiaPay, TestApp, json, send_for_json, settings};
 use crate::sandbox::{SandboxMondiaPay, service_on};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -251,5 +257,105 @@ async fn a_person_buys_in_chromium_and_lands_on_the_thank_you_page_then_fails_on
     );
     assert!(text.contains("ORDER-2"));
     browser.screenshot("purchase-failed.png").await;
+    browser.close().await;
+}
+
+/// The whole round trip as a merchant runs it, in a real browser: an internal service starts a
+/// purchase, the person confirms it at MondiaPay (the sandbox), lands on the thank-you page; the
+/// internal service then reads the purchase, the token, the subscription, cancels it, and reads
+/// both of MondiaPay's notifications from the event feed.
+#[tokio::test]
+async fn a_purchase_started_by_the_service_runs_the_whole_round_trip_in_chromium() {
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_url = format!("http://{}", sandbox_listener.local_addr().unwrap());
+    let secret = "e2e-notification-secret-0123456789abcdef";
+    // MondiaPay sends the browser back to `mondiapay.redirect_uri`: the public listener's own
+    // address, so it is chosen before the service starts.
+    let public = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (stand_in, dir, mut env) = MondiaPay::start().await;
+    env.extend(settings(&format!(
+        "MONDIAPAY__TOKEN_URL={sandbox_url}{} MONDIAPAY__API_URL={sandbox_url} \
+         MONDIAPAY__REDIRECT_URI=http://{public}/oauth/callback PUBLIC__LISTEN={public} \
+         PURCHASES__ENFORCE=true NOTIFICATIONS__SECRET={secret}",
+        sandbox::TOKEN_PATH
+    )));
+    let app = TestApp::spawn(stand_in, dir, env).await;
+    let notify = Url::parse(&format!("{}/mondiapay/notifications/{secret}", app.public)).unwrap();
+    tokio::spawn(
+        Sandbox::new(CLIENT_ID, CLIENT_SECRET)
+            .notifying(notify)
+            .serve(sandbox_listener),
+    );
+    let browser = Browser::start().await;
+
+    // The internal service starts the purchase and sends the browser to MondiaPay.
+    let started = app
+        .start_purchase(
+            &json!({"subscription_type_id": 12345, "ref": "ORDER-RT"}),
+            None,
+        )
+        .await;
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let purchase = json(started).await;
+    assert_eq!(purchase["state"], "started", "{purchase}");
+    browser
+        .open(purchase["redirect_url"].as_str().unwrap())
+        .await;
+    browser.screenshot("round-trip-1-mondiapay.png").await;
+    browser.click("#confirm").await;
+    let landed = browser.wait_for_url("/oauth/result/res_").await;
+    assert!(!landed.contains("code="), "{landed}");
+    let text = browser.text().await;
+    assert!(
+        text.contains("Thank you for your purchase") && text.contains("ORDER-RT"),
+        "{text}"
+    );
+    browser.screenshot("round-trip-2-thank-you.png").await;
+
+    // The purchase, its token and the subscription.
+    let id = purchase["id"].as_str().unwrap();
+    let purchase = json(app.purchase(id).await).await;
+    assert_eq!(purchase["state"], "succeeded", "{purchase}");
+    let token = json(app.tokens_by_ref("ORDER-RT").await).await;
+    assert_eq!(purchase["token_id"], token["id"], "{purchase} {token}");
+    assert!(!text.contains(token["access_token"].as_str().unwrap()));
+    let subscriptions = json(app.subscriptions("ref=ORDER-RT").await).await;
+    let subscription = &subscriptions["subscriptions"][0];
+    assert_eq!(subscription["state"], "ACTIVE", "{subscriptions}");
+    let subscription_id = subscription["id"].as_str().unwrap().to_owned();
+
+    // The cancel, and both notifications in the feed (each arrives in the background).
+    let cancelled = app
+        .cancel_subscription(&subscription_id, "ref=ORDER-RT&immediately=true")
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
+    let mut events = Vec::new();
+    let mut after = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events.len() < 2 {
+        assert!(Instant::now() < deadline, "events so far: {events:?}");
+        let page = app.events_json(&format!("after={after}&wait=5")).await;
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        after = page["next"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(events[0]["event"], "CREATE", "{events:?}");
+    assert_eq!(events[0]["purchase_id"], id, "{events:?}");
+    assert_eq!(events[0]["ref"], "ORDER-RT", "{events:?}");
+    assert_eq!(events[1]["event"], "CANCEL", "{events:?}");
+    assert_eq!(
+        events[1]["subscription_id"],
+        subscription_id.as_str(),
+        "{events:?}"
+    );
+    let purchase = json(app.purchase(id).await).await;
+    assert_eq!(purchase["uuid_confirmed"], true, "{purchase}");
+    assert_eq!(
+        purchase["subscription_id"],
+        subscription_id.as_str(),
+        "{purchase}"
+    );
     browser.close().await;
 }

@@ -217,8 +217,8 @@ async fn on_postgresql_a_notification_naming_a_purchase_token_confirms_the_purch
     sqlx::query(
         "INSERT INTO purchases (id, ref, state, subscription_type_id, purchase_token, \
              redirect_url, created_at, expires_at, updated_at) \
-         VALUES ('pur_pg', 'ORDER-PG', 'succeeded', 12345, $1, 'https://gateway.example/i', \
-             1000, 4600, 1000)",
+         VALUES ('pur_pg', 'ORDER-PG', 'started', 12345, $1, 'https://gateway.example/i', \
+             1000, 4000000000, 1000)",
     )
     .bind(notification("x")["purchaseToken"].as_str().unwrap())
     .execute(&db)

@@ -253,13 +253,14 @@ pub fn assert_confirmed_by_the_notification(purchase: (String, bool, Option<Stri
     assert!(updated_at > 1000, "updated_at moved");
 }
 
-/// A purchase this service started, as `POST /v1/purchases` records it.
+/// A purchase this service started, as `POST /v1/purchases` records it. Still `started` and
+/// expiring far ahead, so housekeeping (which runs at start-up) neither expires nor purges it.
 async fn insert_purchase(db: &SqlitePool, id: &str, reference: &str, purchase_token: &str) {
     sqlx::query(
         "INSERT INTO purchases (id, ref, state, subscription_type_id, purchase_token, \
              redirect_url, uuid, created_at, expires_at, updated_at) \
-         VALUES ($1, $2, 'succeeded', 12345, $3, 'https://gateway.example/initiate', \
-             'uuid-from-the-query', 1000, 4600, 1000)",
+         VALUES ($1, $2, 'started', 12345, $3, 'https://gateway.example/initiate', \
+             'uuid-from-the-query', 1000, 4000000000, 1000)",
     )
     .bind(id)
     .bind(reference)
