@@ -28,6 +28,11 @@ pub async fn run(
         .tempdir()?;
     let sandbox_listener = TcpListener::bind("127.0.0.1:0").await?;
     let sandbox_address = sandbox_listener.local_addr()?;
+    // Bound first, so that the redirect MondiaPay is given names the port really listened on
+    // (`--port 0` picks a free one).
+    let public = bind(port, "--port").await?;
+    let internal = bind(internal_port, "--internal-port").await?;
+    let public_address = public.local_addr()?;
     let api_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>());
     let client_secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>());
@@ -44,13 +49,13 @@ pub async fn run(
         ("MONDIAPAY__CLIENT_SECRET", client_secret.clone()),
         (
             "MONDIAPAY__REDIRECT_URI",
-            format!("http://127.0.0.1:{port}/oauth/callback"),
+            format!("http://{public_address}/oauth/callback"),
         ),
         // Every callback must belong to a purchase the service started: the recommended setting.
         ("PURCHASES__ENFORCE", "true".to_owned()),
         ("NOTIFICATIONS__SECRET", notification_secret.clone()),
-        ("PUBLIC__LISTEN", format!("127.0.0.1:{port}")),
-        ("INTERNAL__LISTEN", format!("127.0.0.1:{internal_port}")),
+        ("PUBLIC__LISTEN", public_address.to_string()),
+        ("INTERNAL__LISTEN", internal.local_addr()?.to_string()),
         ("INTERNAL__API_KEYS", api_key.clone()),
         (
             "STORE__URL",
@@ -61,7 +66,7 @@ pub async fn run(
     .map(|(key, value)| (format!("TOKEN_PROXY__{key}"), value))
     .collect();
     let settings = Settings::load(None, Some(env), Purpose::Serve)?;
-    let app = Application::build(&settings).await?;
+    let app = Application::with_listeners(&settings, public, internal).await?;
     let notifications = Url::parse(&format!(
         "http://{}/mondiapay/notifications/{notification_secret}",
         app.public_addr()
@@ -80,6 +85,13 @@ pub async fn run(
         .and_then(|()| std::io::stdout().flush());
     app.run_until(shutdown).await?;
     Ok(())
+}
+
+/// A loopback listener on `port`, or one line naming the option and the cause.
+async fn bind(port: u16, option: &str) -> Result<TcpListener, Box<dyn std::error::Error>> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|error| format!("{option}: cannot listen on 127.0.0.1:{port}: {error}").into())
 }
 
 /// The round trip, step by step, as commands to paste.

@@ -204,3 +204,102 @@ async fn the_demo_prints_the_round_trip_as_well_formed_curl_commands_on_routes_t
         "no token yet, but the key works"
     );
 }
+
+/// Sends a printed command as `curl` would.
+async fn paste(curl: &Curl) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(curl.method.as_bytes()).unwrap();
+    let mut request = reqwest::Client::new().request(method, curl.url.clone());
+    for header in &curl.headers {
+        let (name, value) = header.split_once(": ").unwrap();
+        request = request.header(name, value);
+    }
+    if let Some(body) = &curl.body {
+        request = request.body(body.clone());
+    }
+    request.send().await.unwrap()
+}
+
+/// What a newcomer does with the guide: paste each command in turn, and do step 2 as the
+/// browser would (the purchase page's form, then MondiaPay's redirect back to the service). The
+/// round trip works end to end, on the ports `--port 0` picked.
+#[tokio::test]
+async fn pasting_the_demos_commands_runs_the_whole_round_trip() {
+    let (_demo, guide) = demo_guide();
+    let curls: Vec<Curl> = guide
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("curl "))
+        .map(read_curl)
+        .collect();
+    let step = |path: &str, method: &str| {
+        curls
+            .iter()
+            .find(|curl| curl.method == method && curl.url.path().starts_with(path))
+            .unwrap_or_else(|| panic!("no {method} {path} in the guide"))
+    };
+
+    // 1. Start a purchase.
+    let started = paste(step("/v1/purchases", "POST")).await;
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let purchase: Value = started.json().await.unwrap();
+
+    // 2. The browser: the purchase page, its "confirm" button, the redirect to the callback.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page_url = Url::parse(purchase["redirect_url"].as_str().unwrap()).unwrap();
+    let page = browser.get(page_url.clone()).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let action = page
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the purchase page's form");
+    let confirmed = browser
+        .post(page_url.join(action).unwrap())
+        .form(&[("decision", "confirm")])
+        .send()
+        .await
+        .unwrap();
+    let back = confirmed.headers()["location"].to_str().unwrap().to_owned();
+    let callback = browser.get(&back).send().await.unwrap();
+    assert_eq!(callback.status(), StatusCode::SEE_OTHER, "{back}");
+    let result = callback.headers()["location"].to_str().unwrap().to_owned();
+    assert!(result.starts_with("/oauth/result/res_"), "{result}");
+
+    // 3. The token; 4. the subscription; 5. its cancel.
+    let token = paste(step("/v1/tokens", "GET")).await;
+    assert_eq!(token.status(), StatusCode::OK);
+    let token: Value = token.json().await.unwrap();
+    assert_eq!(token["ref"], "ORDER-1", "{token}");
+    let subscriptions: Value = paste(step("/v1/subscriptions", "GET"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        subscriptions["subscriptions"][0]["id"], "1001",
+        "{subscriptions}"
+    );
+    assert_eq!(subscriptions["subscriptions"][0]["state"], "ACTIVE");
+    let cancelled = paste(step("/v1/subscriptions/", "DELETE")).await;
+    assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
+
+    // 6. The events: the printed command waits up to 5 s; pasted again until both are there.
+    let events = step("/v1/events", "GET");
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..6 {
+        let page: Value = paste(events).await.json().await.unwrap();
+        seen = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["event"].as_str().unwrap().to_owned())
+            .collect();
+        if seen.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, ["CREATE", "CANCEL"]);
+}
