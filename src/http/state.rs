@@ -7,8 +7,8 @@ use axum::extract::FromRef;
 
 use super::internal::auth::ApiKeys;
 use super::public::limit::ClientLimiter;
-use super::public::notifications::NotificationSecret;
 use super::public::pages::Pages;
+use super::public::secret::NotificationSecret;
 use crate::events::Events;
 use crate::exchange::{Exchanger, Renewer};
 use crate::metrics::Metrics;

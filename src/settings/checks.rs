@@ -92,10 +92,17 @@ impl Settings {
             }
         }
         if public.correlation_param.is_empty()
-            || ["code", "error", "status", "message", "uuid"]
+            || ["code", "error", "status", "message", "uuid", "purchase"]
                 .contains(&public.correlation_param.as_str())
         {
-            problems.push("public.correlation_param must be a parameter name of its own (not code, error, status, message or uuid)".to_owned());
+            problems.push("public.correlation_param must be a parameter name of its own (not code, error, status, message, uuid or purchase)".to_owned());
+        }
+        // The service appends `purchase=<id>` to the redirect of each purchase it starts: one
+        // already there would make every callback carry it twice, and be refused.
+        if let Some(redirect) = &mp.redirect_uri
+            && redirect.query_pairs().any(|(name, _)| name == "purchase")
+        {
+            problems.push("mondiapay.redirect_uri must not carry a `purchase` parameter: the service adds its own purchase id there".to_owned());
         }
         if let Err(problem) = public.trusted_proxy_networks() {
             problems.push(problem);

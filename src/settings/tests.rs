@@ -403,3 +403,26 @@ fn round_trip_settings_have_their_defaults_and_are_checked_without_echoing_the_s
         }
     }
 }
+
+#[test]
+fn the_purchase_parameter_is_the_services_own() {
+    for (var, value, key) in [
+        (
+            "TOKEN_PROXY__PUBLIC__CORRELATION_PARAM",
+            "purchase",
+            "public.correlation_param",
+        ),
+        (
+            "TOKEN_PROXY__MONDIAPAY__REDIRECT_URI",
+            "https://shop.example/thanks?purchase=42",
+            "mondiapay.redirect_uri",
+        ),
+    ] {
+        let mut vars = required_env();
+        vars.retain(|(name, _)| *name != var);
+        vars.push((var, value));
+        let found = problems(&vars, Purpose::Serve);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with(key), "{found:?}");
+    }
+}

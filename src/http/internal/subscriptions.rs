@@ -8,10 +8,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
 use super::problem::ApiError;
-use super::tokens::{ApiQuery, label};
+use super::tokens::{ApiQuery, UserTokenErrors, label};
 use crate::subscriptions::{Holder, Subscriptions};
 
 /// The query of both routes: whose subscriptions (exactly one of `ref`, `uuid` or
@@ -77,36 +77,6 @@ pub struct SubscriptionList {
     /// MondiaPay's subscription objects (`id`, `typeId`, `state`, `subState`, `startDate`, …),
     /// unchanged; an object answer is a list of one.
     subscriptions: Vec<Value>,
-}
-
-/// What may go wrong where the user's token is renewed or used: said once for every such route.
-#[derive(IntoResponses)]
-#[allow(
-    dead_code,
-    reason = "only described: the handlers answer with `ApiError`"
-)]
-pub enum UserTokenErrors {
-    /// No live token for the user and, where a renewal is asked for, no uuid to renew one for
-    /// (`not-found`).
-    #[response(status = 404)]
-    NotFound,
-    /// MondiaPay refused to renew the user's token, e.g. an unknown uuid (`renewal-refused`), or
-    /// refused a Subscription Management call (`mondiapay-refused`); `mondiapay_error` carries
-    /// MondiaPay's error code.
-    #[response(status = 422)]
-    Refused,
-    /// MondiaPay refused the user's token also once renewed (`token-refused`, with
-    /// `mondiapay_error`), refused this service's client credentials (`credentials-rejected`),
-    /// or gave no usable answer (`upstream-unavailable`).
-    #[response(status = 502)]
-    BadGateway,
-    /// Another renewal of this user's token has been under way for longer than a claim's lease
-    /// (`renewal-in-progress`).
-    #[response(status = 503)]
-    RenewalInProgress,
-    /// MondiaPay did not answer in time (`upstream-timeout`).
-    #[response(status = 504)]
-    Timeout,
 }
 
 /// A user's subscriptions, from MondiaPay

@@ -6,10 +6,9 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use super::problem::ApiError;
-use super::subscriptions::UserTokenErrors;
 use crate::domain::{Code, MAX_LABEL_CHARS, Owner, TokenRecord, is_acceptable_label};
 use crate::exchange::Renewer;
 use crate::http::state::AppState;
@@ -192,4 +191,34 @@ pub fn label(name: &str, value: Option<String>) -> Result<Option<String>, ApiErr
         Some(value) if !value.is_empty() => Ok(Some(value)),
         _ => Ok(None),
     }
+}
+
+/// What may go wrong where the user's token is renewed or used: said once for every such route.
+#[derive(IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "only described: the handlers answer with `ApiError`"
+)]
+pub enum UserTokenErrors {
+    /// No live token for the user and, where a renewal is asked for, no uuid to renew one for
+    /// (`not-found`).
+    #[response(status = 404)]
+    NotFound,
+    /// MondiaPay refused to renew the user's token, e.g. an unknown uuid (`renewal-refused`), or
+    /// refused a Subscription Management call (`mondiapay-refused`); `mondiapay_error` carries
+    /// MondiaPay's error code.
+    #[response(status = 422)]
+    Refused,
+    /// MondiaPay refused the user's token also once renewed (`token-refused`, with
+    /// `mondiapay_error`), refused this service's client credentials (`credentials-rejected`),
+    /// or gave no usable answer (`upstream-unavailable`).
+    #[response(status = 502)]
+    BadGateway,
+    /// Another renewal of this user's token has been under way for longer than a claim's lease
+    /// (`renewal-in-progress`).
+    #[response(status = 503)]
+    RenewalInProgress,
+    /// MondiaPay did not answer in time (`upstream-timeout`).
+    #[response(status = 504)]
+    Timeout,
 }

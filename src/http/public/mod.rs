@@ -6,6 +6,7 @@ pub mod limit;
 pub mod notifications;
 pub mod pages;
 pub mod query;
+pub mod secret;
 
 use std::net::SocketAddr;
 use std::time::Duration;
