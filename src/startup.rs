@@ -102,6 +102,7 @@ impl Engine {
             MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?,
             Arc::clone(&metrics),
             Duration::from_secs(settings.store.claim_lease_secs),
+            !settings.purchases.enforce,
         ));
         let subscriptions = Arc::new(Subscriptions::new(
             Arc::clone(&store),

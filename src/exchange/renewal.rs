@@ -60,25 +60,35 @@ pub struct Renewer {
     turns: Turns<String>,
     tasks: TaskTracker,
     lease: Duration,
+    trusts_claimed_uuids: bool,
 }
 
 impl Renewer {
     /// `lease`: how long a claim on a user's renewal holds (`store.claim_lease_secs`).
+    /// `trusts_claimed_uuids`: whether a uuid a redirect's query gave may be renewed for
+    /// (`purchases.enforce = false`), or only one MondiaPay confirmed.
     pub fn new(
         store: Arc<TokenStore>,
         mondiapay: MondiaPayClient,
         metrics: Arc<Metrics>,
         lease: Duration,
+        trusts_claimed_uuids: bool,
     ) -> Self {
         // Users queue per uuid, as codes do in the exchanger.
         Self {
             turns: Turns::default(),
             tasks: TaskTracker::new(),
             lease,
+            trusts_claimed_uuids,
             store,
             mondiapay,
             metrics,
         }
+    }
+
+    /// Whether a token's uuid, as a redirect's query gave it, may be renewed for.
+    pub fn trusts_claimed_uuids(&self) -> bool {
+        self.trusts_claimed_uuids
     }
 
     /// The live token of the user `uuid`, or else a new one from MondiaPay, stored under `uuid`

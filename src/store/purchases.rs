@@ -95,6 +95,18 @@ pub struct PurchasesTidied {
 }
 
 impl TokenStore {
+    /// The uuid MondiaPay itself named for `reference`: from a notification about one of its
+    /// purchases (`uuid_confirmed`), the newest if several. A redirect's `uuid` is not that.
+    pub async fn confirmed_uuid(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT uuid FROM purchases WHERE ref = $1 AND uuid_confirmed = TRUE \
+                   AND uuid IS NOT NULL ORDER BY updated_at DESC LIMIT 1";
+        let row: Option<(String,)> = self
+            .pool()
+            .fetch_optional(sql.to_owned(), reference)
+            .await?;
+        Ok(row.map(|(uuid,)| uuid))
+    }
+
     /// Claims `key` for `new` (a `preparing` row held for `lease_secs` of the database's clock),
     /// atomically across replicas; or finds the purchase the key already names. A key older than
     /// 24 hours is forgotten first.

@@ -168,8 +168,13 @@ impl Subscriptions {
 }
 
 /// A renewed token for the user behind `column = value` (a `ref`, a `uuid` or a token id), or
-/// `None` when no token ever named a uuid for it. The token is stored under the same `ref` and
-/// `uuid` as the user's last one.
+/// `None` when no uuid may be renewed for. The token is stored under the same `ref` and `uuid`
+/// as the user's last one.
+///
+/// Which user that is: a `uuid` the internal caller names is taken as given (the API key is the
+/// boundary). For a `ref` or a token id, the uuid MondiaPay confirmed for that `ref` (a
+/// notification about its purchase); a token's own uuid is only what the redirect's query said,
+/// anyone's to forge, and is used only while `purchases.enforce` is off.
 pub async fn renew_for(
     store: &TokenStore,
     renewer: &Arc<Renewer>,
@@ -177,16 +182,27 @@ pub async fn renew_for(
     value: &str,
 ) -> Result<Option<TokenRecord>, SubscriptionError> {
     let owner = store.last_owner(column, value).await?;
-    let (uuid, reference) = match (column, owner) {
-        (_, Some(owner)) => (owner.uuid, owner.reference),
+    let (uuid, reference) = match column {
         // A uuid never seen is still the user's: MondiaPay knows it or refuses it.
-        (OwnerColumn::Uuid, None) => (Some(value.to_owned()), None),
-        (_, None) => (None, None),
+        OwnerColumn::Uuid => (
+            Some(value.to_owned()),
+            owner.and_then(|owner| owner.reference),
+        ),
+        OwnerColumn::Ref | OwnerColumn::Id => {
+            let reference = match column {
+                OwnerColumn::Ref => Some(value.to_owned()),
+                _ => owner.as_ref().and_then(|owner| owner.reference.clone()),
+            };
+            let confirmed = match &reference {
+                Some(reference) => store.confirmed_uuid(reference).await?,
+                None => None,
+            };
+            let claimed = owner
+                .and_then(|owner| owner.uuid)
+                .filter(|_| renewer.trusts_claimed_uuids());
+            (confirmed.or(claimed), reference)
+        }
     };
     let Some(uuid) = uuid else { return Ok(None) };
-    let reference = match column {
-        OwnerColumn::Ref => Some(value.to_owned()),
-        _ => reference,
-    };
     Ok(Some(renewer.renew(uuid, reference).await?))
 }

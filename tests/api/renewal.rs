@@ -386,3 +386,35 @@ async fn renew_true_for_a_ref_reuses_the_users_live_token_recorded_under_another
     let found = json(app.renewed_token("ref=ORDER-R11").await).await;
     assert_eq!(found["id"], live["id"], "one token per user, reused");
 }
+
+/// With `purchases.enforce`, a `ref` is renewed only for the uuid MondiaPay confirmed in a
+/// notification about its purchase: the uuid a redirect's query gave is anyone's to forge (a
+/// buyer naming someone else's uuid would otherwise get that user's token minted for their order).
+#[tokio::test]
+async fn with_enforced_purchases_a_ref_is_renewed_only_for_the_uuid_mondiapay_confirmed() {
+    let app = spawn_app_with("PURCHASES__ENFORCE=true").await;
+    user_with_expired_token(&app.mondiapay, &app, ("ORDER-F", "uuid-forged")).await;
+    never_renews(&app.mondiapay, "uuid-forged").await;
+    assert_eq!(
+        app.renewed_token("ref=ORDER-F").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // A notification about the order's purchase named its user.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/tokens.db", app.dir.path().display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO purchases (id, ref, state, subscription_type_id, purchase_token, \
+             redirect_url, uuid, uuid_confirmed, created_at, expires_at, updated_at) \
+         VALUES ('pur_f', 'ORDER-F', 'succeeded', 12345, 'pt-f', 'https://gateway.example/i', \
+             'uuid-confirmed', TRUE, unixepoch(), unixepoch() + 3600, unixepoch())",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    renews(&app.mondiapay, "uuid-confirmed", "Urenewed-f", 1).await;
+    let renewed = json(app.renewed_token("ref=ORDER-F").await).await;
+    assert_eq!(renewed["uuid"], "uuid-confirmed", "{renewed}");
+    assert_eq!(renewed["ref"], "ORDER-F");
+}
