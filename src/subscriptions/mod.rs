@@ -96,8 +96,10 @@ impl Subscriptions {
         .map(drop)
     }
 
-    /// Makes `call` with the holder's token; on MondiaPay's `401` retires it, renews it once
-    /// and makes the call once more.
+    /// Makes `call` with the holder's token; when MondiaPay's `401` says the token is no good
+    /// (`TOKEN_NOT_FOUND`, `TOKEN_CONTEXT_IS_NOT_VALID`, `TOKEN_EXPIRED`), retires it, renews
+    /// it once and makes the call once more. Any other `401` (a gateway's, one about the request)
+    /// leaves the token alone: it is reported, not renewed.
     async fn with_user_token<Call, Answered>(
         &self,
         holder: &Holder,
@@ -109,18 +111,29 @@ impl Subscriptions {
     {
         let token = self.token_for(holder).await?;
         let refused = match self.call_with(&token, &call).await {
-            Err(SubscriptionError::TokenRefused(error)) => error,
+            Err(SubscriptionError::TokenRefused(error)) if names_a_bad_token(&error) => error,
             done => return done,
         };
-        let Some(uuid) = token.uuid.clone() else {
+        tracing::info!(token_id = %token.id, mondiapay_error = %refused.error,
+            "MondiaPay refused the user's token: retired");
+        self.store.retire_token(&token.id).await?;
+        // The same rule as any renewal decides which user the new token is for.
+        let Some(renewed) =
+            renew_for(&self.store, &self.renewer, OwnerColumn::Id, &token.id).await?
+        else {
             // No user to renew for: the refusal stands.
             return Err(SubscriptionError::TokenRefused(refused));
         };
-        let renewed = self.renewer.renew(uuid, token.reference.clone()).await?;
-        self.call_with(&renewed, &call).await
+        let answer = self.call_with(&renewed, &call).await;
+        if let Err(SubscriptionError::TokenRefused(error)) = &answer
+            && names_a_bad_token(error)
+        {
+            self.store.retire_token(&renewed.id).await?;
+        }
+        answer
     }
 
-    /// One call with `token`; a token MondiaPay refused is retired at once.
+    /// One call with `token`.
     async fn call_with<Call, Answered>(
         &self,
         token: &TokenRecord,
@@ -132,12 +145,7 @@ impl Subscriptions {
     {
         match call(token.access_token.clone()).await {
             ApiAnswer::Done(value) => Ok(value),
-            ApiAnswer::TokenRefused(error) => {
-                tracing::info!(token_id = %token.id, mondiapay_error = %error.error,
-                    "MondiaPay refused the user's token: retired");
-                self.store.retire_token(&token.id).await?;
-                Err(SubscriptionError::TokenRefused(error))
-            }
+            ApiAnswer::TokenRefused(error) => Err(SubscriptionError::TokenRefused(error)),
             ApiAnswer::Refused(error) => Err(SubscriptionError::Refused(error)),
             ApiAnswer::Unusable(reason) => Err(SubscriptionError::NoAnswer(reason)),
         }
@@ -205,4 +213,16 @@ pub async fn renew_for(
     };
     let Some(uuid) = uuid else { return Ok(None) };
     Ok(Some(renewer.renew(uuid, reference).await?))
+}
+
+/// Whether MondiaPay's `401` names the token itself as no good (MONDIAPAY.md's error codes for
+/// a token it does not know, or whose context or life has ended).
+fn names_a_bad_token(error: &UpstreamError) -> bool {
+    [
+        "TOKEN_NOT_FOUND",
+        "TOKEN_CONTEXT_IS_NOT_VALID",
+        "TOKEN_EXPIRED",
+    ]
+    .iter()
+    .any(|code| error.error.eq_ignore_ascii_case(code))
 }

@@ -517,3 +517,25 @@ async fn user_credentials_after(uuid: &str, access_token: &str, mondiapay: &Mond
     let slow = issues_after(access_token, Duration::from_millis(200));
     answers(mondiapay, crate::renewal::user_credentials(uuid), slow, 1).await;
 }
+
+/// Only a `401` that names the token as no good retires it: a gateway's bare `401` (or one
+/// about the request) is reported and the token kept, with no renewal.
+#[tokio::test]
+async fn a_401_that_does_not_name_the_token_keeps_it_and_renews_nothing() {
+    let app = spawn_app().await;
+    let live = user_with_live_token(&app.mondiapay, &app, ("ORDER-S9", "uuid-s9"), "Ukept9").await;
+    answers(
+        &app.mondiapay,
+        get_subscriptions("Ukept9"),
+        ResponseTemplate::new(401),
+        1,
+    )
+    .await;
+    never_renews(&app.mondiapay, "uuid-s9").await;
+
+    let response = app.subscriptions("ref=ORDER-S9").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_problem_kind(&json(response).await, "token-refused");
+    let still = json(app.tokens_by_ref("ORDER-S9").await).await;
+    assert_eq!(still["id"], live["id"], "the token is still served");
+}
