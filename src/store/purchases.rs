@@ -359,8 +359,10 @@ impl TokenStore {
                      WHERE state = 'started' AND code_hash IS NULL AND expires_at <= $1")
                     .bind(now).execute(&mut *tx).await?.rows_affected();
                 let purged = sqlx::query(
+                    // A succeeded purchase is kept: its subscription's later notifications (months
+                    // on) find their order by it, and its confirmed uuid renews the order's token.
                     "DELETE FROM purchases WHERE updated_at < $1 \
-                     AND state NOT IN ('started', 'preparing')")
+                     AND state NOT IN ('started', 'preparing', 'succeeded')")
                     .bind(cutoff).execute(&mut *tx).await?.rows_affected();
                 let abandoned = sqlx::query(
                     "DELETE FROM purchases WHERE state = 'preparing' AND lease_until < $1")

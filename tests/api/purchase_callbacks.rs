@@ -264,6 +264,36 @@ async fn ended_purchases_are_purged_after_the_retention_period() {
     .await;
 }
 
+/// A succeeded purchase outlives the retention period: its subscription's notifications,
+/// months later, still find their order by it.
+#[tokio::test]
+async fn a_succeeded_purchase_is_kept_past_the_retention_period() {
+    let app = spawn_app_with(
+        "PURCHASES__TTL_SECS=1 STORE__PURGE_INTERVAL_SECS=1 STORE__RETENTION_SECS=1",
+    )
+    .await;
+    issues_client_tokens(&app.mondiapay, 1).await;
+    prepares_purchases(&app.mondiapay, 2).await;
+    let kept = started(&app, "ORDER-KEPT", StatusCode::CREATED).await;
+    let kept = kept["id"].as_str().unwrap().to_owned();
+    issues_user_tokens(&app, 1).await;
+    let (_, status, _) = app
+        .callback_page(&format!(
+            "code={}&status=200&uuid=8142&purchase={kept}",
+            new_code()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let expired = started(&app, "ORDER-GONE", StatusCode::CREATED).await;
+    let expired = expired["id"].as_str().unwrap().to_owned();
+    // The statement that purged the expired one would have purged the succeeded one with it.
+    eventually("purged", || async {
+        app.purchase(&expired).await.status() == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert_eq!(purchase(&app, &kept).await["state"], "succeeded");
+}
+
 /// A `401` whose body repeats the bearer token it was sent, and the client secret.
 struct EchoingRefusal;
 
