@@ -102,6 +102,9 @@ impl TokenStore {
     /// Stores a notification once per `eventUUID`, and confirms the purchase it names in the
     /// same transaction; durable when this returns.
     pub async fn store_event(&self, notification: &Notification) -> Result<Stored, StoreError> {
+        // The disk's last MiB is kept for the tokens of codes MondiaPay has already spent; a
+        // notification refused now (503) is sent again by MondiaPay.
+        self.ensure_room()?;
         let new = notification.clone();
         let now = now_unix();
         self.to_completion(move |store| async move {

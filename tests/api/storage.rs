@@ -247,3 +247,38 @@ async fn a_store_turned_read_only_refuses_exchanges_before_mondiapay_and_recover
     assert_store_recovers(&app, &blocked_code).await;
     app.stop().await;
 }
+
+/// The disk's last MiB is kept for the tokens of codes MondiaPay has spent: a notification is
+/// refused with a `503` (MondiaPay sends it again), not stored into that reserve, and accepted
+/// once there is room.
+#[tokio::test]
+async fn a_full_disk_refuses_notifications_with_503_and_takes_them_once_there_is_room() {
+    use crate::notifications::{NOTIFICATION_SECRET, notification};
+    let disk = SmallDisk::mount("4m");
+    let url = format!("sqlite://{}/tokens.db", disk.path.display());
+    let mut app = spawn_app_with(&format!(
+        "STORE__URL={url} NOTIFICATIONS__SECRET={NOTIFICATION_SECRET}"
+    ))
+    .await;
+    let filler = disk.fill();
+    // Half a MiB free: room enough for SQLite to write, but inside the reserve.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap();
+    let length = file.metadata().unwrap().len();
+    file.set_len(length - 512 * 1024).unwrap();
+    drop(file);
+    let refused = app
+        .notify(NOTIFICATION_SECRET, &notification("evt-disk-full"))
+        .await;
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    std::fs::remove_file(filler).unwrap();
+    let taken = app
+        .notify(NOTIFICATION_SECRET, &notification("evt-disk-full"))
+        .await;
+    assert_eq!(taken.status(), reqwest::StatusCode::OK);
+    let feed = app.events_json("").await;
+    assert_eq!(feed["events"].as_array().unwrap().len(), 1, "{feed}");
+    app.stop().await;
+}
