@@ -62,18 +62,20 @@ impl Notification {
             Some(Value::String(value)) if !value.is_empty() => acceptable(name, value.clone()),
             _ => Err(NotificationError::Missing(name)),
         };
-        let optional = |name: &'static str| text(&fields, name).map(|v| acceptable(name, v));
+        // An optional field that breaks the label rule is left out, not the notification: it is
+        // kept in `raw`, and refusing it would lose the event (MondiaPay's retries carry the same).
+        let optional = |name: &'static str| text(&fields, name).filter(|v| is_acceptable_label(v));
         Ok(Self {
             event_uuid: required("eventUUID")?,
             event: required("event")?,
-            reason: optional("reason").transpose()?,
-            status: optional("status").transpose()?,
-            sub_state: optional("subState").transpose()?,
-            uuid: optional("uuid").transpose()?,
-            subscription_id: optional("subscriptionId").transpose()?,
-            subscription_type_id: optional("subscriptionTypeId").transpose()?,
-            event_time: optional("eventDateTime").transpose()?,
-            purchase_token: optional("purchaseToken").transpose()?,
+            reason: optional("reason"),
+            status: optional("status"),
+            sub_state: optional("subState"),
+            uuid: optional("uuid"),
+            subscription_id: optional("subscriptionId"),
+            subscription_type_id: optional("subscriptionTypeId"),
+            event_time: optional("eventDateTime"),
+            purchase_token: optional("purchaseToken"),
             raw: raw.to_owned(),
         })
     }
@@ -138,10 +140,6 @@ mod tests {
                 Missing("eventUUID"),
             ),
             (br#"{"eventUUID": "e"}"#, Missing("event")),
-            (
-                br#"{"eventUUID": "e", "event": "C", "uuid": "a\nb"}"#,
-                Unacceptable("uuid"),
-            ),
         ] {
             assert_eq!(Notification::parse(body), Err(error), "{body:?}");
         }
@@ -150,6 +148,16 @@ mod tests {
             Notification::parse(long.as_bytes()),
             Err(Unacceptable("eventUUID"))
         );
+    }
+
+    #[test]
+    fn an_optional_field_that_breaks_the_label_rule_is_left_out_not_the_notification() {
+        let long = "s".repeat(257);
+        let body =
+            format!(r#"{{"eventUUID": "e", "event": "C", "uuid": "a\nb", "status": "{long}"}}"#);
+        let notification = Notification::parse(body.as_bytes()).unwrap();
+        assert_eq!((notification.uuid, notification.status), (None, None));
+        assert_eq!(notification.raw, body);
     }
 
     #[test]
