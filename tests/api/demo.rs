@@ -114,6 +114,16 @@ fn read_curl(line: &str) -> Curl {
     }
 }
 
+/// The `curl` commands the guide prints, in order.
+fn printed_commands(guide: &str) -> Vec<Curl> {
+    guide
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("curl "))
+        .map(read_curl)
+        .collect()
+}
+
 /// Whether `path` fits the SPEC's `template` (a `{…}` segment stands for any one segment).
 fn fits(template: &str, path: &str) -> bool {
     let (template, path): (Vec<_>, Vec<_>) =
@@ -128,12 +138,7 @@ fn fits(template: &str, path: &str) -> bool {
 #[tokio::test]
 async fn the_demo_prints_the_round_trip_as_well_formed_curl_commands_on_routes_the_spec_defines() {
     let (_demo, guide) = demo_guide();
-    let curls: Vec<Curl> = guide
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("curl "))
-        .map(read_curl)
-        .collect();
+    let curls = printed_commands(&guide);
     let mut steps = Vec::new();
     let internal = curls[0].url.origin();
     for curl in &curls {
@@ -225,12 +230,7 @@ async fn paste(curl: &Curl) -> reqwest::Response {
 #[tokio::test]
 async fn pasting_the_demos_commands_runs_the_whole_round_trip() {
     let (_demo, guide) = demo_guide();
-    let curls: Vec<Curl> = guide
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("curl "))
-        .map(read_curl)
-        .collect();
+    let curls = printed_commands(&guide);
     let step = |path: &str, method: &str| {
         curls
             .iter()
