@@ -22,7 +22,7 @@ use crate::http::state::{AppState, CallbackSettings, Shared};
 use crate::keyfile::{self, KeyFileError};
 use crate::metrics::Metrics;
 use crate::mondiapay::MondiaPayClient;
-use crate::purchases::Purchases;
+use crate::purchases::{self, Purchases};
 use crate::serve::{self, BareAnswers, ConnectionLimits, FdLimitError, Listener};
 use crate::settings::{Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
@@ -93,7 +93,10 @@ impl Engine {
             mondiapay,
             settings.purchases.ttl_secs,
             settings.purchases.enforce,
-            Duration::from_secs(settings.store.claim_lease_secs),
+            purchases::key_lease(
+                Duration::from_secs(settings.store.claim_lease_secs),
+                settings.mondiapay.longest_exchange(),
+            ),
         ));
         // Clients of their own: a renewal or a subscription call never waits for a pooled
         // connection an exchange holds.

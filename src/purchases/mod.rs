@@ -222,6 +222,16 @@ pub fn new_purchase_id() -> String {
     random_id(PURCHASE_ID_PREFIX)
 }
 
+/// How long a claimed `Idempotency-Key` holds: longer than the longest chain of MondiaPay calls
+/// one purchase can make — waiting on another request's client-token fetch, the client token,
+/// Prepare Purchase, and each of the last two once more after a `401` — each bounded by
+/// `longest_call`, and never shorter than `store.claim_lease_secs`. A key taken over while its
+/// first holder is still calling would make a second purchase at MondiaPay.
+pub fn key_lease(claim_lease: Duration, longest_call: Duration) -> Duration {
+    const CALLS_IN_A_PURCHASE: u32 = 5;
+    claim_lease.max(longest_call * CALLS_IN_A_PURCHASE)
+}
+
 /// What makes two requests under one `Idempotency-Key` the same request: their parsed bodies
 /// (fields in a fixed order, so spacing and key order do not matter).
 fn request_hash(order: &Order) -> String {
@@ -231,6 +241,7 @@ fn request_hash(order: &Order) -> String {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]
@@ -249,5 +260,12 @@ mod tests {
         };
         assert_eq!(request_hash(&order("A")), request_hash(&order("A")));
         assert_ne!(request_hash(&order("A")), request_hash(&order("B")));
+    }
+
+    #[test]
+    fn a_keys_lease_outlasts_a_purchases_every_call() {
+        let (claim, call) = (Duration::from_secs(60), Duration::from_secs(23));
+        assert_eq!(key_lease(claim, call), Duration::from_secs(115));
+        assert_eq!(key_lease(claim, Duration::from_secs(1)), claim);
     }
 }
