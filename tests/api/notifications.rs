@@ -416,3 +416,20 @@ async fn events_are_purged_after_the_retention_period() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A request without the secret is answered before its body is read: it cannot tell the route
+/// by how the body is waited for, nor hold the connection open to trickle one in. Here the body
+/// announced is never sent, and the unknown route's `404` comes at once all the same.
+#[tokio::test]
+async fn a_wrong_secret_is_answered_before_the_body_is_read() {
+    let app = spawn_notified_app("").await;
+    let address = app.public.trim_start_matches("http://").parse().unwrap();
+    let request = b"POST /mondiapay/notifications/not-the-secret-0123456789abcdef HTTP/1.1\r\n\
+        Host: shop.example\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\
+        Connection: close\r\n\r\n";
+    let answer = crate::raw_http::send_raw(address, request)
+        .await
+        .expect("an answer, without the body ever sent");
+    assert_eq!(answer.status, 404);
+    assert!(answer.is_page());
+}

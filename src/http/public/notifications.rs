@@ -10,8 +10,8 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
@@ -40,7 +40,7 @@ async fn receive(
     Extension(RequestId(request_id)): Extension<RequestId>,
     method: Method,
     secret: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let refuse = |outcome, status| {
         state.events.refused(outcome);
@@ -51,7 +51,9 @@ async fn receive(
         state.events.refused("wrong_secret");
         return state.pages.not_found(&request_id);
     }
-    let body = match body {
+    // Only now is the body read: a request without the secret is answered at once, so it can
+    // neither tell the route by how its body is waited for nor hold the connection to send one.
+    let body = match Bytes::from_request(request, &state).await {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE);
