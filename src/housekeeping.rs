@@ -47,6 +47,7 @@ impl Housekeeping {
         {
             Ok(tidied) if tidied != PurchasesTidied::default() => tracing::info!(
                 expired = tidied.expired,
+                settled = tidied.settled,
                 purged = tidied.purged,
                 idempotency_keys_forgotten = tidied.keys_forgotten,
                 "purchases expired and purged"

@@ -86,10 +86,17 @@ pub enum KeyClaim {
     Released,
 }
 
+/// How long after its code was bound a purchase still `started` counts as having lost its
+/// callback's outcome: far longer than any exchange.
+const OUTCOME_LOST_SECS: i64 = 3600;
+
 /// What one purchase housekeeping round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PurchasesTidied {
     pub expired: u64,
+    /// Purchases whose callback bound a code but never recorded its outcome (the process died in
+    /// between), moved on from their code's exchange.
+    pub settled: u64,
     pub purged: u64,
     pub keys_forgotten: u64,
 }
@@ -358,6 +365,20 @@ impl TokenStore {
                     "UPDATE purchases SET state = 'expired', updated_at = $1 \
                      WHERE state = 'started' AND code_hash IS NULL AND expires_at <= $1")
                     .bind(now).execute(&mut *tx).await?.rows_affected();
+                // A callback binds its code before the exchange and records the outcome after: a
+                // purchase still `started` with a bound code an hour on lost its outcome (the
+                // process died in between). Its code's exchange says how it ended.
+                let settled = sqlx::query(
+                    "UPDATE purchases SET \
+                         state = COALESCE((SELECT CASE e.state WHEN 'succeeded' THEN 'succeeded' \
+                             WHEN 'rejected' THEN 'code_rejected' ELSE 'unavailable' END \
+                             FROM exchanges e WHERE e.code_hash = purchases.code_hash), 'unavailable'), \
+                         token_id = COALESCE(token_id, (SELECT e.token_id FROM exchanges e \
+                             WHERE e.code_hash = purchases.code_hash)), \
+                         updated_at = $1 \
+                     WHERE state = 'started' AND code_hash IS NOT NULL AND updated_at <= $2")
+                    .bind(now).bind(now - OUTCOME_LOST_SECS)
+                    .execute(&mut *tx).await?.rows_affected();
                 let purged = sqlx::query(
                     // A succeeded purchase is kept: its subscription's later notifications (months
                     // on) find their order by it, and its confirmed uuid renews the order's token.
@@ -372,7 +393,7 @@ impl TokenStore {
                      WHERE idempotency_key IS NOT NULL AND created_at < $1 AND state <> 'preparing'")
                     .bind(now - IDEMPOTENCY_KEY_SECS).execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
-                PurchasesTidied { expired, purged: purged + abandoned, keys_forgotten }
+                PurchasesTidied { expired, settled, purged: purged + abandoned, keys_forgotten }
             });
             store.durable().await?;
             Ok(tidied)

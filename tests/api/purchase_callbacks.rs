@@ -416,3 +416,40 @@ async fn on_postgresql_purchases_are_bound_settled_and_expired() {
     );
     assert_eq!(served.stop().0, Some(0));
 }
+
+/// A callback binds its code before the exchange and records the outcome after; a purchase left
+/// `started` with its code bound (the process died in between) is moved on by housekeeping from
+/// its code's exchange: succeeded with the token, or `unavailable` when no exchange says more.
+#[tokio::test]
+async fn a_purchase_whose_callback_lost_its_outcome_is_settled_from_its_codes_exchange() {
+    let app = spawn_app_with("STORE__PURGE_INTERVAL_SECS=1").await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/tokens.db", app.dir.path().display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO purchases (id, ref, state, subscription_type_id, redirect_url, code_hash, \
+             created_at, expires_at, updated_at) VALUES \
+         ('pur_lost_ok', 'ORDER-LOST-1', 'started', 12345, 'https://gateway.example/i', 'hash-ok', \
+             unixepoch() - 7200, unixepoch() + 3600, unixepoch() - 7200), \
+         ('pur_lost_none', 'ORDER-LOST-2', 'started', 12345, 'https://gateway.example/i', \
+             'hash-none', unixepoch() - 7200, unixepoch() + 3600, unixepoch() - 7200), \
+         ('pur_bound_now', 'ORDER-LOST-3', 'started', 12345, 'https://gateway.example/i', \
+             'hash-now', unixepoch(), unixepoch() + 3600, unixepoch()); \
+         INSERT INTO exchanges (code_hash, state, attempt, token_id, created_at, updated_at) \
+         VALUES ('hash-ok', 'succeeded', 1, 'tok_lost', unixepoch() - 7200, unixepoch() - 7200)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    eventually("settled", || async {
+        purchase(&app, "pur_lost_ok").await["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(purchase(&app, "pur_lost_ok").await["token_id"], "tok_lost");
+    assert_eq!(
+        purchase(&app, "pur_lost_none").await["state"],
+        "unavailable"
+    );
+    // A code bound just now may still be under way: left alone.
+    assert_eq!(purchase(&app, "pur_bound_now").await["state"], "started");
+}
