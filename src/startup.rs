@@ -90,7 +90,7 @@ impl Engine {
         ));
         let purchases = Arc::new(Purchases::new(
             Arc::clone(&store),
-            mondiapay,
+            Arc::clone(&mondiapay),
             settings.purchases.ttl_secs,
             settings.purchases.enforce,
             purchases::key_lease(
@@ -98,18 +98,18 @@ impl Engine {
                 settings.mondiapay.longest_exchange(),
             ),
         ));
-        // Clients of their own: a renewal or a subscription call never waits for a pooled
-        // connection an exchange holds.
+        // One client, one connection pool for every MondiaPay call: reqwest's pool does not cap
+        // connections, so no call waits on another's.
         let renewer = Arc::new(Renewer::new(
             Arc::clone(&store),
-            MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?,
+            Arc::clone(&mondiapay),
             Arc::clone(&metrics),
             Duration::from_secs(settings.store.claim_lease_secs),
             !settings.purchases.enforce,
         ));
         let subscriptions = Arc::new(Subscriptions::new(
             Arc::clone(&store),
-            MondiaPayClient::new(&settings.mondiapay, Arc::clone(&metrics))?,
+            mondiapay,
             Arc::clone(&renewer),
         ));
         Ok(Self {

@@ -55,7 +55,7 @@ type Renewed = bool;
 
 pub struct Renewer {
     store: Arc<TokenStore>,
-    mondiapay: MondiaPayClient,
+    mondiapay: Arc<MondiaPayClient>,
     metrics: Arc<Metrics>,
     turns: Turns<String>,
     tasks: TaskTracker,
@@ -69,7 +69,7 @@ impl Renewer {
     /// (`purchases.enforce = false`), or only one MondiaPay confirmed.
     pub fn new(
         store: Arc<TokenStore>,
-        mondiapay: MondiaPayClient,
+        mondiapay: Arc<MondiaPayClient>,
         metrics: Arc<Metrics>,
         lease: Duration,
         trusts_claimed_uuids: bool,

@@ -42,12 +42,16 @@ pub enum SubscriptionError {
 
 pub struct Subscriptions {
     store: Arc<TokenStore>,
-    mondiapay: MondiaPayClient,
+    mondiapay: Arc<MondiaPayClient>,
     renewer: Arc<Renewer>,
 }
 
 impl Subscriptions {
-    pub fn new(store: Arc<TokenStore>, mondiapay: MondiaPayClient, renewer: Arc<Renewer>) -> Self {
+    pub fn new(
+        store: Arc<TokenStore>,
+        mondiapay: Arc<MondiaPayClient>,
+        renewer: Arc<Renewer>,
+    ) -> Self {
         Self {
             store,
             mondiapay,
