@@ -63,6 +63,16 @@ impl UpstreamError {
         }
     }
 
+    /// A stored refusal whose error code was not kept (rows written before it was): RFC 6749's
+    /// generic refusal of a grant.
+    pub fn invalid_grant() -> Self {
+        Self {
+            http_status: 400,
+            error: "invalid_grant".to_owned(),
+            message: None,
+        }
+    }
+
     /// Whether this is the verdict for a `2xx` that carried no usable token.
     pub fn is_no_token(&self) -> bool {
         self.error == NO_TOKEN_IN_ANSWER
@@ -78,6 +88,17 @@ pub enum NoAnswer {
     Unreachable,
     #[error("{0}")]
     Invalid(String),
+}
+
+impl NoAnswer {
+    /// Its name as a metric's `outcome` label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::TimedOut => "timed_out",
+            Self::Unreachable => "unreachable",
+            Self::Invalid(_) => "invalid_answer",
+        }
+    }
 }
 
 /// A stored User Access Token with what is known about it. The secrets print only through the

@@ -68,11 +68,6 @@ impl Events {
         self.metrics.notification(outcome);
     }
 
-    /// The longest `wait` honoured.
-    pub fn max_wait(&self) -> Duration {
-        self.max_wait
-    }
-
     /// At most `limit` events after `cursor`, oldest first; when there are none, waits up to
     /// `wait` (at most `max_wait`) for one.
     pub async fn after(

@@ -162,13 +162,9 @@ impl Exchanger {
                 }
                 ExchangeState::Rejected => {
                     tracing::info!("code seen before: MondiaPay had rejected it");
-                    return Err(ExchangeError::CodeRejected(row.rejection.unwrap_or_else(
-                        || UpstreamError {
-                            http_status: 400,
-                            error: "invalid_grant".to_owned(),
-                            message: None,
-                        },
-                    )));
+                    return Err(ExchangeError::CodeRejected(
+                        row.rejection.unwrap_or_else(UpstreamError::invalid_grant),
+                    ));
                 }
                 // Another process holds the code, or it was released between our claim and read.
                 ExchangeState::Pending | ExchangeState::Failed => {

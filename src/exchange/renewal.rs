@@ -174,15 +174,9 @@ impl Renewer {
                 Some(id) => self.store.live_token(&id).await?.map(Ok),
                 None => None,
             },
-            RenewalState::Refused => {
-                Some(Err(RenewalError::Refused(row.error.unwrap_or_else(|| {
-                    UpstreamError {
-                        http_status: 400,
-                        error: "invalid_grant".to_owned(),
-                        message: None,
-                    }
-                }))))
-            }
+            RenewalState::Refused => Some(Err(RenewalError::Refused(
+                row.error.unwrap_or_else(UpstreamError::invalid_grant),
+            ))),
             RenewalState::Failed => Some(Err(match row.error {
                 Some(error) => RenewalError::CredentialsRejected(error),
                 None => RenewalError::NoAnswer(NoAnswer::Invalid(

@@ -50,9 +50,7 @@ impl ApiAnswer {
             Self::Done(_) => "done",
             Self::TokenRefused(_) => "token_refused",
             Self::Refused(_) => "refused",
-            Self::Unusable(NoAnswer::TimedOut) => "timed_out",
-            Self::Unusable(NoAnswer::Unreachable) => "unreachable",
-            Self::Unusable(NoAnswer::Invalid(_)) => "invalid_answer",
+            Self::Unusable(reason) => reason.label(),
         }
     }
 }

@@ -123,11 +123,7 @@ impl MondiaPayClient {
                 (Err(ClientTokenError::Refused(error)), "refused")
             }
             Answer::Unusable(reason) => {
-                let outcome = match reason {
-                    NoAnswer::TimedOut => "timed_out",
-                    NoAnswer::Unreachable => "unreachable",
-                    NoAnswer::Invalid(_) => "invalid_answer",
-                };
+                let outcome = reason.label();
                 (Err(ClientTokenError::Unusable(reason)), outcome)
             }
         };

@@ -423,9 +423,7 @@ fn answer_kind(answer: &Answer) -> &'static str {
         Answer::CodeRejected(error) if error.is_no_token() => "no_token_in_answer",
         Answer::CodeRejected(_) => "code_rejected",
         Answer::CredentialsRejected(_) => "credentials_rejected",
-        Answer::Unusable(NoAnswer::TimedOut) => "timed_out",
-        Answer::Unusable(NoAnswer::Unreachable) => "unreachable",
-        Answer::Unusable(NoAnswer::Invalid(_)) => "invalid_answer",
+        Answer::Unusable(reason) => reason.label(),
     }
 }
 

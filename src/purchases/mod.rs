@@ -110,8 +110,9 @@ impl Purchases {
         let hash = request_hash(order);
         let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX);
         let give_up = Instant::now() + self.lease + KEY_POLL;
+        // One id for every turn: an id that lost the key was never stored.
+        let new = self.new_purchase(order);
         loop {
-            let new = self.new_purchase(order);
             match self
                 .store
                 .claim_idempotency_key(key, &hash, &new, lease_secs)
@@ -136,7 +137,7 @@ impl Purchases {
                     {
                         let held = NewPurchase {
                             id: purchase.id.clone(),
-                            ..new
+                            ..new.clone()
                         };
                         return self.prepare(order, &held, true).await.map(Started::Fresh);
                     }

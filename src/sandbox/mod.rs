@@ -18,7 +18,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use base64::Engine;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -150,11 +149,6 @@ impl Books {
             .get(token)
             .is_some_and(|expiry| *expiry > Instant::now())
     }
-}
-
-/// Random URL-safe text, 24 characters.
-fn random() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<18>())
 }
 
 /// A UUID-shaped random id, as MondiaPay's purchase tokens, users and event ids are.

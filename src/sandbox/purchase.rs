@@ -14,9 +14,10 @@ use url::Url;
 
 use super::subscriptions::Subscription;
 use super::{
-    INITIATE_PATH, IssuedCode, PURCHASE_LIFETIME, Sandbox, bearer, mondiapay_error, page, random,
+    INITIATE_PATH, IssuedCode, PURCHASE_LIFETIME, Sandbox, bearer, mondiapay_error, page,
     random_uuid, token_not_found, wrong_token_context,
 };
+use crate::crypto::random_id;
 
 /// A prepared purchase, waiting for the person's decision.
 pub(super) struct Prepared {
@@ -153,7 +154,7 @@ pub(super) async fn decide(
     }
     // Confirmed or not, the person reached MondiaPay: a user it knows, and a code for them.
     let uuid = random_uuid();
-    let code = format!("A{}", random());
+    let code = random_id("A");
     books.users.push(uuid.clone());
     books.codes.insert(
         code.clone(),

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::json;
 
-use super::{Books, IssuedCode, Sandbox, mondiapay_error, random, random_uuid};
+use super::{Books, IssuedCode, Sandbox, mondiapay_error, random_uuid};
+use crate::crypto::random_id;
 
 /// The token call's parameters: the query string's and the form body's together. A parameter
 /// given twice counts as not given.
@@ -61,7 +62,7 @@ pub(super) async fn token(
     match params.get("grant_type") {
         Some("authorization_code") => exchange(&mut books, params.get("code"), lifetime),
         Some("client_credentials") => {
-            let token = format!("C{}", random());
+            let token = random_id("C");
             books
                 .client_tokens
                 .insert(token.clone(), Instant::now() + lifetime);
@@ -104,7 +105,7 @@ fn exchange(books: &mut Books, code: Option<&str>, lifetime: std::time::Duration
 }
 
 fn user_token(books: &mut Books, uuid: &str, lifetime: std::time::Duration) -> Response {
-    let token = format!("U{}", random());
+    let token = random_id("U");
     books
         .user_tokens
         .insert(token.clone(), (uuid.to_owned(), Instant::now() + lifetime));
@@ -119,7 +120,7 @@ fn issued(token: &str, lifetime: std::time::Duration, refresh: bool) -> Response
         "expires_in": lifetime.as_secs().to_string(),
     });
     if refresh {
-        answer["refresh_token"] = json!(format!("R{}", random()));
+        answer["refresh_token"] = json!(random_id("R"));
     }
     (StatusCode::OK, axum::Json(answer)).into_response()
 }

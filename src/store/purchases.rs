@@ -252,7 +252,10 @@ impl TokenStore {
             store.durable().await
         })
         .await?;
-        self.purchase(&id).await?.ok_or(StoreError::OutcomeMissing)
+        // Synced above: read back without waiting for another sync.
+        self.unsynced_purchase(&id)
+            .await?
+            .ok_or(StoreError::OutcomeMissing)
     }
 
     /// Releases a claimed key whose Prepare Purchase failed: the same key may be tried again.
@@ -269,16 +272,20 @@ impl TokenStore {
 
     /// The purchase `id`, in whatever state.
     pub async fn purchase(&self, id: &str) -> Result<Option<Purchase>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM purchases WHERE id = $1");
-        let row: Option<PurchaseRow> = self.pool().fetch_optional(sql, id).await?;
-        let found = row
-            .map(|row| row.into_purchase().map(|(p, _)| p))
-            .transpose()?;
+        let found = self.unsynced_purchase(id).await?;
         if found.is_some() {
             // Committed is not yet synced on SQLite: shown only once it is on disk.
             self.durable().await?;
         }
         Ok(found)
+    }
+
+    /// The purchase `id` as committed, maybe not yet synced.
+    async fn unsynced_purchase(&self, id: &str) -> Result<Option<Purchase>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM purchases WHERE id = $1");
+        let row: Option<PurchaseRow> = self.pool().fetch_optional(sql, id).await?;
+        row.map(|row| row.into_purchase().map(|(purchase, _)| purchase))
+            .transpose()
     }
 
     /// The purchases for `reference`, newest first, at most `limit` (none still `preparing`).
@@ -321,7 +328,10 @@ impl TokenStore {
                  WHERE id = $1 AND state = 'started' AND code_hash IS NULL AND expires_at > $3")
                 .bind(&id).bind(code_hash.as_deref()).bind(now)
                 .execute(pool).await?.rows_affected());
-            store.durable().await?;
+            // Nothing written, nothing to sync: another callback bound it first.
+            if bound == 1 {
+                store.durable().await?;
+            }
             Ok(bound == 1)
         })
         .await

@@ -183,24 +183,10 @@ fn exchange_problem(error: &ExchangeError) -> Problem {
                 ),
             )
         },
-        ExchangeError::CredentialsRejected(_) => fixed(
-            StatusCode::BAD_GATEWAY,
-            "credentials-rejected",
-            "MondiaPay refused this service's client credentials",
-            "the operator must check mondiapay.client_id and mondiapay.client_secret; the code was not used up and may be submitted again",
-        ),
-        ExchangeError::NoAnswer(NoAnswer::TimedOut) => fixed(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream-timeout",
-            "MondiaPay did not answer in time",
-            SUBMIT_AGAIN_LATER,
-        ),
-        ExchangeError::NoAnswer(_) => fixed(
-            StatusCode::BAD_GATEWAY,
-            "upstream-unavailable",
-            "MondiaPay gave no usable answer",
-            SUBMIT_AGAIN_LATER,
-        ),
+        ExchangeError::CredentialsRejected(_) => {
+            credentials_problem("; the code was not used up and may be submitted again")
+        }
+        ExchangeError::NoAnswer(reason) => no_answer_problem(reason, SUBMIT_AGAIN_LATER),
         ExchangeError::TokenGone => fixed(
             StatusCode::GONE,
             "token-gone",
@@ -237,28 +223,8 @@ fn purchase_problem(error: &PurchaseError) -> Problem {
     const NOTHING_STORED: &str = "no purchase was stored; send the request again later";
     let fixed =
         |status, kind, title, detail: &str| Problem::new(status, kind, title, detail.to_owned());
-    let credentials = || {
-        fixed(
-            StatusCode::BAD_GATEWAY,
-            "credentials-rejected",
-            "MondiaPay refused this service's client credentials",
-            "the operator must check mondiapay.client_id and mondiapay.client_secret; no purchase was stored",
-        )
-    };
-    let no_answer = |reason: &NoAnswer| match reason {
-        NoAnswer::TimedOut => fixed(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream-timeout",
-            "MondiaPay did not answer in time",
-            NOTHING_STORED,
-        ),
-        _ => fixed(
-            StatusCode::BAD_GATEWAY,
-            "upstream-unavailable",
-            "MondiaPay gave no usable answer",
-            NOTHING_STORED,
-        ),
-    };
+    let credentials = || credentials_problem("; no purchase was stored");
+    let no_answer = |reason: &NoAnswer| no_answer_problem(reason, NOTHING_STORED);
     match error {
         PurchaseError::Prepare(PrepareError::ClientToken(ClientTokenError::Refused(_)))
         | PurchaseError::Prepare(PrepareError::TokenRefused(_)) => credentials(),
@@ -320,23 +286,35 @@ fn mondiapay_problem(
     }
 }
 
-/// No usable answer from MondiaPay to a call that spent nothing: asking again later may help.
-fn no_answer_problem(reason: &NoAnswer) -> Problem {
-    const ASK_AGAIN_LATER: &str = "nothing was changed; ask again later";
-    match reason {
-        NoAnswer::TimedOut => Problem::new(
+/// No usable answer from MondiaPay to a call that spent nothing; `detail` says what the
+/// caller may do (asking again later may help).
+fn no_answer_problem(reason: &NoAnswer, detail: &str) -> Problem {
+    let (status, kind, title) = match reason {
+        NoAnswer::TimedOut => (
             StatusCode::GATEWAY_TIMEOUT,
             "upstream-timeout",
             "MondiaPay did not answer in time",
-            ASK_AGAIN_LATER.to_owned(),
         ),
-        _ => Problem::new(
+        _ => (
             StatusCode::BAD_GATEWAY,
             "upstream-unavailable",
             "MondiaPay gave no usable answer",
-            ASK_AGAIN_LATER.to_owned(),
         ),
-    }
+    };
+    Problem::new(status, kind, title, detail.to_owned())
+}
+
+/// What a call without a verdict changed: nothing.
+const ASK_AGAIN_LATER: &str = "nothing was changed; ask again later";
+
+/// MondiaPay refused the merchant's own credentials; `more` ends the detail for the caller.
+fn credentials_problem(more: &str) -> Problem {
+    Problem::new(
+        StatusCode::BAD_GATEWAY,
+        "credentials-rejected",
+        "MondiaPay refused this service's client credentials",
+        format!("the operator must check mondiapay.client_id and mondiapay.client_secret{more}"),
+    )
 }
 
 /// A renewal's error as a problem.
@@ -348,13 +326,8 @@ fn renewal_problem(error: &RenewalError) -> Problem {
             "MondiaPay refused to renew the user's token",
             upstream,
         ),
-        RenewalError::CredentialsRejected(_) => Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "credentials-rejected",
-            "MondiaPay refused this service's client credentials",
-            "the operator must check mondiapay.client_id and mondiapay.client_secret".to_owned(),
-        ),
-        RenewalError::NoAnswer(reason) => no_answer_problem(reason),
+        RenewalError::CredentialsRejected(_) => credentials_problem(""),
+        RenewalError::NoAnswer(reason) => no_answer_problem(reason, ASK_AGAIN_LATER),
         RenewalError::StillPending => Problem {
             retry_after: true,
             ..Problem::new(
@@ -396,7 +369,7 @@ fn subscription_problem(error: &SubscriptionError) -> Problem {
             "MondiaPay refused the call",
             upstream,
         ),
-        SubscriptionError::NoAnswer(reason) => no_answer_problem(reason),
+        SubscriptionError::NoAnswer(reason) => no_answer_problem(reason, ASK_AGAIN_LATER),
         SubscriptionError::Store(error) => store_problem(error),
     }
 }

@@ -153,7 +153,8 @@ pub struct Problem {
     /// `unauthorized`, `request-timeout`, `code-rejected`, `no-token-in-answer`,
     /// `credentials-rejected`, `upstream-timeout`, `upstream-unavailable`, `token-gone`,
     /// `exchange-in-progress`, `exchange-capacity`, `store-unavailable`, `internal`,
-    /// `purchase-refused`, `idempotency-key-reused`, `idempotency-key-in-progress`.
+    /// `purchase-refused`, `idempotency-key-reused`, `idempotency-key-in-progress`,
+    /// `renewal-refused`, `renewal-in-progress`, `token-refused`, `mondiapay-refused`.
     #[serde(rename = "type")]
     #[schema(
         format = "uri",
@@ -165,7 +166,8 @@ pub struct Problem {
     pub status: u16,
     /// A short safe message: never a token, a code or an upstream body.
     pub detail: String,
-    /// MondiaPay's error code; only on `code-rejected` and `purchase-refused`.
+    /// MondiaPay's error code; only on `code-rejected`, `purchase-refused`, `renewal-refused`,
+    /// `token-refused` and `mondiapay-refused`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub mondiapay_error: Option<String>,
