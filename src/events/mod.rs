@@ -26,6 +26,9 @@ pub struct Events {
     /// The longest a reader is held: less than the listener's time limit, so a wait ends in an
     /// answer, not in a `408`.
     max_wait: Duration,
+    /// How often a waiting reader looks again for other replicas' inserts; `None` when this
+    /// process is the store's only writer, whose inserts wake readers themselves.
+    recheck: Option<Duration>,
     /// Cancelled when the service begins to shut down: waiting readers are answered at once,
     /// so a long poll does not hold the shutdown for its whole wait.
     closing: CancellationToken,
@@ -34,11 +37,12 @@ pub struct Events {
 impl Events {
     pub fn new(store: Arc<TokenStore>, metrics: Arc<Metrics>, request_timeout: Duration) -> Self {
         Self {
-            store,
             metrics,
             stored: watch::Sender::new(0),
             max_wait: max_wait(request_timeout),
+            recheck: store.is_shared().then_some(RECHECK_EVERY),
             closing: CancellationToken::new(),
+            store,
         }
     }
 
@@ -87,7 +91,7 @@ impl Events {
             }
             tokio::select! {
                 _ = woken.changed() => {}
-                () = tokio::time::sleep((deadline - now).min(RECHECK_EVERY)) => {}
+                () = tokio::time::sleep(self.recheck.map_or(deadline - now, |every| (deadline - now).min(every))) => {}
                 () = self.closing.cancelled() => {}
             }
         }

@@ -149,6 +149,12 @@ impl TokenStore {
         }
     }
 
+    /// Whether other processes write to this store too (PostgreSQL, several replicas); a SQLite
+    /// file has this one process as its only writer.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// Lookups by id, for SQLite only (see `cache`).
     fn cache(&self) -> Option<&cache::TokenCache> {
         match &self.backend {

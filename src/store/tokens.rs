@@ -247,6 +247,22 @@ pub enum OwnerColumn {
     Uuid,
 }
 
+impl TokenStore {
+    /// The live token `column = value` names: the token by id, or the first live one recorded
+    /// for a ref or a uuid.
+    pub async fn live_token_for(
+        &self,
+        column: OwnerColumn,
+        value: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        match column {
+            OwnerColumn::Id => self.live_token(value).await,
+            OwnerColumn::Ref => self.first_for_ref(value).await,
+            OwnerColumn::Uuid => self.first_for_uuid(value).await,
+        }
+    }
+}
+
 impl OwnerColumn {
     fn name(self) -> &'static str {
         match self {

@@ -157,19 +157,12 @@ impl Subscriptions {
 
     /// The holder's live token, or a renewed one when the holder's uuid is known.
     async fn token_for(&self, holder: &Holder) -> Result<TokenRecord, SubscriptionError> {
-        let (live, column, value) = match holder {
-            Holder::Ref(reference) => (
-                self.store.first_for_ref(reference).await?,
-                OwnerColumn::Ref,
-                reference,
-            ),
-            Holder::Uuid(uuid) => (
-                self.store.first_for_uuid(uuid).await?,
-                OwnerColumn::Uuid,
-                uuid,
-            ),
-            Holder::TokenId(id) => (self.store.live_token(id).await?, OwnerColumn::Id, id),
+        let (column, value) = match holder {
+            Holder::Ref(reference) => (OwnerColumn::Ref, reference),
+            Holder::Uuid(uuid) => (OwnerColumn::Uuid, uuid),
+            Holder::TokenId(id) => (OwnerColumn::Id, id),
         };
+        let live = self.store.live_token_for(column, value).await?;
         if let Some(live) = live {
             return Ok(live);
         }

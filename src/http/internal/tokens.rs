@@ -144,21 +144,16 @@ pub async fn find_token(
     State(renewer): State<Arc<Renewer>>,
     ApiQuery(lookup): ApiQuery<Lookup>,
 ) -> Result<Json<TokenRecord>, ApiError> {
-    let (found, column, value) =
-        match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
-            (Some(reference), None) => (
-                store.first_for_ref(&reference).await?,
-                OwnerColumn::Ref,
-                reference,
-            ),
-            (None, Some(uuid)) => (store.first_for_uuid(&uuid).await?, OwnerColumn::Uuid, uuid),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "give exactly one of ref or uuid".to_owned(),
-                ));
-            }
-        };
-    let found = match found {
+    let (column, value) = match (label("ref", lookup.reference)?, label("uuid", lookup.uuid)?) {
+        (Some(reference), None) => (OwnerColumn::Ref, reference),
+        (None, Some(uuid)) => (OwnerColumn::Uuid, uuid),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of ref or uuid".to_owned(),
+            ));
+        }
+    };
+    let found = match store.live_token_for(column, &value).await? {
         None if lookup.renew == Some(true) => renew_for(&store, &renewer, column, &value).await?,
         found => found,
     };
