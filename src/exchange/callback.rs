@@ -12,13 +12,14 @@ impl Exchanger {
     /// Exchanges a browser callback's code, unless a callback with it already has a final
     /// outcome, and records what happened. A replay (reload, double redirect, prefetch) gets the
     /// first outcome back. `new` is the callback's outcome should the exchange succeed; its `ref`
-    /// and `uuid` are the caller's. An error is the store's: nothing could be recorded.
+    /// and `uuid` are the caller's; `hash` is the code's keyed hash (`TokenStore::keys`). An
+    /// error is the store's: nothing could be recorded.
     pub async fn exchange_callback(
         self: &Arc<Self>,
         code: Code,
+        hash: CodeHash,
         mut new: NewCallback,
     ) -> Result<CallbackOutcome, ExchangeError> {
-        let hash: CodeHash = self.store.keys().hash_code(&code);
         let key = ReplayKey::exchange(&hash);
         if let Some(previous) = self.store.callback_for(&key).await?
             && previous.outcome.kind != OutcomeKind::Unavailable

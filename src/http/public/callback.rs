@@ -10,6 +10,7 @@ use url::Url;
 
 use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
+use crate::crypto::CodeHash;
 use crate::domain::{CallbackOutcome, Code, NewCallback, OutcomeKind, wording};
 use crate::exchange::ExchangeError;
 use crate::http::layers::RequestId;
@@ -47,9 +48,14 @@ pub async fn callback(
     if let (Some(Err(problem)), Some(_)) = (&code, &params.purchase) {
         return bad_request(problem);
     }
+    // The code's keyed hash, once: the purchase binds it, the exchange claims it.
+    let hash = match &code {
+        Some(Ok(code)) => Some(state.store.keys().hash_code(code)),
+        _ => None,
+    };
     // A purchase this service started: admitted (its code bound to it) before anything is sent
     // to MondiaPay or recorded; its `ref`, not the query's, is the owner.
-    let purchase = match admit_purchase(&state, &params, code.as_ref()).await {
+    let purchase = match admit_purchase(&state, &params, hash.as_ref()).await {
         Ok(Some(purchase)) => {
             params.reference = purchase.reference.clone();
             Some(purchase)
@@ -76,12 +82,12 @@ pub async fn callback(
             .error
             .as_ref()
             .is_some_and(|error| state.callback.exchange_on_errors.contains(error));
-    let result = match code {
-        Some(Ok(code)) if exchangeable => {
+    let result = match (code, hash) {
+        (Some(Ok(code)), Some(hash)) if exchangeable => {
             let new = outcome(&params, &request_id, OutcomeKind::Succeeded);
-            state.exchanger.exchange_callback(code, new).await
+            state.exchanger.exchange_callback(code, hash, new).await
         }
-        Some(Err(problem)) if exchangeable => return bad_request(&problem),
+        (Some(Err(problem)), _) if exchangeable => return bad_request(&problem),
         // The purchase failed: recorded, and its code (if any) is never sent to MondiaPay.
         // Failures are recorded once per (ref, outcome, error), whatever code they carry.
         _ => {
@@ -126,17 +132,13 @@ pub async fn callback(
 async fn admit_purchase(
     state: &AppState,
     params: &CallbackParams,
-    code: Option<&Result<Code, crate::domain::CodeError>>,
+    hash: Option<&CodeHash>,
 ) -> Result<Option<crate::domain::Purchase>, ExchangeError> {
     let Some(id) = params.purchase.as_deref() else {
         return Ok(None);
     };
     // (A malformed code was refused before: none is left here.)
-    let hash = match code {
-        Some(Ok(code)) => Some(state.store.keys().hash_code(code)),
-        _ => None,
-    };
-    Ok(state.purchases.admit(id, hash.as_ref()).await?)
+    Ok(state.purchases.admit(id, hash).await?)
 }
 
 /// The page for a callback the service could not handle (its store out of reach, or a fault).
