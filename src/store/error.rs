@@ -1,5 +1,7 @@
 //! What can go wrong in the store, for its callers; none of it speaks of HTTP.
 
+use std::sync::Arc;
+
 use crate::crypto::UnsealError;
 use crate::domain::UnknownState;
 
@@ -15,6 +17,12 @@ pub enum StoreError {
     Migrate(#[source] sqlx::Error),
     #[error("the store is unavailable")]
     Database(#[from] sqlx::Error),
+    /// SQLite's writer refused a write, or rolled back the batch it was in (shared by every
+    /// write of the batch).
+    #[error("the store is unavailable")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+    #[error("cannot start the store's writer")]
+    Thread(#[source] std::io::Error),
     #[error(transparent)]
     Unseal(#[from] UnsealError),
     #[error("the disk holding the store has less than {min_free} bytes free")]
@@ -40,5 +48,11 @@ impl StoreError {
     /// asking again will not help, and it is a bug to look into.
     pub fn is_fault(&self) -> bool {
         matches!(self, Self::OutcomeMissing | Self::UnknownState(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(Arc::new(error))
     }
 }

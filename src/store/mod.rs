@@ -7,7 +7,7 @@ mod callbacks;
 mod error;
 mod events;
 mod exchanges;
-mod group_sync;
+mod legacy_sync;
 mod pool;
 mod postgres;
 mod purchases;
@@ -15,6 +15,7 @@ mod renewals;
 mod rows;
 mod sqlite;
 mod tokens;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,12 +93,13 @@ enum Backend {
 struct SqliteParts {
     /// Reads go here.
     readers: Pool,
-    /// Writes go here: SQLite's single writer connection.
-    writer: Pool,
+    /// Writes go here: SQLite's single writer, with group commit (see `writer`).
+    writer: writer::Writer,
+    /// Writes not yet moved to the writer thread go here (still synced by `durable`).
+    legacy_writer: Pool,
+    legacy_sync: legacy_sync::GroupSync,
     /// Lookups by id (see `cache`).
     cache: cache::TokenCache,
-    /// The group commit (see `group_sync`).
-    group_sync: group_sync::GroupSync,
     /// The directory of the file, whose free space is checked before an exchange.
     directory: PathBuf,
 }
@@ -106,17 +108,19 @@ impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
         let backend = match backend {
             StoreBackend::Sqlite { path } => {
-                let group_sync = group_sync::GroupSync::new(path);
+                let legacy_sync = legacy_sync::GroupSync::new(path);
                 let directory = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                     _ => PathBuf::from("."),
                 };
-                let (readers, writer) = sqlite::open(path).await?;
+                let (readers, legacy_writer) = sqlite::open(path).await?;
+                let writer = writer::Writer::start(path)?;
                 Backend::Sqlite(Arc::new(SqliteParts {
                     readers: Pool::Sqlite(readers),
-                    writer: Pool::Sqlite(writer),
+                    writer,
+                    legacy_writer: Pool::Sqlite(legacy_writer),
+                    legacy_sync,
                     cache: cache::TokenCache::default(),
-                    group_sync,
                     directory,
                 }))
             }
@@ -144,7 +148,7 @@ impl TokenStore {
     /// Writes go here: SQLite's single writer connection, or the PostgreSQL pool.
     fn writer(&self) -> &Pool {
         match &self.backend {
-            Backend::Sqlite(sqlite) => &sqlite.writer,
+            Backend::Sqlite(sqlite) => &sqlite.legacy_writer,
             Backend::Postgres(pool) => pool,
         }
     }
@@ -210,25 +214,32 @@ impl TokenStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.ensure_room()?;
         let now = now_unix();
-        self.to_completion(move |store| async move {
-            on_pool!(store.writer(), pool => sqlx::query(
-                "INSERT INTO health (id, checked_at) VALUES (1, $1) \
-                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-            )
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop))?;
-            Ok(())
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        writer::prepare(db, PING)?.execute([now])?;
+                        Ok(())
+                    })
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                let pool = pool.clone();
+                self.to_completion(move |_| async move {
+                    on_pool!(&pool, pool => sqlx::query(PING).bind(now).execute(pool).await.map(drop))?;
+                    Ok(())
+                })
+                .await
+            }
+        }
     }
 
     /// Waits until the writes this caller committed are on disk (SQLite's group commit).
     async fn durable(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(sqlite) => sqlite
-                .group_sync
+                .legacy_sync
                 .durable()
                 .await
                 .map_err(|error| StoreError::Database(error.into())),
@@ -255,12 +266,16 @@ impl TokenStore {
         match &self.backend {
             Backend::Sqlite(sqlite) => {
                 sqlite.readers.close().await;
+                sqlite.legacy_writer.close().await;
                 sqlite.writer.close().await;
             }
             Backend::Postgres(pool) => pool.close().await,
         }
     }
 }
+
+const PING: &str = "INSERT INTO health (id, checked_at) VALUES (1, $1) \
+                    ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
 
 pub fn now_unix() -> i64 {
     SystemTime::now()

@@ -1,0 +1,260 @@
+//! SQLite's one writer, with group commit at the SQL level: a thread of its own holds the only
+//! writing connection, takes every write queued while it was busy, runs them in one transaction
+//! (each in a savepoint of its own, so one write's failure costs no other write) and commits
+//! once. The connection syncs the WAL on commit (`synchronous = FULL`), and SQLite makes a
+//! commit visible to readers only after that sync: so no answer leaves before its write is on
+//! disk, no reader sees a row that a crash could still take away, and concurrent writes share
+//! one sync instead of queueing for one each.
+//!
+//! A write is a closure over the connection, run on this thread without any await in between:
+//! no hop between threads per statement, as an async driver takes, and no probe of the
+//! connection's state between writes — a failure is followed by a rollback, and a batch starts
+//! by ending any transaction a failure left open.
+
+use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::error::StoreError;
+
+/// At most this many writes share a transaction: past it, the ones still queued take the next.
+/// Bounds how long the first write of a batch waits for the last.
+const MAX_BATCH: usize = 256;
+
+/// A queued write, run on the writer's thread inside the batch's transaction. It says whether
+/// it succeeded (a failed one is rolled back to its savepoint) and how to tell its caller once
+/// the batch's commit is known; or, never run, it tells its caller why.
+trait Job: Send {
+    fn run(self: Box<Self>, connection: &Connection) -> (bool, Reply);
+    fn refuse(self: Box<Self>, error: &Arc<rusqlite::Error>);
+
+    fn is_stop(&self) -> bool {
+        false
+    }
+}
+
+/// Tells a caller its write's result, given whether the batch committed.
+type Reply = Box<dyn FnOnce(Result<(), &Arc<rusqlite::Error>>) + Send>;
+
+/// A write and the caller waiting for it.
+struct Queued<W, T> {
+    write: W,
+    answer: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<W, T> Job for Queued<W, T>
+where
+    T: Send + 'static,
+    W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, connection: &Connection) -> (bool, Reply) {
+        let Queued { write, answer } = *self;
+        let result = write(connection);
+        let succeeded = result.is_ok();
+        let reply: Reply = Box::new(move |committed| {
+            let result = match committed {
+                Ok(()) => result,
+                // The write was rolled back with its batch, whatever it returned.
+                Err(error) => Err(StoreError::Sqlite(Arc::clone(error))),
+            };
+            // A caller that stopped waiting does not want the answer.
+            let _ = answer.send(result);
+        });
+        (succeeded, reply)
+    }
+
+    fn refuse(self: Box<Self>, error: &Arc<rusqlite::Error>) {
+        let _ = self.answer.send(Err(StoreError::Sqlite(Arc::clone(error))));
+    }
+}
+
+/// The handle writes are queued through.
+pub struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Taken by `close`: the thread, joined once the writes queued before are done.
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The last job of a writer: the thread ends after it, closing the connection (SQLite
+/// checkpoints its WAL into the database then).
+struct Stop;
+
+impl Job for Stop {
+    fn run(self: Box<Self>, _: &Connection) -> (bool, Reply) {
+        (true, Box::new(|_| {}))
+    }
+
+    fn refuse(self: Box<Self>, _: &Arc<rusqlite::Error>) {}
+
+    fn is_stop(&self) -> bool {
+        true
+    }
+}
+
+impl Writer {
+    /// Opens the writing connection to `path` (its schema migrated already) and starts the thread.
+    pub fn start(path: &Path) -> Result<Self, StoreError> {
+        let connection = open(path).map_err(StoreError::from)?;
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(connection, queue))
+            .map_err(StoreError::Thread)?;
+        Ok(Self {
+            jobs,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Lets the writes queued so far finish, then closes the connection. Later writes fail.
+    pub async fn close(&self) {
+        let thread = match self.thread.lock() {
+            Ok(mut thread) => thread.take(),
+            Err(_) => None,
+        };
+        if let Some(thread) = thread
+            && self.jobs.send(Box::new(Stop)).is_ok()
+        {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Runs `write` in the next batch, and returns its result once the batch is durable. A
+    /// caller that stops waiting does not cancel it: once queued, a write runs and commits.
+    pub async fn write<T, W>(&self, write: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        self.jobs
+            .send(Box::new(Queued { write, answer }))
+            .map_err(|_| StoreError::Interrupted)?;
+        answered.await.unwrap_or(Err(StoreError::Interrupted))
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    // `journal_mode` answers with a row; the others do not.
+    connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    connection.execute_batch("PRAGMA synchronous = FULL;")?;
+    // Statements are prepared once and kept: every write reuses them.
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+/// The writer's loop: a batch is whatever was queued when the last one finished.
+fn run(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = Vec::with_capacity(16);
+        let mut stop = first.is_stop();
+        batch.push(first);
+        while !stop && batch.len() < MAX_BATCH {
+            let Ok(next) = queue.try_recv() else { break };
+            stop = next.is_stop();
+            batch.push(next);
+        }
+        commit_batch(&connection, batch);
+        if stop {
+            break;
+        }
+    }
+    // Writes queued after the stop are refused: their callers hear the writer has gone.
+    drop(queue);
+    let _ = connection.close();
+}
+
+fn commit_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) {
+    // A failure may have left a transaction open (SQLite keeps some after an I/O error): end it
+    // rather than let this batch's writes run inside it.
+    if !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    if let Err(error) = statement(connection, "BEGIN IMMEDIATE") {
+        let error = Arc::new(error);
+        tracing::warn!(%error, "a batch of store writes could not begin");
+        for job in batch {
+            job.refuse(&error);
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        if let Err(error) = statement(connection, "SAVEPOINT write") {
+            return abort(connection, replies, jobs, error);
+        }
+        let (succeeded, reply) = job.run(connection);
+        replies.push(reply);
+        let ended = if succeeded {
+            statement(connection, "RELEASE write")
+        } else {
+            statement(connection, "ROLLBACK TO write")
+                .and_then(|()| statement(connection, "RELEASE write"))
+        };
+        // SQLite rolls the whole transaction back after some failures (a full disk, an I/O
+        // error): then nothing of this batch is left to commit.
+        if let Err(error) = ended.and_then(|()| still_in_transaction(connection)) {
+            return abort(connection, replies, jobs, error);
+        }
+    }
+    match statement(connection, "COMMIT") {
+        Ok(()) => {
+            for reply in replies {
+                reply(Ok(()));
+            }
+        }
+        Err(error) => abort(connection, replies, jobs, error),
+    }
+}
+
+/// `sql` prepared once for the connection, its `$1`, `$2`… (as PostgreSQL numbers parameters,
+/// so both databases share the text) read as SQLite's numbered parameters `?1`, `?2`…, bound in
+/// the order of their numbers.
+pub fn prepare<'c>(
+    connection: &'c Connection,
+    sql: &str,
+) -> Result<rusqlite::CachedStatement<'c>, rusqlite::Error> {
+    connection.prepare_cached(&sql.replace('$', "?"))
+}
+
+fn statement(connection: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+fn still_in_transaction(connection: &Connection) -> Result<(), rusqlite::Error> {
+    if connection.is_autocommit() {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some("the batch's transaction was rolled back".into()),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Rolls the batch back and tells every caller why: those whose write ran, and those whose
+/// write the batch never reached.
+fn abort(
+    connection: &Connection,
+    replies: Vec<Reply>,
+    not_run: impl Iterator<Item = Box<dyn Job>>,
+    error: rusqlite::Error,
+) {
+    if !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    let error = Arc::new(error);
+    tracing::warn!(%error, "a batch of store writes was rolled back");
+    for reply in replies {
+        reply(Err(&error));
+    }
+    for job in not_run {
+        job.refuse(&error);
+    }
+}
