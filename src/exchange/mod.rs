@@ -17,10 +17,13 @@ use tracing::Instrument;
 use tokio::sync::Semaphore;
 
 use crate::crypto::CodeHash;
-use crate::domain::{Code, ExchangeState, Owner, TokenRecord, UpstreamError};
+use crate::domain::{
+    CallbackOutcome, Code, ExchangeState, NewCallback, OutcomeKind, Owner, TokenRecord,
+    UpstreamError,
+};
 use crate::metrics::Metrics;
 use crate::mondiapay::{Answer, MondiaPayClient};
-use crate::store::{Claim, StoreError, TokenStore};
+use crate::store::{Claim, StoreError, TokenStore, Verdict};
 pub use error::{CallbackEnd, ExchangeError, Meaning};
 pub use renewal::{RenewalError, Renewer};
 use turns::Turns;
@@ -35,6 +38,16 @@ fn outcome_label(result: &Result<(TokenRecord, Fresh), ExchangeError>) -> &'stat
         Ok((_, false)) => "replayed",
         Err(error) => error.meaning().label,
     }
+}
+
+/// How an exchange ended, for a caller that may be a browser callback.
+enum Ended {
+    /// The exchange's result; a callback's outcome, if any, is still to be recorded.
+    Exchanged(Result<(TokenRecord, Fresh), ExchangeError>),
+    /// MondiaPay's verdict and the callback's outcome, recorded in one write.
+    Recorded(Result<(TokenRecord, Fresh), ExchangeError>, CallbackOutcome),
+    /// An earlier callback with the code has a final outcome: it stands.
+    Replayed(CallbackOutcome),
 }
 
 /// Attempts at storing MondiaPay's verdict (100 ms, doubling, between them: about 3 s in all).
@@ -92,37 +105,48 @@ impl Exchanger {
         owner: Owner,
     ) -> Result<TokenRecord, ExchangeError> {
         let hash = self.store.keys().hash_code(&code);
-        self.exchange_hashed(code, hash, owner).await
+        match self.exchange_hashed(code, hash, owner, None).await {
+            Ended::Exchanged(result) | Ended::Recorded(result, _) => {
+                result.map(|(record, _)| record)
+            }
+            // Only a callback's exchange finds a callback's outcome standing.
+            Ended::Replayed(_) => Err(ExchangeError::Aborted),
+        }
     }
 
-    /// [`Exchanger::exchange`], for a caller that has the code's keyed hash already.
+    /// [`Exchanger::exchange`], for a caller that has the code's keyed hash already, and, for a
+    /// browser callback, the outcome it records should the exchange succeed (`callback`).
     async fn exchange_hashed(
         self: &Arc<Self>,
         code: Code,
         hash: CodeHash,
         owner: Owner,
-    ) -> Result<TokenRecord, ExchangeError> {
+        callback: Option<NewCallback>,
+    ) -> Ended {
         let this = Arc::clone(self);
         let span = tracing::info_span!("exchange", code = hash.short());
-        let result = match Arc::clone(&self.slots).try_acquire_owned() {
+        let ended = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(slot) => self
                 .tasks
                 .spawn(
                     async move {
                         let _slot = slot;
-                        this.exchange_once(&code, &hash, &owner).await
+                        this.exchange_once(&code, &hash, &owner, callback.as_ref())
+                            .await
                     }
                     .instrument(span),
                 )
                 .await
-                .unwrap_or(Err(ExchangeError::Aborted)),
+                .unwrap_or(Ended::Exchanged(Err(ExchangeError::Aborted))),
             Err(_) => {
                 tracing::warn!("exchange refused: mondiapay.max_concurrent_exchanges reached");
-                Err(ExchangeError::Busy)
+                Ended::Exchanged(Err(ExchangeError::Busy))
             }
         };
-        self.metrics.exchange(outcome_label(&result));
-        result.map(|(record, _)| record)
+        if let Ended::Exchanged(result) | Ended::Recorded(result, _) = &ended {
+            self.metrics.exchange(outcome_label(result));
+        }
+        ended
     }
 
     /// Whether MondiaPay refused the merchant's credentials, and has issued no token since.
@@ -141,35 +165,48 @@ impl Exchanger {
         code: &Code,
         hash: &CodeHash,
         owner: &Owner,
-    ) -> Result<(TokenRecord, Fresh), ExchangeError> {
+        callback: Option<&NewCallback>,
+    ) -> Ended {
         let _turn = self.turns.take(hash).await;
         let give_up = Instant::now() + self.lease + CLAIM_POLL;
         // The lease runs on the database's clock, the same for every replica.
         let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX);
         loop {
-            let row = match self.store.claim(hash, owner, lease_secs).await? {
+            let row = match self.store.claim(hash, owner, lease_secs).await {
                 // The token goes to the code's first claimer, who may not be this caller.
-                Claim::Claimed { attempt, owner } => {
-                    return self.call_mondiapay(code, hash, &owner, attempt).await;
+                Ok(Claim::Claimed { attempt, owner }) => {
+                    return self
+                        .call_mondiapay(code, hash, &owner, attempt, callback)
+                        .await;
                 }
-                Claim::Taken(row) => row,
+                Ok(Claim::Taken(row)) => row,
+                Err(error) => return Ended::Exchanged(Err(error.into())),
             };
+            // A callback with the code had a final outcome: a replay (reload, double redirect,
+            // prefetch) gets it back, read with the claim.
+            if let (Some(_), Some(previous)) = (callback, row.callback)
+                && previous.outcome.kind != OutcomeKind::Unavailable
+            {
+                tracing::info!("callback replayed: same answer as before");
+                return Ended::Replayed(*previous);
+            }
             match row.state {
                 ExchangeState::Succeeded => {
                     tracing::info!("code seen before: returning its stored token");
-                    let record = self.live(self.stored_token(row.token_id.as_deref()).await?)?;
-                    return Ok((record, false));
+                    let stored = self.stored_token(row.token_id.as_deref()).await;
+                    let result = stored.and_then(|record| self.live(record));
+                    return Ended::Exchanged(result.map(|record| (record, false)));
                 }
                 ExchangeState::Rejected => {
                     tracing::info!("code seen before: MondiaPay had rejected it");
-                    return Err(ExchangeError::CodeRejected(
+                    return Ended::Exchanged(Err(ExchangeError::CodeRejected(
                         row.rejection.unwrap_or_else(UpstreamError::invalid_grant),
-                    ));
+                    )));
                 }
                 // Another process holds the code, or it was released between our claim and read.
                 ExchangeState::Pending | ExchangeState::Failed => {
                     if Instant::now() >= give_up {
-                        return Err(ExchangeError::StillPending);
+                        return Ended::Exchanged(Err(ExchangeError::StillPending));
                     }
                     tokio::time::sleep(CLAIM_POLL).await;
                 }
@@ -177,47 +214,68 @@ impl Exchanger {
         }
     }
 
+    /// Sends the claimed code to MondiaPay and records its verdict, with the callback's outcome
+    /// when there is a callback, in one write.
     async fn call_mondiapay(
         &self,
         code: &Code,
         hash: &CodeHash,
         owner: &Owner,
         attempt: i64,
-    ) -> Result<(TokenRecord, Fresh), ExchangeError> {
+        callback: Option<&NewCallback>,
+    ) -> Ended {
         let started = std::time::Instant::now();
         let answer = self.mondiapay.exchange_code(code).await;
         self.metrics.mondiapay_call(started.elapsed());
-        match answer {
+        let (verdict, result) = match answer {
             Answer::Issued(token) => {
                 self.credentials_refused.store(false, Ordering::Relaxed);
-                let record = record_verdict("the issued token", || {
-                    self.store.complete_success(hash, owner, &token)
-                })
-                .await?;
-                tracing::info!(token_id = %record.id, "code exchanged and token stored");
-                Ok((self.live(record)?, true))
+                let record = self.store.issued_record(&token, owner);
+                (Verdict::Issued(record.clone()), Ok((record, true)))
             }
             // A verdict on a code says nothing about the credentials: only an issued token
             // shows they work again.
             Answer::CodeRejected(error) => {
                 tracing::info!(mondiapay_error = %error.error, http_status = error.http_status, "MondiaPay rejected the code");
-                record_verdict("the rejection", || {
-                    self.store.complete_rejection(hash, attempt, &error)
-                })
-                .await?;
-                Err(ExchangeError::CodeRejected(error))
+                (
+                    Verdict::Rejected(error.clone()),
+                    Err(ExchangeError::CodeRejected(error)),
+                )
             }
             Answer::CredentialsRejected(error) => {
                 self.credentials_refused.store(true, Ordering::Relaxed);
                 tracing::error!(mondiapay_error = %error.error, http_status = error.http_status,
                     "MondiaPay refused the merchant's client credentials: check mondiapay.client_id and mondiapay.client_secret");
-                self.store.release(hash, attempt).await?;
-                Err(ExchangeError::CredentialsRejected(error))
+                (
+                    Verdict::Released,
+                    Err(ExchangeError::CredentialsRejected(error)),
+                )
             }
             Answer::Unusable(reason) => {
                 tracing::warn!(%reason, "no usable answer from MondiaPay; the code may be tried again");
-                self.store.release(hash, attempt).await?;
-                Err(ExchangeError::NoAnswer(reason))
+                (Verdict::Released, Err(ExchangeError::NoAnswer(reason)))
+            }
+        };
+        // Expired tokens (within the safety margin) are stored but never handed out.
+        let result = result.and_then(|(record, fresh)| Ok((self.live(record)?, fresh)));
+        let outcome = callback.and_then(|new| callback::outcome_of(new, &result));
+        let settle = || self.store.settle(hash, attempt, &verdict, outcome.as_ref());
+        let recorded = match &verdict {
+            Verdict::Issued(_) => record_verdict("the issued token", settle).await,
+            Verdict::Rejected(_) => record_verdict("the rejection", settle).await,
+            // Without a verdict nothing was spent: the code may simply be tried again.
+            Verdict::Released => settle().await,
+        };
+        match recorded {
+            Err(error) => Ended::Exchanged(Err(error.into())),
+            Ok(recorded) => {
+                if let Verdict::Issued(record) = &verdict {
+                    tracing::info!(token_id = %record.id, "code exchanged and token stored");
+                }
+                match recorded {
+                    Some(recorded) => Ended::Recorded(result, recorded),
+                    None => Ended::Exchanged(result),
+                }
             }
         }
     }

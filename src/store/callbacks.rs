@@ -9,13 +9,16 @@
 //! code MondiaPay exchanged: those are never pushed out by failures.
 
 use base64::Engine;
+use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 
 use super::pool::{Pool, on_pool};
+use super::rows::sqlite as sqlite_rows;
 use super::rows::{CallbackRow, ListedCallbackRow};
-use super::{StoreError, TokenStore, now_unix};
-use crate::crypto::{CodeHash, random_bytes};
+use super::writer;
+use super::{Backend, StoreError, TokenStore, now_unix};
+use crate::crypto::{CodeHash, random_id};
 use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause, UnknownState};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
@@ -74,11 +77,36 @@ impl TokenStore {
         code_key: Option<&ReplayKey>,
         new: &NewCallback,
     ) -> Result<CallbackOutcome, StoreError> {
-        let id = format!(
-            "res_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
-        );
-        let now = now_unix();
+        let recording = self.recording(code_key, new);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| record_on_sqlite(db, &recording))
+                    .await
+            }
+            Backend::Postgres(_) => {
+                let recorded = self
+                    .to_completion(
+                        move |store| async move { store.record_on_postgres(recording).await },
+                    )
+                    .await?;
+                match (recorded, code_key) {
+                    (Some(recorded), _) => Ok(recorded),
+                    // The outcome for this code was already final: that one stands.
+                    (None, Some(key)) => self
+                        .callback_for(key)
+                        .await?
+                        .ok_or(StoreError::OutcomeMissing),
+                    (None, None) => Err(StoreError::OutcomeMissing),
+                }
+            }
+        }
+    }
+
+    /// What recording `new` writes, decided before the write: its id, time and key, and whether
+    /// it enforces the cap on failures in all.
+    pub(super) fn recording(&self, code_key: Option<&ReplayKey>, new: &NewCallback) -> Recording {
         let failure = new.kind != OutcomeKind::Succeeded;
         let by_failure = matches!(
             new.kind,
@@ -96,87 +124,32 @@ impl TokenStore {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 % TRIM_EVERY
                 == TRIM_EVERY - 1;
-        let new = new.clone();
-        let recorded = self
-            .to_completion(move |store| async move {
-                let record = format!(
-                    "{RECORD} {} RETURNING {COLUMNS}",
-                    if by_failure { ON_FAILURE } else { ON_CODE }
-                );
-                let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}");
-                let cap = store.max_failure_outcomes;
-                // An explicit transaction, so that a failed commit is seen (see `claim`).
-                let recorded = on_pool!(store.writer(), pool => {
-                    let mut tx = pool.begin().await?;
-                    let mut row = None;
-                    if let (true, Some(code)) = (by_failure, &code) {
-                        row = sqlx::query_as::<_, CallbackRow>(AssertSqlSafe(finish))
-                            .bind(code)
-                            .bind(new.kind.as_str())
-                            .bind(new.cause.map(UnavailableCause::as_str))
-                            .bind(new.error.as_deref())
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    }
-                    if row.is_none() {
-                        row = sqlx::query_as(AssertSqlSafe(record))
-                            .bind(&id)
-                            .bind(key.as_deref())
-                            .bind(new.kind.as_str())
-                            .bind(new.cause.map(UnavailableCause::as_str))
-                            .bind(&new.request_id)
-                            .bind(new.reference.as_deref())
-                            .bind(new.uuid.as_deref())
-                            .bind(new.status.as_deref())
-                            .bind(new.error.as_deref())
-                            .bind(new.token_id.as_deref())
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    }
-                    let recorded = row.map(outcome).transpose()?;
-                    if let (true, Some(kept)) = (failure, &recorded) {
-                        // Older failures make room for the one just recorded.
-                        let with_ref = kept.outcome.reference.is_some();
-                        sqlx::query(AssertSqlSafe(trim_ref_sql(store.writer(), with_ref)))
-                            .bind(kept.outcome.reference.as_deref())
-                            .bind(&kept.id)
-                            .bind(MAX_FAILURES_PER_REF - 1)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                    recorded
-                });
-                store.durable().await?;
-                if let (true, Some(kept)) = (trim_all, &recorded) {
-                    // Apart from the outcome's own transaction: trims of two replicas may
-                    // deadlock, and that must not cost a user the outcome just recorded.
-                    let trimmed = on_pool!(store.writer(), pool => {
-                        sqlx::query(AssertSqlSafe(trim_failures_sql(store.writer())))
-                            .bind(cap - 1)
-                            .bind(&kept.id)
-                            .execute(pool)
-                            .await
-                            .map(drop)
-                    });
-                    if let Err(error) = trimmed {
-                        tracing::warn!(%error, "failure outcomes over store.max_failure_outcomes not trimmed this time");
-                    }
-                }
-                Ok(recorded)
-            })
-            .await?;
-        match (recorded, code_key) {
-            (Some(recorded), _) => Ok(recorded),
-            // The outcome for this code was already final: that one stands.
-            (None, Some(key)) => self
-                .callback_for(key)
-                .await?
-                .ok_or(StoreError::OutcomeMissing),
-            (None, None) => Err(StoreError::OutcomeMissing),
+        Recording {
+            id: random_id("res_"),
+            now: now_unix(),
+            code,
+            key,
+            failure,
+            by_failure,
+            trim_all,
+            cap: self.max_failure_outcomes,
+            new: new.clone(),
         }
+    }
+
+    /// `record_callback` on PostgreSQL, in its own transaction: `None` when the code's outcome
+    /// was final already.
+    async fn record_on_postgres(
+        &self,
+        recording: Recording,
+    ) -> Result<Option<CallbackOutcome>, StoreError> {
+        let pool = self.postgres();
+        // An explicit transaction, so that a failed commit is seen (see `claim`).
+        let mut tx = pool.begin().await?;
+        let recorded = record_in_postgres(&mut tx, &recording).await?;
+        tx.commit().await?;
+        trim_all_on_postgres(pool, &recording, recorded.as_ref()).await;
+        Ok(recorded)
     }
 
     /// The outcome recorded for a code, if any.
@@ -259,8 +232,7 @@ const ON_FAILURE: &str = "ON CONFLICT (replay_key) DO UPDATE SET updated_at = ex
 
 /// Deletes a ref's failures (`$1`; without a ref, those without one) beyond the newest `$3`,
 /// sparing `$2`.
-fn trim_ref_sql(pool: &Pool, with_ref: bool) -> String {
-    let seq = pool.newest_first();
+fn trim_ref_sql(seq: &str, with_ref: bool) -> String {
     // `ref IS NULL` rather than a null-safe comparison, which PostgreSQL cannot look up in the
     // index; `$1 IS NULL` keeps the parameter in the statement.
     let of_ref = if with_ref {
@@ -277,7 +249,11 @@ fn trim_ref_sql(pool: &Pool, with_ref: bool) -> String {
 
 /// Deletes failures beyond the newest `$1` of all, sparing `$2`.
 pub(super) fn trim_failures_sql(pool: &Pool) -> String {
-    let seq = pool.newest_first();
+    trim_failures_sql_by(pool.newest_first())
+}
+
+/// `trim_failures_sql`, for the table's order column `seq`.
+fn trim_failures_sql_by(seq: &str) -> String {
     format!(
         "DELETE FROM callbacks WHERE outcome <> 'succeeded' AND id <> $2 \
          AND id NOT IN (SELECT id FROM callbacks WHERE outcome <> 'succeeded' AND id <> $2 \
@@ -311,4 +287,199 @@ fn outcome(row: CallbackRow) -> Result<CallbackOutcome, StoreError> {
             token_id: row.token_id,
         },
     })
+}
+
+/// SQLite's order of insertion (see `Pool::newest_first`).
+const SQLITE_ORDER: &str = "rowid";
+/// PostgreSQL's (its identity column).
+const POSTGRES_ORDER: &str = "seq";
+
+/// One outcome to record, everything about it decided before the write.
+pub(super) struct Recording {
+    id: String,
+    now: i64,
+    /// The code's key, when the callback carried a code.
+    code: Option<String>,
+    /// The row's `replay_key`: the code's, or the failure's (see `failure_key`).
+    key: Option<String>,
+    failure: bool,
+    by_failure: bool,
+    /// Whether this recording enforces `store.max_failure_outcomes` (every `TRIM_EVERY`th).
+    trim_all: bool,
+    cap: i64,
+    new: NewCallback,
+}
+
+/// `record_callback` on SQLite's writer thread: one write, returning the outcome that stands.
+pub(super) fn record_on_sqlite(
+    db: &rusqlite::Connection,
+    recording: &Recording,
+) -> Result<CallbackOutcome, StoreError> {
+    let Recording {
+        id,
+        now,
+        code,
+        key,
+        failure,
+        by_failure,
+        trim_all,
+        cap,
+        new,
+    } = recording;
+    let mut row = None;
+    if let (true, Some(code)) = (by_failure, code) {
+        let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}");
+        row = writer::prepare(db, &finish)?
+            .query_row(
+                rusqlite::params![
+                    code,
+                    new.kind.as_str(),
+                    new.cause.map(UnavailableCause::as_str),
+                    new.error,
+                    now
+                ],
+                sqlite_rows::callback,
+            )
+            .optional()?;
+    }
+    if row.is_none() {
+        let record = format!(
+            "{RECORD} {} RETURNING {COLUMNS}",
+            if *by_failure { ON_FAILURE } else { ON_CODE }
+        );
+        row = writer::prepare(db, &record)?
+            .query_row(
+                rusqlite::params![
+                    id,
+                    key,
+                    new.kind.as_str(),
+                    new.cause.map(UnavailableCause::as_str),
+                    new.request_id,
+                    new.reference,
+                    new.uuid,
+                    new.status,
+                    new.error,
+                    new.token_id,
+                    now
+                ],
+                sqlite_rows::callback,
+            )
+            .optional()?;
+    }
+    let recorded = match (row, code) {
+        (Some(row), _) => outcome(row)?,
+        // The outcome for this code was already final: that one stands.
+        (None, Some(code)) => {
+            outcome_for_code_on_sqlite(db, code)?.ok_or(StoreError::OutcomeMissing)?
+        }
+        (None, None) => return Err(StoreError::OutcomeMissing),
+    };
+    if *failure {
+        // Older failures make room for the one just recorded.
+        let reference = recorded.outcome.reference.as_deref();
+        writer::prepare(db, &trim_ref_sql(SQLITE_ORDER, reference.is_some()))?.execute(
+            rusqlite::params![reference, recorded.id, MAX_FAILURES_PER_REF - 1],
+        )?;
+        if *trim_all {
+            writer::prepare(db, &trim_failures_sql_by(SQLITE_ORDER))?
+                .execute(rusqlite::params![cap - 1, recorded.id])?;
+        }
+    }
+    Ok(recorded)
+}
+
+/// The outcome recorded for the code `code` (its keyed hash), read on SQLite's writer thread.
+pub(super) fn outcome_for_code_on_sqlite(
+    db: &rusqlite::Connection,
+    code: &str,
+) -> Result<Option<CallbackOutcome>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE replay_key = $1");
+    writer::prepare(db, &sql)?
+        .query_row([code], sqlite_rows::callback)
+        .optional()?
+        .map(outcome)
+        .transpose()
+}
+
+/// `record_callback`'s statements on PostgreSQL, inside the caller's transaction: `None` when the
+/// code's outcome was final already.
+pub(super) async fn record_in_postgres(
+    tx: &mut sqlx::PgConnection,
+    recording: &Recording,
+) -> Result<Option<CallbackOutcome>, StoreError> {
+    let Recording {
+        id,
+        now,
+        code,
+        key,
+        failure,
+        by_failure,
+        new,
+        ..
+    } = recording;
+    let mut row = None;
+    if let (true, Some(code)) = (by_failure, code) {
+        let finish = format!("{FINISH_UNAVAILABLE} RETURNING {COLUMNS}");
+        row = sqlx::query_as::<_, CallbackRow>(AssertSqlSafe(finish))
+            .bind(code)
+            .bind(new.kind.as_str())
+            .bind(new.cause.map(UnavailableCause::as_str))
+            .bind(new.error.as_deref())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    if row.is_none() {
+        let record = format!(
+            "{RECORD} {} RETURNING {COLUMNS}",
+            if *by_failure { ON_FAILURE } else { ON_CODE }
+        );
+        row = sqlx::query_as(AssertSqlSafe(record))
+            .bind(id)
+            .bind(key.as_deref())
+            .bind(new.kind.as_str())
+            .bind(new.cause.map(UnavailableCause::as_str))
+            .bind(&new.request_id)
+            .bind(new.reference.as_deref())
+            .bind(new.uuid.as_deref())
+            .bind(new.status.as_deref())
+            .bind(new.error.as_deref())
+            .bind(new.token_id.as_deref())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    let recorded = row.map(outcome).transpose()?;
+    if let (true, Some(kept)) = (failure, &recorded) {
+        // Older failures make room for the one just recorded.
+        let with_ref = kept.outcome.reference.is_some();
+        sqlx::query(AssertSqlSafe(trim_ref_sql(POSTGRES_ORDER, with_ref)))
+            .bind(kept.outcome.reference.as_deref())
+            .bind(&kept.id)
+            .bind(MAX_FAILURES_PER_REF - 1)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(recorded)
+}
+
+/// Enforces `store.max_failure_outcomes` when `recording` is one that does, apart from the
+/// outcome's own transaction: trims of two replicas may deadlock, and that must not cost a user
+/// the outcome just recorded.
+pub(super) async fn trim_all_on_postgres(
+    pool: &sqlx::PgPool,
+    recording: &Recording,
+    recorded: Option<&CallbackOutcome>,
+) {
+    let (true, Some(kept)) = (recording.trim_all, recorded) else {
+        return;
+    };
+    let trimmed = sqlx::query(AssertSqlSafe(trim_failures_sql_by(POSTGRES_ORDER)))
+        .bind(recording.cap - 1)
+        .bind(&kept.id)
+        .execute(pool)
+        .await;
+    if let Err(error) = trimmed {
+        tracing::warn!(%error, "failure outcomes over store.max_failure_outcomes not trimmed this time");
+    }
 }

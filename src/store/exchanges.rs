@@ -4,11 +4,16 @@ use sqlx::AssertSqlSafe;
 
 use super::now_unix;
 
-use super::pool::{Pool, on_pool};
-use super::rows::{ClaimRow, ExchangeStateRow};
-use super::{Claim, ExchangeRow, StoreError, TokenStore};
+use super::callbacks::{record_in_postgres, trim_all_on_postgres};
+use super::pool::Pool;
+use super::rows::{ClaimRow, ExchangeStateRow, sqlite as sqlite_rows};
+use super::tokens::NewToken;
+use super::{Backend, Claim, ExchangeRow, ReplayKey, StoreError, TokenStore, writer};
 use crate::crypto::{CodeHash, random_id};
-use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError, UserToken};
+use crate::domain::{
+    CallbackOutcome, ExchangeState, NewCallback, Owner, TokenRecord, UpstreamError, UserToken,
+};
+use rusqlite::OptionalExtension;
 
 /// The claim, with `$NOW` for the database's clock. The lease is taken and compared on that one
 /// clock: replicas whose own clocks disagree cannot both hold a code. The first claim's `ref`
@@ -44,103 +49,166 @@ impl TokenStore {
     ) -> Result<Claim, StoreError> {
         self.ensure_room()?;
         let (code_hash, owner) = (code.clone(), owner.clone());
+        if let Backend::Sqlite(sqlite) = &self.backend {
+            // The claim is on disk before MondiaPay sees the code; a code taken already is read
+            // in the same write, with its callback's outcome.
+            return sqlite
+                .writer
+                .write(move |db| {
+                    let claimed = writer::prepare(db, CLAIM_SQLITE)?
+                        .query_row(
+                            rusqlite::params![
+                                code_hash.as_str(),
+                                lease_secs,
+                                owner.reference,
+                                owner.uuid
+                            ],
+                            sqlite_rows::claim,
+                        )
+                        .optional()?;
+                    if let Some(row) = claimed {
+                        return Ok(Claim::Claimed {
+                            attempt: row.attempt,
+                            owner: Owner::from(row.owner),
+                        });
+                    }
+                    let row = writer::prepare(db, EXCHANGE)?
+                        .query_row([code_hash.as_str()], sqlite_rows::exchange_state)
+                        .optional()?
+                        .map(exchange_row)
+                        .transpose()?;
+                    let callback =
+                        super::callbacks::outcome_for_code_on_sqlite(db, code_hash.as_str())?;
+                    Ok(Claim::Taken(taken(row, callback)))
+                })
+                .await;
+        }
         let claimed = self
             .to_completion(move |store| async move {
-                // An explicit transaction: with `RETURNING`, SQLite hands out the row before its
-                // autocommit commits, and a failed commit would go unnoticed — and the code out.
-                let claimed = on_pool!(store.writer(), pool => {
-                    let sql = match store.writer() {
-                        Pool::Sqlite(_) => CLAIM_SQLITE,
-                        Pool::Postgres(_) => CLAIM_POSTGRES,
-                    };
-                    let mut tx = pool.begin().await?;
-                    let row = sqlx::query_as::<_, ClaimRow>(sql)
-                        .bind(code_hash.as_str())
-                        .bind(lease_secs)
-                        .bind(owner.reference.as_deref())
-                        .bind(owner.uuid.as_deref())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let claimed = row.map(|row| (row.attempt, Owner::from(row.owner)));
-                    tx.commit().await?;
-                    claimed
-                });
-                if claimed.is_some() {
-                    // The claim is on disk before MondiaPay sees the code.
-                    store.durable().await?;
-                }
-                Ok(claimed)
+                // An explicit transaction: with `RETURNING`, PostgreSQL's answer is seen to
+                // commit before the code goes out.
+                let Pool::Postgres(pool) = store.writer() else {
+                    unreachable!("SQLite claims on its writer thread")
+                };
+                let mut tx = pool.begin().await?;
+                let row = sqlx::query_as::<_, ClaimRow>(CLAIM_POSTGRES)
+                    .bind(code_hash.as_str())
+                    .bind(lease_secs)
+                    .bind(owner.reference.as_deref())
+                    .bind(owner.uuid.as_deref())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(row.map(|row| (row.attempt, Owner::from(row.owner))))
             })
             .await?;
         if let Some((attempt, owner)) = claimed {
             return Ok(Claim::Claimed { attempt, owner });
         }
-        // The insert did nothing, so the row existed; should it have vanished since, the caller
-        // sees a released code and claims again.
         let row = self.exchange(code).await?;
-        Ok(Claim::Taken(row.unwrap_or(ExchangeRow {
-            state: ExchangeState::Failed,
-            lease_until: None,
-            token_id: None,
-            rejection: None,
-        })))
+        let callback = self.callback_for(&ReplayKey::exchange(code)).await?;
+        Ok(Claim::Taken(taken(row, callback)))
     }
 
     pub async fn exchange(&self, code: &CodeHash) -> Result<Option<ExchangeRow>, StoreError> {
-        let sql = "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
-                   WHERE code_hash = $1";
         let row = self
             .pool()
-            .fetch_optional(sql.to_owned(), code.as_str())
+            .fetch_optional(EXCHANGE.to_owned(), code.as_str())
             .await?;
         row.map(exchange_row).transpose()
     }
 
-    /// Stores the token and marks the code succeeded, atomically: when this returns, both are
-    /// durable. Success is final whatever happened to the claim meanwhile.
-    pub async fn complete_success(
-        &self,
-        code: &CodeHash,
-        owner: &Owner,
-        token: &UserToken,
-    ) -> Result<TokenRecord, StoreError> {
-        self.insert_token(token, owner, code.as_str().to_owned())
-            .await
-    }
-
-    /// Records MondiaPay's final verdict on the code.
-    pub async fn complete_rejection(
+    /// Records MondiaPay's verdict on a code this caller claimed (`attempt`) and, for a browser
+    /// callback, the callback's outcome (`callback`), in one write: when this returns, all of it
+    /// is durable. A token is stored sealed under its record's id and marks the code succeeded,
+    /// whatever happened to the claim meanwhile (success is final); a rejection or a release ends
+    /// only the claim that made the attempt. Returns the callback's outcome that stands.
+    pub async fn settle(
         &self,
         code: &CodeHash,
         attempt: i64,
-        error: &UpstreamError,
-    ) -> Result<(), StoreError> {
-        self.finish(code, attempt, ExchangeState::Rejected, Some(error))
-            .await
-    }
-
-    /// Releases the claim without a verdict: a later request may try the code again.
-    pub async fn release(&self, code: &CodeHash, attempt: i64) -> Result<(), StoreError> {
-        self.finish(code, attempt, ExchangeState::Failed, None)
-            .await
-    }
-
-    /// Only the claim that made the attempt may finish it: a claim taken over after its lease
-    /// is not overwritten by the process that lost it.
-    async fn finish(
-        &self,
-        code: &CodeHash,
-        attempt: i64,
-        state: ExchangeState,
-        error: Option<&UpstreamError>,
-    ) -> Result<(), StoreError> {
+        verdict: &Verdict,
+        callback: Option<&NewCallback>,
+    ) -> Result<Option<CallbackOutcome>, StoreError> {
+        let key = ReplayKey::exchange(code);
+        let recording = callback.map(|new| self.recording(Some(&key), new));
         let claim = ClaimKey {
             table: ClaimTable::Exchanges,
             key: code.as_str().to_owned(),
             attempt,
         };
-        // A pending exchange has no token: a token marks its exchange succeeded itself.
-        self.finish_claim(claim, state.as_str(), None, error).await
+        let write = match verdict {
+            Verdict::Issued(record) => VerdictWrite::Token(self.new_token(record, code.as_str())),
+            Verdict::Rejected(error) => VerdictWrite::Claim(Finish::new(
+                claim,
+                ExchangeState::Rejected.as_str(),
+                None,
+                Some(error),
+            )),
+            // No verdict: the claim is released, a later request may try the code again.
+            Verdict::Released => VerdictWrite::Claim(Finish::new(
+                claim,
+                ExchangeState::Failed.as_str(),
+                None,
+                None,
+            )),
+        };
+        // Taken before the token is visible: a deletion of it from then on keeps it out of the
+        // cache.
+        let generation = self.cache().map(|cache| cache.generation());
+        let recorded = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        write.on_sqlite(db)?;
+                        recording
+                            .as_ref()
+                            .map(|recording| super::callbacks::record_on_sqlite(db, recording))
+                            .transpose()
+                    })
+                    .await?
+            }
+            Backend::Postgres(_) => {
+                let recorded = self
+                    .to_completion(move |store| async move {
+                        let pool = store.postgres();
+                        let mut tx = pool.begin().await?;
+                        write.in_postgres(&mut tx).await?;
+                        let recorded = match &recording {
+                            Some(recording) => record_in_postgres(&mut tx, recording).await?,
+                            None => None,
+                        };
+                        tx.commit().await?;
+                        if let Some(recording) = &recording {
+                            trim_all_on_postgres(pool, recording, recorded.as_ref()).await;
+                        }
+                        Ok(recorded)
+                    })
+                    .await?;
+                match (recorded, callback) {
+                    (Some(recorded), _) => Some(recorded),
+                    // The outcome for this code was already final: that one stands.
+                    (None, Some(_)) => Some(
+                        self.callback_for(&key)
+                            .await?
+                            .ok_or(StoreError::OutcomeMissing)?,
+                    ),
+                    (None, None) => None,
+                }
+            }
+        };
+        if let (Verdict::Issued(record), Some(cache), Some(generation)) =
+            (verdict, self.cache(), generation)
+        {
+            cache.put(record, generation);
+        }
+        Ok(recorded)
+    }
+
+    /// A record for a token MondiaPay just issued to `owner`, under a new id.
+    pub fn issued_record(&self, token: &UserToken, owner: &Owner) -> TokenRecord {
+        TokenRecord::issued(new_token_id(), token, owner, now_unix())
     }
 
     /// Ends the claim `claim` in `state`, naming its token or MondiaPay's error, if the claim
@@ -152,38 +220,117 @@ impl TokenStore {
         token_id: Option<&str>,
         error: Option<&UpstreamError>,
     ) -> Result<(), StoreError> {
-        let now = now_unix();
-        let token_id = token_id.map(str::to_owned);
-        // MondiaPay's error code and status only: its free-text `message` may carry anything
-        // (even what was sent to it) and is never stored.
-        let error_code = error.map(|e| e.error.clone());
-        let http_status = error.map(|e| i64::from(e.http_status));
+        let finish = Finish::new(claim, state, token_id, error);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.writer.write(move |db| finish.on_sqlite(db)).await,
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let mut connection = store.postgres().acquire().await?;
+                    finish.in_postgres(&mut connection).await
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// What MondiaPay's answer to a claimed code leaves behind.
+pub enum Verdict {
+    /// A token, stored under this record.
+    Issued(TokenRecord),
+    /// MondiaPay's final rejection of the code.
+    Rejected(UpstreamError),
+    /// No usable verdict: the code may be tried again.
+    Released,
+}
+
+/// A verdict's own write: the token (which marks its exchange succeeded, migration 4), or the
+/// claim's end.
+enum VerdictWrite {
+    Token(NewToken),
+    Claim(Finish),
+}
+
+impl VerdictWrite {
+    fn on_sqlite(&self, db: &rusqlite::Connection) -> Result<(), StoreError> {
+        match self {
+            Self::Token(token) => token.on_sqlite(db),
+            Self::Claim(finish) => finish.on_sqlite(db),
+        }
+    }
+
+    async fn in_postgres(&self, db: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        match self {
+            Self::Token(token) => token.in_postgres(db).await,
+            Self::Claim(finish) => finish.in_postgres(db).await,
+        }
+    }
+}
+
+/// The end of a leased claim, ready to write (see `TokenStore::finish_claim`).
+pub(super) struct Finish {
+    sql: String,
+    claim: ClaimKey,
+    state: &'static str,
+    token_id: Option<String>,
+    error_code: Option<String>,
+    http_status: Option<i64>,
+    now: i64,
+}
+
+impl Finish {
+    fn new(
+        claim: ClaimKey,
+        state: &'static str,
+        token_id: Option<&str>,
+        error: Option<&UpstreamError>,
+    ) -> Self {
         let (table, key_column) = match claim.table {
             ClaimTable::Exchanges => ("exchanges", "code_hash"),
             ClaimTable::Renewals => ("renewals", "uuid"),
         };
-        let sql = format!(
-            "UPDATE {table} SET state = $3, lease_until = NULL, token_id = $4, error = $5, \
-                 http_status = $6, updated_at = $7 \
-             WHERE {key_column} = $1 AND attempt = $2 AND state = 'pending'"
-        );
-        self.to_completion(move |store| async move {
-            on_pool!(store.writer(), pool => {
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(&claim.key)
-                    .bind(claim.attempt)
-                    .bind(state)
-                    .bind(token_id.as_deref())
-                    .bind(error_code.as_deref())
-                    .bind(http_status)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map(drop)
-            })?;
-            store.durable().await
-        })
-        .await
+        Self {
+            sql: format!(
+                "UPDATE {table} SET state = $3, lease_until = NULL, token_id = $4, error = $5, \
+                     http_status = $6, updated_at = $7 \
+                 WHERE {key_column} = $1 AND attempt = $2 AND state = 'pending'"
+            ),
+            claim,
+            state,
+            token_id: token_id.map(str::to_owned),
+            // MondiaPay's error code and status only: its free-text `message` may carry
+            // anything (even what was sent to it) and is never stored.
+            error_code: error.map(|e| e.error.clone()),
+            http_status: error.map(|e| i64::from(e.http_status)),
+            now: now_unix(),
+        }
+    }
+
+    fn on_sqlite(&self, db: &rusqlite::Connection) -> Result<(), StoreError> {
+        writer::prepare(db, &self.sql)?.execute(rusqlite::params![
+            self.claim.key,
+            self.claim.attempt,
+            self.state,
+            self.token_id,
+            self.error_code,
+            self.http_status,
+            self.now
+        ])?;
+        Ok(())
+    }
+
+    async fn in_postgres(&self, db: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(self.sql.clone()))
+            .bind(&self.claim.key)
+            .bind(self.claim.attempt)
+            .bind(self.state)
+            .bind(self.token_id.as_deref())
+            .bind(self.error_code.as_deref())
+            .bind(self.http_status)
+            .bind(self.now)
+            .execute(db)
+            .await?;
+        Ok(())
     }
 }
 
@@ -201,6 +348,23 @@ pub(super) struct ClaimKey {
     pub attempt: i64,
 }
 
+const EXCHANGE: &str = "SELECT state, lease_until, token_id, error, http_status FROM exchanges \
+                        WHERE code_hash = $1";
+
+/// A code found taken: its exchange, and its callback's outcome. Should the row have vanished
+/// since the claim did nothing, the caller sees a released code and claims again.
+fn taken(row: Option<ExchangeRow>, callback: Option<CallbackOutcome>) -> ExchangeRow {
+    let mut row = row.unwrap_or(ExchangeRow {
+        state: ExchangeState::Failed,
+        lease_until: None,
+        token_id: None,
+        rejection: None,
+        callback: None,
+    });
+    row.callback = callback.map(Box::new);
+    row
+}
+
 fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
     let http_status = row.http_status;
     Ok(ExchangeRow {
@@ -212,6 +376,7 @@ fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
             error,
             message: None,
         }),
+        callback: None,
     })
 }
 

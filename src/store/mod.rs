@@ -24,12 +24,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use callbacks::ReplayKey;
 pub use error::StoreError;
 pub use events::Stored;
+pub use exchanges::Verdict;
 pub use purchases::{KeyClaim, NewPurchase, PurchasesTidied};
 pub use renewals::{RenewalClaim, RenewalRow};
 pub use tokens::OwnerColumn;
 
 use crate::crypto::Keyring;
-use crate::domain::{ExchangeState, Owner, TokenRecord, UpstreamError};
+use crate::domain::{CallbackOutcome, ExchangeState, Owner, TokenRecord, UpstreamError};
 use crate::settings::StoreBackend;
 use pool::{Pool, on_pool};
 
@@ -40,6 +41,9 @@ pub struct ExchangeRow {
     pub lease_until: Option<i64>,
     pub token_id: Option<String>,
     pub rejection: Option<UpstreamError>,
+    /// The outcome recorded for a callback with the code, when a claim found the code taken
+    /// (read with the claim: a replayed callback gets it back without a read of its own).
+    pub callback: Option<Box<CallbackOutcome>>,
 }
 
 /// The result of trying to claim a code for an exchange.
@@ -150,6 +154,15 @@ impl TokenStore {
         match &self.backend {
             Backend::Sqlite(sqlite) => &sqlite.legacy_writer,
             Backend::Postgres(pool) => pool,
+        }
+    }
+
+    /// The PostgreSQL pool; only for code that runs on PostgreSQL alone (SQLite's writes run on
+    /// its writer thread).
+    fn postgres(&self) -> &sqlx::PgPool {
+        match &self.backend {
+            Backend::Postgres(Pool::Postgres(pool)) => pool,
+            _ => unreachable!("called on PostgreSQL only"),
         }
     }
 

@@ -135,7 +135,7 @@ impl TokenStore {
         owner: &Owner,
         token: &UserToken,
     ) -> Result<TokenRecord, StoreError> {
-        self.insert_token(token, owner, NO_CODE.to_owned()).await
+        self.insert_token(token, owner, NO_CODE).await
     }
 
     /// Ends the claim `attempt` on `uuid`'s renewal: `succeeded` with the token it stored or

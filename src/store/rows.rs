@@ -73,3 +73,48 @@ pub(super) struct ListedCallbackRow {
     pub callback: CallbackRow,
     pub seq: i64,
 }
+
+/// The same rows as SQLite's writer thread reads them (rusqlite), by the same column names.
+pub(super) mod sqlite {
+    use rusqlite::{Result, Row};
+
+    use super::{CallbackRow, ClaimRow, ExchangeStateRow, OwnerColumns};
+
+    fn owner(row: &Row) -> Result<OwnerColumns> {
+        Ok(OwnerColumns {
+            reference: row.get("ref")?,
+            uuid: row.get("uuid")?,
+        })
+    }
+
+    pub fn claim(row: &Row) -> Result<ClaimRow> {
+        Ok(ClaimRow {
+            attempt: row.get("attempt")?,
+            owner: owner(row)?,
+        })
+    }
+
+    pub fn exchange_state(row: &Row) -> Result<ExchangeStateRow> {
+        Ok(ExchangeStateRow {
+            state: row.get("state")?,
+            lease_until: row.get("lease_until")?,
+            token_id: row.get("token_id")?,
+            error: row.get("error")?,
+            http_status: row.get("http_status")?,
+        })
+    }
+
+    pub fn callback(row: &Row) -> Result<CallbackRow> {
+        Ok(CallbackRow {
+            id: row.get("id")?,
+            created_at: row.get("created_at")?,
+            outcome: row.get("outcome")?,
+            cause: row.get("cause")?,
+            request_id: row.get("request_id")?,
+            owner: owner(row)?,
+            status: row.get("status")?,
+            error: row.get("error")?,
+            token_id: row.get("token_id")?,
+        })
+    }
+}

@@ -7,10 +7,9 @@ use sqlx::AssertSqlSafe;
 
 use sqlx::Row;
 
-use super::exchanges::new_token_id;
 use super::pool::on_pool;
 use super::rows::{OwnerColumns, TokenRow};
-use super::{Purged, StoreError, TokenStore, now_unix};
+use super::{Backend, Purged, StoreError, TokenStore, now_unix, writer};
 use crate::crypto::{Keyring, UnsealError};
 use crate::domain::{Owner, TokenRecord, UserToken};
 
@@ -65,54 +64,53 @@ impl TokenStore {
                 .fetch_optional(pool)
                 .await?
         });
-        let found = row.map(|row| record(&self.keys, row)).transpose()?;
-        if found.is_some() {
-            // The row may be committed but not yet synced: hand it out only once it is on disk.
-            self.durable().await?;
-        }
-        Ok(found)
+        // Every token is written by SQLite's writer thread, whose commits become visible only
+        // once synced (or by PostgreSQL, which syncs its own): a row read here is on disk.
+        row.map(|row| record(&self.keys, row)).transpose()
     }
 
     /// Stores a token MondiaPay issued, sealed, under `owner`: when this returns it is durable.
-    /// `code_hash` is the keyed hash of the code it came from; in the same statement the trigger
-    /// of migration 4 marks that code's exchange succeeded.
+    /// `code_hash` is the keyed hash of the code it came from (`NO_CODE` for a renewal).
     pub(super) async fn insert_token(
         &self,
         token: &UserToken,
         owner: &Owner,
-        code_hash: String,
+        code_hash: &str,
     ) -> Result<TokenRecord, StoreError> {
-        let record = TokenRecord::issued(new_token_id(), token, owner, now_unix());
-        let sealed = self
-            .keys
-            .seal(&sealed_secrets(&record), record.id.as_bytes());
+        let record = self.issued_record(token, owner);
+        let new = self.new_token(&record, code_hash);
         // Taken before the row is visible: a deletion of it from then on keeps it out of the cache.
         let generation = self.cache().map(|cache| cache.generation());
-        self.to_completion(move |store| async move {
-            on_pool!(store.writer(), pool => {
-                sqlx::query(
-                    "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&record.id)
-                .bind(&sealed)
-                .bind(&record.token_type)
-                .bind(record.obtained_at)
-                .bind(record.expires_at)
-                .bind(record.reference.as_deref())
-                .bind(record.uuid.as_deref())
-                .bind(&code_hash)
-                .execute(pool)
-                .await
-                .map(drop)
-            })?;
-            store.durable().await?;
-            if let (Some(cache), Some(generation)) = (store.cache(), generation) {
-                cache.put(&record, generation);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.writer.write(move |db| new.on_sqlite(db)).await?,
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let mut connection = store.postgres().acquire().await?;
+                    new.in_postgres(&mut connection).await
+                })
+                .await?
             }
-            Ok(record)
-        })
-        .await
+        }
+        if let (Some(cache), Some(generation)) = (self.cache(), generation) {
+            cache.put(&record, generation);
+        }
+        Ok(record)
+    }
+
+    /// `record`, sealed, ready to store; `code_hash` names the code it came from.
+    pub(super) fn new_token(&self, record: &TokenRecord, code_hash: &str) -> NewToken {
+        NewToken {
+            sealed: self
+                .keys
+                .seal(&sealed_secrets(record), record.id.as_bytes()),
+            id: record.id.clone(),
+            token_type: record.token_type.clone(),
+            obtained_at: record.obtained_at,
+            expires_at: record.expires_at,
+            reference: record.reference.clone(),
+            uuid: record.uuid.clone(),
+            code_hash: code_hash.to_owned(),
+        }
     }
 
     /// Deletes a token; deleting one that is gone is not an error.
@@ -270,6 +268,53 @@ impl OwnerColumn {
             Self::Ref => "ref",
             Self::Uuid => "uuid",
         }
+    }
+}
+
+/// A token's row, sealed, ready to write. In the same statement the trigger of migration 4 marks
+/// its code's exchange succeeded.
+pub(super) struct NewToken {
+    id: String,
+    sealed: Vec<u8>,
+    token_type: String,
+    obtained_at: i64,
+    expires_at: i64,
+    reference: Option<String>,
+    uuid: Option<String>,
+    code_hash: String,
+}
+
+const INSERT: &str = "INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, uuid, code_hash) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+impl NewToken {
+    pub(super) fn on_sqlite(&self, db: &rusqlite::Connection) -> Result<(), StoreError> {
+        writer::prepare(db, INSERT)?.execute(rusqlite::params![
+            self.id,
+            self.sealed,
+            self.token_type,
+            self.obtained_at,
+            self.expires_at,
+            self.reference,
+            self.uuid,
+            self.code_hash
+        ])?;
+        Ok(())
+    }
+
+    pub(super) async fn in_postgres(&self, db: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query(INSERT)
+            .bind(&self.id)
+            .bind(&self.sealed)
+            .bind(&self.token_type)
+            .bind(self.obtained_at)
+            .bind(self.expires_at)
+            .bind(self.reference.as_deref())
+            .bind(self.uuid.as_deref())
+            .bind(&self.code_hash)
+            .execute(db)
+            .await?;
+        Ok(())
     }
 }
 

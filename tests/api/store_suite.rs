@@ -2,13 +2,13 @@
 
 use mondiapay_token_proxy::crypto::{CodeHash, Keyring};
 use mondiapay_token_proxy::domain::{
-    Code, ExchangeState, NewCallback, OutcomeKind, Owner, RenewalState, UnavailableCause,
-    UpstreamError, UserToken,
+    Code, ExchangeState, NewCallback, OutcomeKind, Owner, RenewalState, TokenRecord,
+    UnavailableCause, UpstreamError, UserToken,
 };
 use mondiapay_token_proxy::mondiapay::{Answer, read_answer};
 use mondiapay_token_proxy::settings::StoreBackend;
 use mondiapay_token_proxy::store::{
-    Claim, OwnerColumn, RenewalClaim, ReplayKey, TokenStore, now_unix,
+    Claim, OwnerColumn, RenewalClaim, ReplayKey, TokenStore, Verdict, now_unix,
 };
 
 use crate::postgres::PgCluster;
@@ -44,6 +44,23 @@ fn outcome(kind: OutcomeKind, reference: &str) -> NewCallback {
     }
 }
 
+/// MondiaPay's token for the claim `attempt` on `code`, stored under `reference`.
+async fn issue(
+    store: &TokenStore,
+    code: &CodeHash,
+    attempt: i64,
+    reference: &str,
+    access_token: &str,
+) -> TokenRecord {
+    let record = store.issued_record(&token(access_token), &owner(reference));
+    let recorded = store
+        .settle(code, attempt, &Verdict::Issued(record.clone()), None)
+        .await
+        .unwrap();
+    assert!(recorded.is_none(), "no callback, no outcome");
+    record
+}
+
 async fn exercise(store: &TokenStore) {
     let store = &store.clone().with_expiry_margin(60);
     let keys = store.keys();
@@ -61,23 +78,20 @@ async fn exercise(store: &TokenStore) {
         panic!("claimed twice")
     };
     assert_eq!(row.state, ExchangeState::Pending);
-    store.release(&a, 1).await.unwrap();
+    store.settle(&a, 1, &Verdict::Released, None).await.unwrap();
     assert!(matches!(
         store.claim(&a, &owner("R1"), lease).await.unwrap(),
         Claim::Claimed { attempt: 2, .. }
     ));
     // A stale attempt cannot finish the newer claim.
-    store.release(&a, 1).await.unwrap();
+    store.settle(&a, 1, &Verdict::Released, None).await.unwrap();
     assert_eq!(
         store.exchange(&a).await.unwrap().unwrap().state,
         ExchangeState::Pending
     );
 
     // Success is stored with its token; the outcome is final.
-    let first = store
-        .complete_success(&a, &owner("R1"), &token("Ufirst"))
-        .await
-        .unwrap();
+    let first = issue(store, &a, 2, "R1", "Ufirst").await;
     let Claim::Taken(row) = store.claim(&a, &owner("R1"), lease).await.unwrap() else {
         panic!()
     };
@@ -98,10 +112,7 @@ async fn exercise(store: &TokenStore) {
         store.claim(&b, &owner("R1"), lease).await.unwrap(),
         Claim::Claimed { .. }
     ));
-    let second = store
-        .complete_success(&b, &owner("R1"), &token("Usecond"))
-        .await
-        .unwrap();
+    let second = issue(store, &b, 1, "R1", "Usecond").await;
     assert_eq!(
         store.first_for_ref("R1").await.unwrap().unwrap().id,
         first.id
@@ -128,7 +139,7 @@ async fn exercise(store: &TokenStore) {
         message: Some("used".into()),
     };
     store
-        .complete_rejection(&c, attempt, &rejection)
+        .settle(&c, attempt, &Verdict::Rejected(rejection.clone()), None)
         .await
         .unwrap();
     let Claim::Taken(row) = store.claim(&c, &owner("R2"), lease).await.unwrap() else {
@@ -153,6 +164,30 @@ async fn exercise(store: &TokenStore) {
         store.claim(&d, &owner("R3"), lease).await.unwrap(),
         Claim::Claimed { attempt: 2, .. }
     ));
+
+    // A verdict and its callback's outcome are one write; a claim that finds the code taken
+    // reads that outcome back with it.
+    let e = hash("Asuite8");
+    let Claim::Claimed { attempt, .. } = store.claim(&e, &owner("R6"), lease).await.unwrap() else {
+        panic!()
+    };
+    let issued = store.issued_record(&token("Usettled"), &owner("R6"));
+    let new = NewCallback {
+        token_id: Some(issued.id.clone()),
+        ..outcome(OutcomeKind::Succeeded, "R6")
+    };
+    let settled = store
+        .settle(&e, attempt, &Verdict::Issued(issued.clone()), Some(&new))
+        .await
+        .unwrap()
+        .expect("the callback's outcome");
+    assert_eq!(settled.outcome.token_id, Some(issued.id.clone()));
+    let Claim::Taken(row) = store.claim(&e, &owner("R6"), lease).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(row.state, ExchangeState::Succeeded);
+    assert_eq!(row.callback.map(|callback| callback.id.clone()), Some(settled.id));
+    assert!(store.live_token(&issued.id).await.unwrap().is_some());
 
     // Deleting is idempotent.
     store.delete_token(&first.id).await.unwrap();
