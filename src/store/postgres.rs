@@ -68,6 +68,11 @@ pub async fn open(url: &str) -> Result<PgPool, StoreError> {
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // No round trip to test a connection before each use: sqlx tests every connection as it
+        // is returned to the pool, and closes one that fails, so a dead one is found by the error
+        // of the request that used it (after a server restart, one request per idle connection
+        // is answered 503) rather than by a probe on every request.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|source| StoreError::Open {
