@@ -13,10 +13,11 @@
 //! all replicas, each its own commit: as many a second as the database syncs commits, far above
 //! what MondiaPay sends.
 
+use rusqlite::OptionalExtension;
 use sqlx::AssertSqlSafe;
 
-use super::pool::{Pool, on_pool};
-use super::{StoreError, TokenStore, now_unix};
+use super::pool::on_pool;
+use super::{Backend, StoreError, TokenStore, now_unix, writer};
 use crate::domain::{Notification, StoredEvent};
 
 /// The advisory lock that serialises event inserts on PostgreSQL ("events" in ASCII); no other
@@ -40,6 +41,8 @@ const CONFIRM_PURCHASE: &str = "UPDATE purchases SET uuid = COALESCE($2, uuid), 
          uuid_confirmed = (uuid_confirmed OR $3), \
          subscription_id = COALESCE($4, subscription_id), updated_at = $5 \
      WHERE purchase_token = $1";
+
+const PURGE: &str = "DELETE FROM events WHERE received_at < $1";
 
 const COLUMNS: &str = "seq, received_at, event_uuid, event, reason, status, sub_state, uuid, \
      subscription_id, subscription_type_id, event_time, purchase_token, purchase_id, ref, raw";
@@ -107,51 +110,93 @@ impl TokenStore {
         self.ensure_room()?;
         let new = notification.clone();
         let now = now_unix();
-        self.to_completion(move |store| async move {
-            let seq = on_pool!(store.writer(), pool => {
-                let mut tx = pool.begin().await?;
-                if let Pool::Postgres(_) = store.writer() {
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(EVENT_INSERT_LOCK)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let seq: Option<(i64,)> = sqlx::query_as(INSERT)
-                    .bind(&new.event_uuid)
-                    .bind(now)
-                    .bind(&new.event)
-                    .bind(new.reason.as_deref())
-                    .bind(new.status.as_deref())
-                    .bind(new.sub_state.as_deref())
-                    .bind(new.uuid.as_deref())
-                    .bind(new.subscription_id.as_deref())
-                    .bind(new.subscription_type_id.as_deref())
-                    .bind(new.event_time.as_deref())
-                    .bind(new.purchase_token.as_deref())
-                    .bind(&new.raw)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let (Some(_), Some(token)) = (seq, &new.purchase_token) {
-                    sqlx::query(CONFIRM_PURCHASE)
-                        .bind(token)
-                        .bind(new.uuid.as_deref())
-                        .bind(new.uuid.is_some())
-                        .bind(new.subscription_id.as_deref())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                seq
-            });
-            // A duplicate waits too: its first delivery may be committed but not yet synced.
-            store.durable().await?;
-            Ok(seq.map_or(Stored::Duplicate, |(seq,)| Stored::New(seq)))
-        })
-        .await
+        // A duplicate is answered once durable too: its first delivery may be in the same batch.
+        let seq = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        // One savepoint: the purchase is confirmed only with its new event.
+                        let seq: Option<i64> = writer::prepare(db, INSERT)?
+                            .query_row(
+                                rusqlite::params![
+                                    new.event_uuid,
+                                    now,
+                                    new.event,
+                                    new.reason,
+                                    new.status,
+                                    new.sub_state,
+                                    new.uuid,
+                                    new.subscription_id,
+                                    new.subscription_type_id,
+                                    new.event_time,
+                                    new.purchase_token,
+                                    new.raw
+                                ],
+                                |row| row.get(0),
+                            )
+                            .optional()?;
+                        if let (Some(_), Some(token)) = (seq, &new.purchase_token) {
+                            writer::prepare(db, CONFIRM_PURCHASE)?.execute(rusqlite::params![
+                                token,
+                                new.uuid,
+                                new.uuid.is_some(),
+                                new.subscription_id,
+                                now
+                            ])?;
+                        }
+                        Ok(seq)
+                    })
+                    .await?
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let seq = on_pool!(store.writer(), pool => {
+                        let mut tx = pool.begin().await?;
+                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                            .bind(EVENT_INSERT_LOCK)
+                            .execute(&mut *tx)
+                            .await?;
+                        let seq: Option<(i64,)> = sqlx::query_as(INSERT)
+                            .bind(&new.event_uuid)
+                            .bind(now)
+                            .bind(&new.event)
+                            .bind(new.reason.as_deref())
+                            .bind(new.status.as_deref())
+                            .bind(new.sub_state.as_deref())
+                            .bind(new.uuid.as_deref())
+                            .bind(new.subscription_id.as_deref())
+                            .bind(new.subscription_type_id.as_deref())
+                            .bind(new.event_time.as_deref())
+                            .bind(new.purchase_token.as_deref())
+                            .bind(&new.raw)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let (Some(_), Some(token)) = (seq, &new.purchase_token) {
+                            sqlx::query(CONFIRM_PURCHASE)
+                                .bind(token)
+                                .bind(new.uuid.as_deref())
+                                .bind(new.uuid.is_some())
+                                .bind(new.subscription_id.as_deref())
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        tx.commit().await?;
+                        seq.map(|(seq,)| seq)
+                    });
+                    Ok(seq)
+                })
+                .await?
+            }
+        };
+        Ok(seq.map_or(Stored::Duplicate, Stored::New))
     }
 
-    /// At most `limit` events after `cursor`, oldest first; handed out only once on disk.
+    /// At most `limit` events after `cursor`, oldest first; handed out only once on disk, or a
+    /// crash could take back an event a consumer has seen and give its number to another. No
+    /// wait for a sync: on SQLite every event is written by the writer thread, whose commits
+    /// readers see only once synced.
     pub async fn events_after(
         &self,
         cursor: i64,
@@ -165,27 +210,27 @@ impl TokenStore {
                 .fetch_all(pool)
                 .await?
         });
-        if !rows.is_empty() {
-            // Committed is not yet synced on SQLite: a crash could otherwise take back an event
-            // a consumer has seen, and give its number to another.
-            self.durable().await?;
-        }
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
     /// Deletes events received before `cutoff` (`store.retention_secs`).
     pub async fn purge_events(&self, cutoff: i64) -> Result<u64, StoreError> {
-        self.to_completion(move |store| async move {
-            let purged = on_pool!(store.writer(), pool => {
-                sqlx::query("DELETE FROM events WHERE received_at < $1")
-                    .bind(cutoff)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            });
-            store.durable().await?;
-            Ok(purged)
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| Ok(writer::prepare(db, PURGE)?.execute([cutoff])? as u64))
+                    .await
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let purged = on_pool!(store.writer(), pool => {
+                        sqlx::query(PURGE).bind(cutoff).execute(pool).await?.rows_affected()
+                    });
+                    Ok(purged)
+                })
+                .await
+            }
+        }
     }
 }

@@ -4,8 +4,8 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::pool::{Pool, on_pool};
-use super::{StoreError, TokenStore, now_unix};
+use super::pool::on_pool;
+use super::{Backend, StoreError, TokenStore, now_unix, writer};
 use crate::domain::{NewCallback, Purchase, PurchaseState};
 
 /// An `Idempotency-Key` names its purchase for this long.
@@ -58,12 +58,105 @@ impl PurchaseRow {
     }
 }
 
-/// The database's clock, in Unix seconds: leases are taken and compared on it, the same for
-/// every replica.
-fn db_now(pool: &Pool) -> &'static str {
-    match pool {
-        Pool::Sqlite(_) => "unixepoch()",
-        Pool::Postgres(_) => "CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)",
+/// A statement with `$NOW` for the database's clock, in Unix seconds: leases are taken and
+/// compared on it, the same for every replica. One text per backend.
+macro_rules! on_db_clock {
+    ($name:ident, $sqlite:ident, $postgres:ident) => {
+        const $sqlite: &str = $name!("unixepoch()");
+        const $postgres: &str = $name!("CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)");
+    };
+}
+
+/// Forgets the key if it is older than 24 hours, so that the claim below may take it.
+const FORGET_OLD_KEY: &str = "UPDATE purchases SET idempotency_key = NULL, request_hash = NULL \
+     WHERE idempotency_key = $1 AND created_at < $2";
+
+macro_rules! claim_key {
+    ($now:literal) => {
+        concat!(
+            "INSERT INTO purchases (id, ref, state, subscription_type_id, idempotency_key, \
+                 request_hash, lease_until, created_at, expires_at, updated_at) \
+             VALUES ($1, $2, 'preparing', $3, $4, $5, ",
+            $now,
+            " + $6, $7, $7, $7) \
+             ON CONFLICT (idempotency_key) DO NOTHING"
+        )
+    };
+}
+on_db_clock!(claim_key, CLAIM_KEY_SQLITE, CLAIM_KEY_POSTGRES);
+
+macro_rules! take_over {
+    ($now:literal) => {
+        concat!(
+            "UPDATE purchases SET lease_until = ",
+            $now,
+            " + $2 \
+             WHERE id = $1 AND state = 'preparing' AND lease_until <= ",
+            $now
+        )
+    };
+}
+on_db_clock!(take_over, TAKE_OVER_SQLITE, TAKE_OVER_POSTGRES);
+
+const START_CLAIMED: &str = "UPDATE purchases SET state = 'started', purchase_token = $2, \
+         redirect_url = $3, lease_until = NULL, created_at = $4, expires_at = $5, updated_at = $4 \
+     WHERE id = $1 AND state = 'preparing'";
+
+const START_NEW: &str = "INSERT INTO purchases (id, purchase_token, redirect_url, created_at, \
+         expires_at, updated_at, ref, subscription_type_id, state) \
+     VALUES ($1, $2, $3, $4, $5, $4, $6, $7, 'started')";
+
+const RELEASE_CLAIM: &str = "DELETE FROM purchases WHERE id = $1 AND state = 'preparing'";
+
+const BIND_CODE: &str = "UPDATE purchases SET code_hash = $2, updated_at = $3, \
+         state = CASE WHEN $2 IS NULL THEN 'purchase_failed' ELSE state END \
+     WHERE id = $1 AND state = 'started' AND code_hash IS NULL AND expires_at > $3";
+
+const SETTLE: &str = "UPDATE purchases SET state = $2, token_id = COALESCE($3, token_id), \
+         uuid = CASE WHEN uuid_confirmed THEN uuid ELSE COALESCE($4, uuid) END, \
+         mondiapay_error = $5, updated_at = $6 \
+     WHERE id = $1 AND state <> 'succeeded'";
+
+const EXPIRE: &str = "UPDATE purchases SET state = 'expired', updated_at = $1 \
+     WHERE state = 'started' AND code_hash IS NULL AND expires_at <= $1";
+
+/// A callback binds its code before the exchange and records the outcome after: a purchase still
+/// `started` with a bound code an hour on lost its outcome (the process died in between). Its
+/// code's exchange says how it ended.
+const SETTLE_LOST: &str = "UPDATE purchases SET \
+         state = COALESCE((SELECT CASE e.state WHEN 'succeeded' THEN 'succeeded' \
+             WHEN 'rejected' THEN 'code_rejected' ELSE 'unavailable' END \
+             FROM exchanges e WHERE e.code_hash = purchases.code_hash), 'unavailable'), \
+         token_id = COALESCE(token_id, (SELECT e.token_id FROM exchanges e \
+             WHERE e.code_hash = purchases.code_hash)), \
+         updated_at = $1 \
+     WHERE state = 'started' AND code_hash IS NOT NULL AND updated_at <= $2";
+
+/// A succeeded purchase is kept: its subscription's later notifications (months on) find their
+/// order by it, and its confirmed uuid renews the order's token.
+const PURGE: &str = "DELETE FROM purchases WHERE updated_at < $1 \
+     AND state NOT IN ('started', 'preparing', 'succeeded')";
+
+const DROP_ABANDONED: &str = "DELETE FROM purchases WHERE state = 'preparing' AND lease_until < $1";
+
+const FORGET_OLD_KEYS: &str = "UPDATE purchases SET idempotency_key = NULL, request_hash = NULL \
+     WHERE idempotency_key IS NOT NULL AND created_at < $1 AND state <> 'preparing'";
+
+/// A unique violation, read as sqlx reads one (`is_unique_violation`): on a new purchase only its
+/// purchase token can collide (its id is random), so MondiaPay gave that token before.
+fn purchase_token_taken(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation
+                && matches!(
+                    failure.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+        {
+            StoreError::PurchaseTokenTaken
+        }
+        _ => StoreError::from(error),
     }
 }
 
@@ -125,47 +218,58 @@ impl TokenStore {
         lease_secs: i64,
     ) -> Result<KeyClaim, StoreError> {
         let (key_owned, hash, new) = (key.to_owned(), request_hash.to_owned(), new.clone());
-        let claimed = self
-            .to_completion(move |store| async move {
-                let now = now_unix();
-                let insert = format!(
-                    "INSERT INTO purchases (id, ref, state, subscription_type_id, idempotency_key, \
-                         request_hash, lease_until, created_at, expires_at, updated_at) \
-                     VALUES ($1, $2, 'preparing', $3, $4, $5, {} + $6, $7, $7, $7) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                    db_now(store.writer())
-                );
-                let inserted = on_pool!(store.writer(), pool => {
-                    let mut tx = pool.begin().await?;
-                    sqlx::query(
-                        "UPDATE purchases SET idempotency_key = NULL, request_hash = NULL \
-                         WHERE idempotency_key = $1 AND created_at < $2",
-                    )
-                    .bind(&key_owned)
-                    .bind(now - IDEMPOTENCY_KEY_SECS)
-                    .execute(&mut *tx)
-                    .await?;
-                    let inserted = sqlx::query(AssertSqlSafe(insert))
-                        .bind(&new.id)
-                        .bind(new.reference.as_deref())
-                        .bind(new.subscription_type_id)
-                        .bind(&key_owned)
-                        .bind(&hash)
-                        .bind(lease_secs)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    tx.commit().await?;
-                    inserted
-                });
-                if inserted == 1 {
-                    // The claim is on disk before MondiaPay is called.
-                    store.durable().await?;
-                }
-                Ok(inserted == 1)
-            })
-            .await?;
+        let now = now_unix();
+        // The claim is on disk before MondiaPay is called: durable when the write returns.
+        let claimed = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        // One savepoint: the old key is forgotten only if the claim stands.
+                        writer::prepare(db, FORGET_OLD_KEY)?
+                            .execute(rusqlite::params![key_owned, now - IDEMPOTENCY_KEY_SECS])?;
+                        let inserted =
+                            writer::prepare(db, CLAIM_KEY_SQLITE)?.execute(rusqlite::params![
+                                new.id,
+                                new.reference,
+                                new.subscription_type_id,
+                                key_owned,
+                                hash,
+                                lease_secs,
+                                now
+                            ])?;
+                        Ok(inserted == 1)
+                    })
+                    .await?
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let inserted = on_pool!(store.writer(), pool => {
+                        let mut tx = pool.begin().await?;
+                        sqlx::query(FORGET_OLD_KEY)
+                            .bind(&key_owned)
+                            .bind(now - IDEMPOTENCY_KEY_SECS)
+                            .execute(&mut *tx)
+                            .await?;
+                        let inserted = sqlx::query(CLAIM_KEY_POSTGRES)
+                            .bind(&new.id)
+                            .bind(new.reference.as_deref())
+                            .bind(new.subscription_type_id)
+                            .bind(&key_owned)
+                            .bind(&hash)
+                            .bind(lease_secs)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        tx.commit().await?;
+                        inserted
+                    });
+                    Ok(inserted == 1)
+                })
+                .await?
+            }
+        };
         if claimed {
             return Ok(KeyClaim::Claimed);
         }
@@ -185,20 +289,27 @@ impl TokenStore {
     /// caller now holds it.
     pub async fn take_over_purchase(&self, id: &str, lease_secs: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.to_completion(move |store| async move {
-            let sql = format!(
-                "UPDATE purchases SET lease_until = {now} + $2 \
-                 WHERE id = $1 AND state = 'preparing' AND lease_until <= {now}",
-                now = db_now(store.writer())
-            );
-            let taken = on_pool!(store.writer(), pool => sqlx::query(AssertSqlSafe(sql))
-                .bind(&id).bind(lease_secs).execute(pool).await?.rows_affected());
-            if taken == 1 {
-                store.durable().await?;
+        let taken = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        Ok(writer::prepare(db, TAKE_OVER_SQLITE)?
+                            .execute(rusqlite::params![id, lease_secs])?
+                            as u64)
+                    })
+                    .await?
             }
-            Ok(taken == 1)
-        })
-        .await
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let taken = on_pool!(store.writer(), pool => sqlx::query(TAKE_OVER_POSTGRES)
+                        .bind(&id).bind(lease_secs).execute(pool).await?.rows_affected());
+                    Ok(taken)
+                })
+                .await?
+            }
+        };
+        Ok(taken == 1)
     }
 
     /// Stores a prepared purchase: the claimed `preparing` row becomes `started`, or (without an
@@ -217,78 +328,105 @@ impl TokenStore {
             redirect_url.to_owned(),
         );
         let id = new.id.clone();
-        self.to_completion(move |store| async move {
-            let now = now_unix();
-            let sql = if claimed {
-                "UPDATE purchases SET state = 'started', purchase_token = $2, redirect_url = $3, \
-                     lease_until = NULL, created_at = $4, expires_at = $5, updated_at = $4 \
-                 WHERE id = $1 AND state = 'preparing'"
-            } else {
-                "INSERT INTO purchases (id, purchase_token, redirect_url, created_at, expires_at, \
-                     updated_at, ref, subscription_type_id, state) \
-                 VALUES ($1, $2, $3, $4, $5, $4, $6, $7, 'started')"
-            };
-            let written = on_pool!(store.writer(), pool => sqlx::query(sql)
-                .bind(&new.id)
-                .bind(&token)
-                .bind(&url)
-                .bind(now)
-                .bind(now.saturating_add(ttl_secs))
-                .bind(new.reference.as_deref())
-                .bind(new.subscription_type_id)
-                .execute(pool)
-                .await
-                .map_err(|error| match &error {
-                    sqlx::Error::Database(db) if db.is_unique_violation() => {
-                        StoreError::PurchaseTokenTaken
-                    }
-                    _ => StoreError::from(error),
-                })?
-                .rows_affected());
-            if written != 1 {
-                // The claim was taken over after its lease: the other holder's purchase stands.
-                return Err(StoreError::OutcomeMissing);
+        let now = now_unix();
+        let sql = if claimed { START_CLAIMED } else { START_NEW };
+        let written = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        // SQLite refuses parameters a statement does not number: the update
+                        // has five.
+                        let mut statement = writer::prepare(db, sql)?;
+                        let written = if claimed {
+                            statement.execute(rusqlite::params![
+                                new.id,
+                                token,
+                                url,
+                                now,
+                                now.saturating_add(ttl_secs)
+                            ])
+                        } else {
+                            statement.execute(rusqlite::params![
+                                new.id,
+                                token,
+                                url,
+                                now,
+                                now.saturating_add(ttl_secs),
+                                new.reference,
+                                new.subscription_type_id
+                            ])
+                        };
+                        Ok(written.map_err(purchase_token_taken)? as u64)
+                    })
+                    .await?
             }
-            store.durable().await
-        })
-        .await?;
-        // Synced above: read back without waiting for another sync.
-        self.unsynced_purchase(&id)
-            .await?
-            .ok_or(StoreError::OutcomeMissing)
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let written = on_pool!(store.writer(), pool => sqlx::query(sql)
+                        .bind(&new.id)
+                        .bind(&token)
+                        .bind(&url)
+                        .bind(now)
+                        .bind(now.saturating_add(ttl_secs))
+                        .bind(new.reference.as_deref())
+                        .bind(new.subscription_type_id)
+                        .execute(pool)
+                        .await
+                        .map_err(|error| match &error {
+                            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                                StoreError::PurchaseTokenTaken
+                            }
+                            _ => StoreError::from(error),
+                        })?
+                        .rows_affected());
+                    Ok(written)
+                })
+                .await?
+            }
+        };
+        if written != 1 {
+            // The claim was taken over after its lease: the other holder's purchase stands.
+            return Err(StoreError::OutcomeMissing);
+        }
+        self.purchase(&id).await?.ok_or(StoreError::OutcomeMissing)
     }
 
     /// Releases a claimed key whose Prepare Purchase failed: the same key may be tried again.
     pub async fn release_purchase_claim(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.to_completion(move |store| async move {
-            on_pool!(store.writer(), pool => sqlx::query(
-                "DELETE FROM purchases WHERE id = $1 AND state = 'preparing'")
-                .bind(&id).execute(pool).await.map(drop))?;
-            store.durable().await
-        })
-        .await
-    }
-
-    /// The purchase `id`, in whatever state.
-    pub async fn purchase(&self, id: &str) -> Result<Option<Purchase>, StoreError> {
-        let found = self.unsynced_purchase(id).await?;
-        if found.is_some() {
-            // Committed is not yet synced on SQLite: shown only once it is on disk.
-            self.durable().await?;
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        writer::prepare(db, RELEASE_CLAIM)?.execute([id])?;
+                        Ok(())
+                    })
+                    .await
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    on_pool!(store.writer(), pool => sqlx::query(RELEASE_CLAIM)
+                        .bind(&id).execute(pool).await.map(drop))?;
+                    Ok(())
+                })
+                .await
+            }
         }
-        Ok(found)
     }
 
-    /// The purchase `id` as committed, maybe not yet synced.
-    async fn unsynced_purchase(&self, id: &str) -> Result<Option<Purchase>, StoreError> {
+    /// The purchase `id`, in whatever state. No wait for a sync: on SQLite every write to
+    /// purchases goes through the writer thread, whose commits readers see only once synced.
+    pub async fn purchase(&self, id: &str) -> Result<Option<Purchase>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM purchases WHERE id = $1");
         let row: Option<PurchaseRow> = self.pool().fetch_optional(sql, id).await?;
         row.map(|row| row.into_purchase().map(|(purchase, _)| purchase))
             .transpose()
     }
 
-    /// The purchases for `reference`, newest first, at most `limit` (none still `preparing`).
+    /// The purchases for `reference`, newest first, at most `limit` (none still `preparing`). No
+    /// wait for a sync, as for `purchase`.
     pub async fn purchases_for_ref(
         &self,
         reference: &str,
@@ -301,14 +439,9 @@ impl TokenStore {
         );
         let rows: Vec<PurchaseRow> = on_pool!(self.pool(), pool => sqlx::query_as(AssertSqlSafe(sql))
             .bind(reference).bind(limit).fetch_all(pool).await?);
-        let purchases = rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| row.into_purchase().map(|(p, _)| p))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !purchases.is_empty() {
-            self.durable().await?;
-        }
-        Ok(purchases)
+            .collect()
     }
 
     /// Binds the code (its keyed hash) of the callback that ends a `started` purchase, if it is
@@ -321,20 +454,29 @@ impl TokenStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let (id, code_hash) = (id.to_owned(), code_hash.map(str::to_owned));
-        self.to_completion(move |store| async move {
-            let bound = on_pool!(store.writer(), pool => sqlx::query(
-                "UPDATE purchases SET code_hash = $2, updated_at = $3, \
-                     state = CASE WHEN $2 IS NULL THEN 'purchase_failed' ELSE state END \
-                 WHERE id = $1 AND state = 'started' AND code_hash IS NULL AND expires_at > $3")
-                .bind(&id).bind(code_hash.as_deref()).bind(now)
-                .execute(pool).await?.rows_affected());
-            // Nothing written, nothing to sync: another callback bound it first.
-            if bound == 1 {
-                store.durable().await?;
+        let bound = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        Ok(writer::prepare(db, BIND_CODE)?
+                            .execute(rusqlite::params![id, code_hash, now])?
+                            as u64)
+                    })
+                    .await?
             }
-            Ok(bound == 1)
-        })
-        .await
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let bound = on_pool!(store.writer(), pool => sqlx::query(BIND_CODE)
+                        .bind(&id).bind(code_hash.as_deref()).bind(now)
+                        .execute(pool).await?.rows_affected());
+                    Ok(bound)
+                })
+                .await?
+            }
+        };
+        // Nothing written: another callback bound it first.
+        Ok(bound == 1)
     }
 
     /// Records what the callback ended in: the state, and for a success the token and the
@@ -348,18 +490,35 @@ impl TokenStore {
             outcome.uuid.clone(),
             outcome.error.clone(),
         );
-        self.to_completion(move |store| async move {
-            on_pool!(store.writer(), pool => sqlx::query(
-                "UPDATE purchases SET state = $2, token_id = COALESCE($3, token_id), \
-                     uuid = CASE WHEN uuid_confirmed THEN uuid ELSE COALESCE($4, uuid) END, \
-                     mondiapay_error = $5, updated_at = $6 \
-                 WHERE id = $1 AND state <> 'succeeded'")
-                .bind(&id).bind(state.as_str()).bind(token_id.as_deref()).bind(uuid.as_deref())
-                .bind(error.as_deref()).bind(now_unix())
-                .execute(pool).await.map(drop))?;
-            store.durable().await
-        })
-        .await
+        let now = now_unix();
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        writer::prepare(db, SETTLE)?.execute(rusqlite::params![
+                            id,
+                            state.as_str(),
+                            token_id,
+                            uuid,
+                            error,
+                            now
+                        ])?;
+                        Ok(())
+                    })
+                    .await
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    on_pool!(store.writer(), pool => sqlx::query(SETTLE)
+                        .bind(&id).bind(state.as_str()).bind(token_id.as_deref())
+                        .bind(uuid.as_deref()).bind(error.as_deref()).bind(now)
+                        .execute(pool).await.map(drop))?;
+                    Ok(())
+                })
+                .await
+            }
+        }
     }
 
     /// Housekeeping: `started` purchases past `expires_at` become `expired` (not one whose
@@ -367,47 +526,55 @@ impl TokenStore {
     /// touched before `cutoff` are deleted (none still waiting for a callback); keys older than
     /// 24 hours are forgotten; `preparing` claims whose process died long ago are dropped.
     pub async fn tidy_purchases(&self, cutoff: i64) -> Result<PurchasesTidied, StoreError> {
-        self.to_completion(move |store| async move {
-            let now = now_unix();
-            let tidied = on_pool!(store.writer(), pool => {
-                let mut tx = pool.begin().await?;
-                let expired = sqlx::query(
-                    "UPDATE purchases SET state = 'expired', updated_at = $1 \
-                     WHERE state = 'started' AND code_hash IS NULL AND expires_at <= $1")
-                    .bind(now).execute(&mut *tx).await?.rows_affected();
-                // A callback binds its code before the exchange and records the outcome after: a
-                // purchase still `started` with a bound code an hour on lost its outcome (the
-                // process died in between). Its code's exchange says how it ended.
-                let settled = sqlx::query(
-                    "UPDATE purchases SET \
-                         state = COALESCE((SELECT CASE e.state WHEN 'succeeded' THEN 'succeeded' \
-                             WHEN 'rejected' THEN 'code_rejected' ELSE 'unavailable' END \
-                             FROM exchanges e WHERE e.code_hash = purchases.code_hash), 'unavailable'), \
-                         token_id = COALESCE(token_id, (SELECT e.token_id FROM exchanges e \
-                             WHERE e.code_hash = purchases.code_hash)), \
-                         updated_at = $1 \
-                     WHERE state = 'started' AND code_hash IS NOT NULL AND updated_at <= $2")
-                    .bind(now).bind(now - OUTCOME_LOST_SECS)
-                    .execute(&mut *tx).await?.rows_affected();
-                let purged = sqlx::query(
-                    // A succeeded purchase is kept: its subscription's later notifications (months
-                    // on) find their order by it, and its confirmed uuid renews the order's token.
-                    "DELETE FROM purchases WHERE updated_at < $1 \
-                     AND state NOT IN ('started', 'preparing', 'succeeded')")
-                    .bind(cutoff).execute(&mut *tx).await?.rows_affected();
-                let abandoned = sqlx::query(
-                    "DELETE FROM purchases WHERE state = 'preparing' AND lease_until < $1")
-                    .bind(now - IDEMPOTENCY_KEY_SECS).execute(&mut *tx).await?.rows_affected();
-                let keys_forgotten = sqlx::query(
-                    "UPDATE purchases SET idempotency_key = NULL, request_hash = NULL \
-                     WHERE idempotency_key IS NOT NULL AND created_at < $1 AND state <> 'preparing'")
-                    .bind(now - IDEMPOTENCY_KEY_SECS).execute(&mut *tx).await?.rows_affected();
-                tx.commit().await?;
-                PurchasesTidied { expired, settled, purged: purged + abandoned, keys_forgotten }
-            });
-            store.durable().await?;
-            Ok(tidied)
-        })
-        .await
+        let now = now_unix();
+        let (lost, old) = (now - OUTCOME_LOST_SECS, now - IDEMPOTENCY_KEY_SECS);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        let run = |sql, params: &[&dyn rusqlite::ToSql]| {
+                            writer::prepare(db, sql)?
+                                .execute(params)
+                                .map(|n| n as u64)
+                        };
+                        // One savepoint: all of it, or none.
+                        let expired = run(EXPIRE, &[&now])?;
+                        let settled = run(SETTLE_LOST, &[&now, &lost])?;
+                        let purged = run(PURGE, &[&cutoff])?;
+                        let abandoned = run(DROP_ABANDONED, &[&old])?;
+                        let keys_forgotten = run(FORGET_OLD_KEYS, &[&old])?;
+                        Ok(PurchasesTidied {
+                            expired,
+                            settled,
+                            purged: purged + abandoned,
+                            keys_forgotten,
+                        })
+                    })
+                    .await
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let tidied = on_pool!(store.writer(), pool => {
+                        let mut tx = pool.begin().await?;
+                        let expired = sqlx::query(EXPIRE)
+                            .bind(now).execute(&mut *tx).await?.rows_affected();
+                        let settled = sqlx::query(SETTLE_LOST)
+                            .bind(now).bind(lost)
+                            .execute(&mut *tx).await?.rows_affected();
+                        let purged = sqlx::query(PURGE)
+                            .bind(cutoff).execute(&mut *tx).await?.rows_affected();
+                        let abandoned = sqlx::query(DROP_ABANDONED)
+                            .bind(old).execute(&mut *tx).await?.rows_affected();
+                        let keys_forgotten = sqlx::query(FORGET_OLD_KEYS)
+                            .bind(old).execute(&mut *tx).await?.rows_affected();
+                        tx.commit().await?;
+                        PurchasesTidied { expired, settled, purged: purged + abandoned, keys_forgotten }
+                    });
+                    Ok(tidied)
+                })
+                .await
+            }
+        }
     }
 }

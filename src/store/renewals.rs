@@ -2,9 +2,11 @@
 //! MondiaPay is called, completed with the token stored or MondiaPay's verdict, which requests
 //! that waited on the claim read.
 
+use rusqlite::OptionalExtension;
+
 use super::exchanges::{ClaimKey, ClaimTable};
-use super::pool::{Pool, on_pool};
-use super::{StoreError, TokenStore};
+use super::pool::on_pool;
+use super::{Backend, StoreError, TokenStore, writer};
 use crate::domain::{Owner, RenewalState, TokenRecord, UpstreamError, UserToken};
 
 /// What a renewed token has in the `code_hash` column, which every token has: no code was spent
@@ -95,32 +97,41 @@ impl TokenStore {
     ) -> Result<RenewalClaim, StoreError> {
         self.ensure_room()?;
         let key = uuid.to_owned();
-        let claimed = self
-            .to_completion(move |store| async move {
-                let claimed: Option<i64> = on_pool!(store.writer(), pool => {
-                    let sql = match store.writer() {
-                        Pool::Sqlite(_) => CLAIM_SQLITE,
-                        Pool::Postgres(_) => CLAIM_POSTGRES,
-                    };
-                    // An explicit transaction, as for a code's claim: the row is handed out
-                    // only once committed.
-                    let mut tx = pool.begin().await?;
-                    let attempt = sqlx::query_scalar(sql)
-                        .bind(&key)
-                        .bind(lease_secs)
-                        .bind(seen)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    attempt
-                });
-                if claimed.is_some() {
-                    // The claim is on disk before MondiaPay is asked.
-                    store.durable().await?;
-                }
-                Ok(claimed)
-            })
-            .await?;
+        // The claim is on disk before MondiaPay is asked: durable when the write returns.
+        let claimed: Option<i64> = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        // The row is handed out only once committed, as for a code's claim: the
+                        // writer answers after its batch's commit.
+                        let attempt = writer::prepare(db, CLAIM_SQLITE)?
+                            .query_row(rusqlite::params![key, lease_secs, seen], |row| row.get(0))
+                            .optional()?;
+                        Ok(attempt)
+                    })
+                    .await?
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let claimed = on_pool!(store.writer(), pool => {
+                        // An explicit transaction, as for a code's claim: the row is handed out
+                        // only once committed.
+                        let mut tx = pool.begin().await?;
+                        let attempt = sqlx::query_scalar(CLAIM_POSTGRES)
+                            .bind(&key)
+                            .bind(lease_secs)
+                            .bind(seen)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        attempt
+                    });
+                    Ok(claimed)
+                })
+                .await?
+            }
+        };
         match claimed {
             Some(attempt) => Ok(RenewalClaim::Claimed { attempt }),
             None => Ok(RenewalClaim::Taken(self.renewal(uuid).await?)),

@@ -138,16 +138,34 @@ impl TokenStore {
         sql: &'static str,
         now: Option<i64>,
     ) -> Result<(), StoreError> {
+        use super::{Backend, writer};
         let id = id.to_owned();
+        // A task of its own even on SQLite, whose writer finishes a write whatever the caller
+        // does: the cache must forget the token once the write is committed.
         self.to_completion(move |store| async move {
-            on_pool!(store.writer(), pool => {
-                let mut statement = sqlx::query(sql).bind(&id);
-                if let Some(now) = now {
-                    statement = statement.bind(now);
+            match &store.backend {
+                Backend::Sqlite(sqlite) => {
+                    let id = id.clone();
+                    sqlite
+                        .writer
+                        .write(move |db| {
+                            let mut statement = writer::prepare(db, sql)?;
+                            match now {
+                                Some(now) => statement.execute(rusqlite::params![id, now])?,
+                                None => statement.execute([id])?,
+                            };
+                            Ok(())
+                        })
+                        .await?;
                 }
-                statement.execute(pool).await.map(drop)
-            })?;
-            store.durable().await?;
+                Backend::Postgres(_) => on_pool!(store.writer(), pool => {
+                    let mut statement = sqlx::query(sql).bind(&id);
+                    if let Some(now) = now {
+                        statement = statement.bind(now);
+                    }
+                    statement.execute(pool).await.map(drop)
+                })?,
+            }
             if let Some(cache) = store.cache() {
                 cache.remove(&id);
             }
@@ -193,47 +211,75 @@ impl TokenStore {
     /// that token's code from being exchanged again. Failure outcomes beyond the store's cap go
     /// too, oldest first.
     pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
-        self.to_completion(move |store| async move {
-            let cap = store.max_failure_outcomes;
-            let purged = on_pool!(store.writer(), pool => {
-                let mut tx = pool.begin().await?;
-                let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
-                    .bind(cutoff)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                // A finished renewal's row only serves requests that waited on it.
-                sqlx::query("DELETE FROM renewals WHERE updated_at < $1 AND state <> 'pending'")
-                    .bind(cutoff)
-                    .execute(&mut *tx)
-                    .await?;
-                let exchanges = sqlx::query(
-                    "DELETE FROM exchanges WHERE updated_at < $1 AND state <> 'pending' \
-                     AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))",
-                )
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let callbacks = sqlx::query("DELETE FROM callbacks WHERE updated_at < $1")
-                    .bind(cutoff)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let over_cap = sqlx::query(AssertSqlSafe(super::callbacks::trim_failures_sql(
-                    store.writer(),
-                )))
-                .bind(cap)
-                .bind("")
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Purged { tokens, exchanges, callbacks: callbacks + over_cap }
-            });
-            Ok(purged)
-        })
-        .await
+        use super::{Backend, writer};
+        const PURGE_TOKENS: &str = "DELETE FROM tokens WHERE expires_at < $1";
+        // A finished renewal's row only serves requests that waited on it.
+        const PURGE_RENEWALS: &str =
+            "DELETE FROM renewals WHERE updated_at < $1 AND state <> 'pending'";
+        const PURGE_EXCHANGES: &str = "DELETE FROM exchanges WHERE updated_at < $1 \
+             AND state <> 'pending' AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))";
+        const PURGE_CALLBACKS: &str = "DELETE FROM callbacks WHERE updated_at < $1";
+        let cap = self.max_failure_outcomes;
+        let trim = super::callbacks::trim_failures_sql(self.pool());
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                sqlite
+                    .writer
+                    .write(move |db| {
+                        // One savepoint: all of it, or none.
+                        let tokens = writer::prepare(db, PURGE_TOKENS)?.execute([cutoff])? as u64;
+                        writer::prepare(db, PURGE_RENEWALS)?.execute([cutoff])?;
+                        let exchanges =
+                            writer::prepare(db, PURGE_EXCHANGES)?.execute([cutoff])? as u64;
+                        let callbacks =
+                            writer::prepare(db, PURGE_CALLBACKS)?.execute([cutoff])? as u64;
+                        let over_cap =
+                            writer::prepare(db, &trim)?.execute(rusqlite::params![cap, ""])? as u64;
+                        Ok(Purged {
+                            tokens,
+                            exchanges,
+                            callbacks: callbacks + over_cap,
+                        })
+                    })
+                    .await
+            }
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    let purged = on_pool!(store.writer(), pool => {
+                        let mut tx = pool.begin().await?;
+                        let tokens = sqlx::query(PURGE_TOKENS)
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        sqlx::query(PURGE_RENEWALS)
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?;
+                        let exchanges = sqlx::query(PURGE_EXCHANGES)
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        let callbacks = sqlx::query(PURGE_CALLBACKS)
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        let over_cap = sqlx::query(AssertSqlSafe(trim))
+                            .bind(cap)
+                            .bind("")
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        tx.commit().await?;
+                        Purged { tokens, exchanges, callbacks: callbacks + over_cap }
+                    });
+                    Ok(purged)
+                })
+                .await
+            }
+        }
     }
 }
 
