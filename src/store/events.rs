@@ -151,7 +151,9 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let seq = on_pool!(store.writer(), pool => {
+                    let seq = {
+                        let pool = store.postgres();
+
                         let mut tx = pool.begin().await?;
                         sqlx::query("SELECT pg_advisory_xact_lock($1)")
                             .bind(EVENT_INSERT_LOCK)
@@ -184,7 +186,7 @@ impl TokenStore {
                         }
                         tx.commit().await?;
                         seq.map(|(seq,)| seq)
-                    });
+                    };
                     Ok(seq)
                 })
                 .await?
@@ -224,9 +226,15 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let purged = on_pool!(store.writer(), pool => {
-                        sqlx::query(PURGE).bind(cutoff).execute(pool).await?.rows_affected()
-                    });
+                    let purged = {
+                        let pool = store.postgres();
+
+                        sqlx::query(PURGE)
+                            .bind(cutoff)
+                            .execute(pool)
+                            .await?
+                            .rows_affected()
+                    };
                     Ok(purged)
                 })
                 .await

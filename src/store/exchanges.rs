@@ -5,7 +5,6 @@ use sqlx::AssertSqlSafe;
 use super::now_unix;
 
 use super::callbacks::{record_in_postgres, trim_all_on_postgres};
-use super::pool::Pool;
 use super::rows::{ClaimRow, ExchangeStateRow, sqlite as sqlite_rows};
 use super::tokens::NewToken;
 use super::{Backend, Claim, ExchangeRow, ReplayKey, StoreError, TokenStore, writer};
@@ -87,10 +86,7 @@ impl TokenStore {
             .to_completion(move |store| async move {
                 // An explicit transaction: with `RETURNING`, PostgreSQL's answer is seen to
                 // commit before the code goes out.
-                let Pool::Postgres(pool) = store.writer() else {
-                    unreachable!("SQLite claims on its writer thread")
-                };
-                let mut tx = pool.begin().await?;
+                let mut tx = store.postgres().begin().await?;
                 let row = sqlx::query_as::<_, ClaimRow>(CLAIM_POSTGRES)
                     .bind(code_hash.as_str())
                     .bind(lease_secs)

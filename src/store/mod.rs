@@ -7,7 +7,6 @@ mod callbacks;
 mod error;
 mod events;
 mod exchanges;
-mod legacy_sync;
 mod pool;
 mod postgres;
 mod purchases;
@@ -99,9 +98,6 @@ struct SqliteParts {
     readers: Pool,
     /// Writes go here: SQLite's single writer, with group commit (see `writer`).
     writer: writer::Writer,
-    /// Writes not yet moved to the writer thread go here (still synced by `durable`).
-    legacy_writer: Pool,
-    legacy_sync: legacy_sync::GroupSync,
     /// Lookups by id (see `cache`).
     cache: cache::TokenCache,
     /// The directory of the file, whose free space is checked before an exchange.
@@ -112,18 +108,15 @@ impl TokenStore {
     pub async fn open(backend: &StoreBackend, keys: Keyring) -> Result<Self, StoreError> {
         let backend = match backend {
             StoreBackend::Sqlite { path } => {
-                let legacy_sync = legacy_sync::GroupSync::new(path);
                 let directory = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                     _ => PathBuf::from("."),
                 };
-                let (readers, legacy_writer) = sqlite::open(path).await?;
+                let readers = sqlite::open(path).await?;
                 let writer = writer::Writer::start(path)?;
                 Backend::Sqlite(Arc::new(SqliteParts {
                     readers: Pool::Sqlite(readers),
                     writer,
-                    legacy_writer: Pool::Sqlite(legacy_writer),
-                    legacy_sync,
                     cache: cache::TokenCache::default(),
                     directory,
                 }))
@@ -145,14 +138,6 @@ impl TokenStore {
     fn pool(&self) -> &Pool {
         match &self.backend {
             Backend::Sqlite(sqlite) => &sqlite.readers,
-            Backend::Postgres(pool) => pool,
-        }
-    }
-
-    /// Writes go here: SQLite's single writer connection, or the PostgreSQL pool.
-    fn writer(&self) -> &Pool {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => &sqlite.legacy_writer,
             Backend::Postgres(pool) => pool,
         }
     }
@@ -248,18 +233,6 @@ impl TokenStore {
         }
     }
 
-    /// Waits until the writes this caller committed are on disk (SQLite's group commit).
-    async fn durable(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite
-                .legacy_sync
-                .durable()
-                .await
-                .map_err(|error| StoreError::Database(error.into())),
-            Backend::Postgres(_) => Ok(()),
-        }
-    }
-
     /// Refuses to start an exchange whose token might not fit on the disk.
     fn ensure_room(&self) -> Result<(), StoreError> {
         let Backend::Sqlite(sqlite) = &self.backend else {
@@ -279,7 +252,6 @@ impl TokenStore {
         match &self.backend {
             Backend::Sqlite(sqlite) => {
                 sqlite.readers.close().await;
-                sqlite.legacy_writer.close().await;
                 sqlite.writer.close().await;
             }
             Backend::Postgres(pool) => pool.close().await,

@@ -244,7 +244,9 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let inserted = on_pool!(store.writer(), pool => {
+                    let inserted = {
+                        let pool = store.postgres();
+
                         let mut tx = pool.begin().await?;
                         sqlx::query(FORGET_OLD_KEY)
                             .bind(&key_owned)
@@ -264,7 +266,7 @@ impl TokenStore {
                             .rows_affected();
                         tx.commit().await?;
                         inserted
-                    });
+                    };
                     Ok(inserted == 1)
                 })
                 .await?
@@ -302,8 +304,15 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let taken = on_pool!(store.writer(), pool => sqlx::query(TAKE_OVER_POSTGRES)
-                        .bind(&id).bind(lease_secs).execute(pool).await?.rows_affected());
+                    let taken = {
+                        let pool = store.postgres();
+                        sqlx::query(TAKE_OVER_POSTGRES)
+                            .bind(&id)
+                            .bind(lease_secs)
+                            .execute(pool)
+                            .await?
+                            .rows_affected()
+                    };
                     Ok(taken)
                 })
                 .await?
@@ -363,23 +372,26 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let written = on_pool!(store.writer(), pool => sqlx::query(sql)
-                        .bind(&new.id)
-                        .bind(&token)
-                        .bind(&url)
-                        .bind(now)
-                        .bind(now.saturating_add(ttl_secs))
-                        .bind(new.reference.as_deref())
-                        .bind(new.subscription_type_id)
-                        .execute(pool)
-                        .await
-                        .map_err(|error| match &error {
-                            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                                StoreError::PurchaseTokenTaken
-                            }
-                            _ => StoreError::from(error),
-                        })?
-                        .rows_affected());
+                    let written = {
+                        let pool = store.postgres();
+                        sqlx::query(sql)
+                            .bind(&new.id)
+                            .bind(&token)
+                            .bind(&url)
+                            .bind(now)
+                            .bind(now.saturating_add(ttl_secs))
+                            .bind(new.reference.as_deref())
+                            .bind(new.subscription_type_id)
+                            .execute(pool)
+                            .await
+                            .map_err(|error| match &error {
+                                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                                    StoreError::PurchaseTokenTaken
+                                }
+                                _ => StoreError::from(error),
+                            })?
+                            .rows_affected()
+                    };
                     Ok(written)
                 })
                 .await?
@@ -407,8 +419,14 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    on_pool!(store.writer(), pool => sqlx::query(RELEASE_CLAIM)
-                        .bind(&id).execute(pool).await.map(drop))?;
+                    {
+                        let pool = store.postgres();
+                        sqlx::query(RELEASE_CLAIM)
+                            .bind(&id)
+                            .execute(pool)
+                            .await
+                            .map(drop)
+                    }?;
                     Ok(())
                 })
                 .await
@@ -467,9 +485,16 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let bound = on_pool!(store.writer(), pool => sqlx::query(BIND_CODE)
-                        .bind(&id).bind(code_hash.as_deref()).bind(now)
-                        .execute(pool).await?.rows_affected());
+                    let bound = {
+                        let pool = store.postgres();
+                        sqlx::query(BIND_CODE)
+                            .bind(&id)
+                            .bind(code_hash.as_deref())
+                            .bind(now)
+                            .execute(pool)
+                            .await?
+                            .rows_affected()
+                    };
                     Ok(bound)
                 })
                 .await?
@@ -510,10 +535,19 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    on_pool!(store.writer(), pool => sqlx::query(SETTLE)
-                        .bind(&id).bind(state.as_str()).bind(token_id.as_deref())
-                        .bind(uuid.as_deref()).bind(error.as_deref()).bind(now)
-                        .execute(pool).await.map(drop))?;
+                    {
+                        let pool = store.postgres();
+                        sqlx::query(SETTLE)
+                            .bind(&id)
+                            .bind(state.as_str())
+                            .bind(token_id.as_deref())
+                            .bind(uuid.as_deref())
+                            .bind(error.as_deref())
+                            .bind(now)
+                            .execute(pool)
+                            .await
+                            .map(drop)
+                    }?;
                     Ok(())
                 })
                 .await
@@ -534,9 +568,7 @@ impl TokenStore {
                     .writer
                     .write(move |db| {
                         let run = |sql, params: &[&dyn rusqlite::ToSql]| {
-                            writer::prepare(db, sql)?
-                                .execute(params)
-                                .map(|n| n as u64)
+                            writer::prepare(db, sql)?.execute(params).map(|n| n as u64)
                         };
                         // One savepoint: all of it, or none.
                         let expired = run(EXPIRE, &[&now])?;
@@ -555,22 +587,44 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let tidied = on_pool!(store.writer(), pool => {
+                    let tidied = {
+                        let pool = store.postgres();
+
                         let mut tx = pool.begin().await?;
                         let expired = sqlx::query(EXPIRE)
-                            .bind(now).execute(&mut *tx).await?.rows_affected();
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
                         let settled = sqlx::query(SETTLE_LOST)
-                            .bind(now).bind(lost)
-                            .execute(&mut *tx).await?.rows_affected();
+                            .bind(now)
+                            .bind(lost)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
                         let purged = sqlx::query(PURGE)
-                            .bind(cutoff).execute(&mut *tx).await?.rows_affected();
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
                         let abandoned = sqlx::query(DROP_ABANDONED)
-                            .bind(old).execute(&mut *tx).await?.rows_affected();
+                            .bind(old)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
                         let keys_forgotten = sqlx::query(FORGET_OLD_KEYS)
-                            .bind(old).execute(&mut *tx).await?.rows_affected();
+                            .bind(old)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
                         tx.commit().await?;
-                        PurchasesTidied { expired, settled, purged: purged + abandoned, keys_forgotten }
-                    });
+                        PurchasesTidied {
+                            expired,
+                            settled,
+                            purged: purged + abandoned,
+                            keys_forgotten,
+                        }
+                    };
                     Ok(tidied)
                 })
                 .await

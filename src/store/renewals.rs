@@ -5,7 +5,6 @@
 use rusqlite::OptionalExtension;
 
 use super::exchanges::{ClaimKey, ClaimTable};
-use super::pool::on_pool;
 use super::{Backend, StoreError, TokenStore, writer};
 use crate::domain::{Owner, RenewalState, TokenRecord, UpstreamError, UserToken};
 
@@ -114,7 +113,9 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let claimed = on_pool!(store.writer(), pool => {
+                    let claimed = {
+                        let pool = store.postgres();
+
                         // An explicit transaction, as for a code's claim: the row is handed out
                         // only once committed.
                         let mut tx = pool.begin().await?;
@@ -126,7 +127,7 @@ impl TokenStore {
                             .await?;
                         tx.commit().await?;
                         attempt
-                    });
+                    };
                     Ok(claimed)
                 })
                 .await?

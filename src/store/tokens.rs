@@ -158,13 +158,15 @@ impl TokenStore {
                         })
                         .await?;
                 }
-                Backend::Postgres(_) => on_pool!(store.writer(), pool => {
+                Backend::Postgres(_) => {
+                    let pool = store.postgres();
+
                     let mut statement = sqlx::query(sql).bind(&id);
                     if let Some(now) = now {
                         statement = statement.bind(now);
                     }
                     statement.execute(pool).await.map(drop)
-                })?,
+                }?,
             }
             if let Some(cache) = store.cache() {
                 cache.remove(&id);
@@ -245,7 +247,9 @@ impl TokenStore {
             }
             Backend::Postgres(_) => {
                 self.to_completion(move |store| async move {
-                    let purged = on_pool!(store.writer(), pool => {
+                    let purged = {
+                        let pool = store.postgres();
+
                         let mut tx = pool.begin().await?;
                         let tokens = sqlx::query(PURGE_TOKENS)
                             .bind(cutoff)
@@ -273,8 +277,12 @@ impl TokenStore {
                             .await?
                             .rows_affected();
                         tx.commit().await?;
-                        Purged { tokens, exchanges, callbacks: callbacks + over_cap }
-                    });
+                        Purged {
+                            tokens,
+                            exchanges,
+                            callbacks: callbacks + over_cap,
+                        }
+                    };
                     Ok(purged)
                 })
                 .await

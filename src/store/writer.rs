@@ -74,6 +74,8 @@ where
 /// The handle writes are queued through.
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Batches committed (logged at close; the tests see writes sharing a commit).
+    commits: Arc<std::sync::atomic::AtomicU64>,
     /// Taken by `close`: the thread, joined once the writes queued before are done.
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -99,12 +101,15 @@ impl Writer {
     pub fn start(path: &Path) -> Result<Self, StoreError> {
         let connection = open(path).map_err(StoreError::from)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let commits = Arc::default();
+        let counted = Arc::clone(&commits);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(connection, queue))
+            .spawn(move || run(connection, queue, &counted))
             .map_err(StoreError::Thread)?;
         Ok(Self {
             jobs,
+            commits,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -119,6 +124,8 @@ impl Writer {
             && self.jobs.send(Box::new(Stop)).is_ok()
         {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            let commits = self.commits.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(commits, "SQLite's writer closed");
         }
     }
 
@@ -149,7 +156,11 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 /// The writer's loop: a batch is whatever was queued when the last one finished.
-fn run(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(
+    connection: Connection,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    commits: &std::sync::atomic::AtomicU64,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = Vec::with_capacity(16);
         let mut stop = first.is_stop();
@@ -159,7 +170,7 @@ fn run(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
             stop = next.is_stop();
             batch.push(next);
         }
-        commit_batch(&connection, batch);
+        commit_batch(&connection, batch, commits);
         if stop {
             break;
         }
@@ -169,7 +180,12 @@ fn run(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
     let _ = connection.close();
 }
 
-fn commit_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) {
+/// Runs and commits one batch, counting it in `commits` when it did.
+fn commit_batch(
+    connection: &Connection,
+    batch: Vec<Box<dyn Job>>,
+    commits: &std::sync::atomic::AtomicU64,
+) {
     // A failure may have left a transaction open (SQLite keeps some after an I/O error): end it
     // rather than let this batch's writes run inside it.
     if !connection.is_autocommit() {
@@ -205,6 +221,7 @@ fn commit_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) {
     }
     match statement(connection, "COMMIT") {
         Ok(()) => {
+            commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for reply in replies {
                 reply(Ok(()));
             }
@@ -256,5 +273,98 @@ fn abort(
     }
     for job in not_run {
         job.refuse(&error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        let writer = Writer::start(&path).unwrap();
+        (dir, writer)
+    }
+
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
+        move |db| {
+            prepare(db, "INSERT INTO t (v) VALUES ($1)")?.execute([v])?;
+            Ok(())
+        }
+    }
+
+    fn count(db: &Connection) -> Result<i64, StoreError> {
+        Ok(db.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))?)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_while_a_batch_runs_share_the_next_commit() {
+        let (_dir, writer) = writer();
+        // The first write holds the thread until ten more are queued behind it.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = std::sync::mpsc::channel::<()>();
+        let mut first = Box::pin(writer.write(move |db| {
+            running.send(()).unwrap();
+            held.recv().unwrap();
+            insert(0)(db)
+        }));
+        let mut queued: Vec<_> = (1..=10)
+            .map(|v| Box::pin(writer.write(insert(v))))
+            .collect();
+        // A write is queued at its first poll: the first runs, the ten are queued behind it,
+        // then it may finish.
+        std::future::poll_fn(|cx| {
+            assert!(first.as_mut().poll(cx).is_pending());
+            started.recv().unwrap();
+            for write in &mut queued {
+                assert!(write.as_mut().poll(cx).is_pending());
+            }
+            std::task::Poll::Ready(())
+        })
+        .await;
+        release.send(()).unwrap();
+        first.await.unwrap();
+        for write in queued {
+            write.await.unwrap();
+        }
+        assert_eq!(writer.commits.load(Ordering::Relaxed), 2);
+        assert_eq!(writer.write(count).await.unwrap(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_rolled_back_alone_and_its_batch_commits() {
+        let (_dir, writer) = writer();
+        writer.write(insert(1)).await.unwrap();
+        // Half done, then refused: nothing of it stays.
+        let failed = writer
+            .write(|db| {
+                insert(2)(db)?;
+                insert(1)(db)
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Sqlite(_))), "{failed:?}");
+        writer.write(insert(3)).await.unwrap();
+        assert_eq!(writer.write(count).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn writes_after_close_are_refused_and_those_before_it_are_kept() {
+        let (dir, writer) = writer();
+        writer.write(insert(1)).await.unwrap();
+        writer.close().await;
+        assert!(matches!(
+            writer.write(insert(2)).await,
+            Err(StoreError::Interrupted)
+        ));
+        let db = Connection::open(dir.path().join("tokens.db")).unwrap();
+        assert_eq!(count(&db).unwrap(), 1);
     }
 }

@@ -186,7 +186,10 @@ async fn exercise(store: &TokenStore) {
         panic!()
     };
     assert_eq!(row.state, ExchangeState::Succeeded);
-    assert_eq!(row.callback.map(|callback| callback.id.clone()), Some(settled.id));
+    assert_eq!(
+        row.callback.map(|callback| callback.id.clone()),
+        Some(settled.id)
+    );
     assert!(store.live_token(&issued.id).await.unwrap().is_some());
 
     // Deleting is idempotent.
