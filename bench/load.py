@@ -31,12 +31,14 @@ def _parse(output):
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))
     # wrk counts answers above 399 here; every figure must have none.
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    # A script that checks every answer's status reports what it refused (see peer-callback.lua).
+    refused = re.search(r"Answers other than 200: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {
         "rate": rate,
         "p50": p50,
         "p99": p99,
-        "bad": int(errors.group(1)) if errors else 0,
+        "bad": max(int(errors.group(1)) if errors else 0, int(refused.group(1)) if refused else 0),
         "socket_errors": socket_errors.group(1) if socket_errors else None,
     }
 

@@ -299,7 +299,7 @@ def main():
             with profiled(args.profile and round_ == 0, service.pid, "lookups"):
                 f.add("lookups", wrk(lookup, duration, 64, headers=[AUTH_HEADER]))
             if peer_public:
-                f.add("peer_callbacks", wrk(f"http://127.0.0.1:{peer_public}/oauth/callback", duration, 64, script="callback.lua"))
+                f.add("peer_callbacks", wrk(f"http://127.0.0.1:{peer_public}/oauth/callback", duration, 64, script="peer-callback.lua"))
             with profiled(args.profile and round_ == 0, service.pid, "callbacks"):
                 f.add("callbacks", wrk(service.url("/oauth/callback"), duration, 64, script="callback.lua"))
         if peer_internal:
