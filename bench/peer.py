@@ -28,11 +28,13 @@ def _modules(source, cache_root):
     for name in ("package.json", "package-lock.json"):
         shutil.copyfile(source / name, staging / name)
     print(f"bench-peer: npm ci into {cache} (once per package-lock.json; builds better-sqlite3)", flush=True)
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=staging, check=True, stdout=subprocess.DEVNULL)
     try:
-        staging.rename(cache)
-    except OSError:
-        # Another run installed the same key first: use its copy.
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=staging, check=True, stdout=subprocess.DEVNULL)
+        if not (cache / "node_modules").is_dir():
+            # What an interrupted install may have left.
+            shutil.rmtree(cache, ignore_errors=True)
+            staging.rename(cache)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
     return cache / "node_modules"
 

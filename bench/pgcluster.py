@@ -29,20 +29,20 @@ class Cluster:
             shutil.chown(self.dir, "postgres", "postgres")
         self.started = False
 
-    def _run(self, program, *args):
+    def _run(self, program, *args, check=True):
         command = [str(self.bin / program), *args]
         if self.root:
             command = ["runuser", "-u", "postgres", "--", *command]
         result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise SystemExit(f"{program} failed: {result.stderr.strip()}")
 
     def start(self):
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o", options, "start")
+        # Marked first: a start that timed out may still leave a server to stop.
         self.started = True
-        return self
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o", options, "start")
 
     @property
     def url(self):
@@ -50,6 +50,6 @@ class Cluster:
 
     def stop(self):
         if self.started:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
             self.started = False
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -83,9 +83,13 @@ def wait_http(url, timeout=10.0, headers=None, any_status=False):
 
 
 def http(method, url, body=None, headers=None):
+    """One request; an answer of 400 or more stops the run with its status and the start of its body."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return response.status, response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        sys.exit(f"{method} {url} answered {error.code}: {error.read()[:200]!r}")
 
 
 class profiled:
@@ -322,7 +326,8 @@ def main():
         del processes[1:]
 
         if postgres_binaries:
-            cluster = pgcluster.Cluster(postgres_binaries, free_port()).start()
+            cluster = pgcluster.Cluster(postgres_binaries, free_port())
+            cluster.start()
             first = Service(binary, upstream, cluster.url, "postgres-1")
             first.start()
             processes.append(first.process)
