@@ -129,6 +129,7 @@ def build(f, extra, cores):
 
     ratio = f.ratios("callbacks", "upstream")
     t.row("callbacks (informational)", rate(f, "callbacks"), "stand-in token endpoint called directly", rate(f, "upstream"), ratio)
+    t.check("callbacks ÷ stand-in token endpoint called directly (informational)", med(ratio))
     commits = [extra["commits"]]
     callbacks_per_commit = [f.median("callbacks") / extra["commits"]]
     t.row("callbacks (informational)", rate(f, "callbacks"), "durable one-row SQLite commits in a loop", f"{extra['commits']:,.0f} /s",
@@ -137,6 +138,7 @@ def build(f, extra, cores):
     notifications = f.median("notifications") / commits[0]
     t.row("notifications, a new event each, 64 conns", f"{rate(f, 'notifications')}, p99 {f.median('notifications', 'p99'):.2f} ms",
           "durable one-row SQLite commits in a loop", f"{commits[0]:,.0f} /s", [notifications])
+    t.check("notifications ÷ one-row commit loop (informational)", notifications)
     added = f.median("exchange_1", "p50") - f.median("upstream_1", "p50")
     t.row("exchange p50, 1 conn (POST /v1/exchange)", f"{f.median('exchange_1', 'p50'):.3f} ms", "token endpoint p50, 1 conn",
           f"{f.median('upstream_1', 'p50'):.3f} ms", None, f"added ≤ 1 ms: {added:.3f} ms")
