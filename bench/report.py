@@ -54,7 +54,7 @@ def latency(f, name):
 
 
 def times(values):
-    return spread(values, lambda v: f"{v:.2f}") + "×"
+    return spread(values, lambda v: f"{v:.2f}×")
 
 
 class Table:
@@ -149,7 +149,8 @@ def build(f, extra, cores):
     t.check("purchase added latency p50", added, at_most=1, unit=" ms")
     t.row("start to ready (process start → /readyz 200)", f"{extra['ready_ms']:.0f} ms", target="≤ 100 ms")
     t.check("start to ready", extra["ready_ms"], at_most=100, unit=" ms")
-    t.row("stripped release binary", f"{extra['binary_kib'] / 1024:.1f} MiB")
+    t.row("release binary with symbols (--profile's build)" if extra["profiling"] else "stripped release binary",
+          f"{extra['binary_kib'] / 1024:.1f} MiB")
     return t
 
 

@@ -112,9 +112,9 @@ class profiled:
         self.perf.send_signal(2)
         self.perf.wait()
         report_text = subprocess.run(["perf", "report", "-i", str(self.data), "--stdio", "--no-children", "--sort", "symbol",
-                                      "--percent-limit", "1.5", "-g", "none"], capture_output=True, text=True).stdout
+                                      "--percent-limit", "0.5", "-g", "none"], capture_output=True, text=True).stdout
         lines = [line.split("  -  ")[0].rstrip() for line in report_text.splitlines() if line.strip() and not line.startswith("#")]
-        header = f"# perf profile of the service during the {self.name} run (self time, functions over 1.5%)\n"
+        header = f"# perf profile of the service during the {self.name} run (self time, functions over 0.5%)\n"
         (ROOT / "bench" / f"profile-{self.name}.txt").write_text(header + "\n".join(lines[:40]) + "\n")
 
 
@@ -346,8 +346,8 @@ def main():
         for name, bad, socket_errors in f.bad():
             sys.exit(f"{name}: {bad} bad answers, socket errors {socket_errors}")
         extra = {"commits": commits, "rss_idle": rss_idle, "rss_peak": peak.peak, "ready_ms": ready_ms,
-                 "binary_kib": binary.stat().st_size // 1024}
-        command = "python3 bench/run.py" + (" --smoke" if args.smoke else "") + f" --runs {args.runs}"
+                 "binary_kib": binary.stat().st_size // 1024, "profiling": args.profile}
+        command = "python3 bench/run.py" + (" --smoke" if args.smoke else "") + (" --profile" if args.profile else "") + f" --runs {args.runs}"
         text, checks = report.render(f, extra, command, duration, args.runs, notes)
         print(text)
         print("Ratios and targets:")
