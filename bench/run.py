@@ -98,7 +98,8 @@ class profiled:
 
     def __init__(self, enabled, pid, name):
         self.enabled, self.pid, self.name = enabled, pid, name
-        self.data = Path(tempfile.gettempdir()) / f"token-proxy-{name}.perf"
+        # One file per run: other checkouts may profile at the same time.
+        self.data = Path(tempfile.gettempdir()) / f"token-proxy-{name}-{os.getpid()}.perf"
 
     def __enter__(self):
         if self.enabled:
@@ -116,6 +117,7 @@ class profiled:
         lines = [line.split("  -  ")[0].rstrip() for line in report_text.splitlines() if line.strip() and not line.startswith("#")]
         header = f"# perf profile of the service during the {self.name} run (self time, functions over 0.5%)\n"
         (ROOT / "bench" / f"profile-{self.name}.txt").write_text(header + "\n".join(lines[:40]) + "\n")
+        self.data.unlink(missing_ok=True)
 
 
 def sqlite_commit_rate(directory, seconds):
