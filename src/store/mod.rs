@@ -4,6 +4,7 @@
 
 mod cache;
 mod callbacks;
+mod checkpoint;
 mod error;
 mod events;
 mod exchanges;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::Checkpointer;
 use super::error::StoreError;
 
 /// At most this many writes share a transaction: past it, the ones still queued take the next.
@@ -100,12 +101,13 @@ impl Writer {
     /// Opens the writing connection to `path` (its schema migrated already) and starts the thread.
     pub fn start(path: &Path) -> Result<Self, StoreError> {
         let connection = open(path).map_err(StoreError::from)?;
+        let checkpointer = Checkpointer::start(path).map_err(StoreError::from)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::default();
         let counted = Arc::clone(&commits);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(connection, queue, &counted))
+            .spawn(move || run(connection, queue, &checkpointer, &counted))
             .map_err(StoreError::Thread)?;
         Ok(Self {
             jobs,
@@ -149,7 +151,9 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     connection.busy_timeout(Duration::from_secs(5))?;
     // `journal_mode` answers with a row; the others do not.
     connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-    connection.execute_batch("PRAGMA synchronous = FULL;")?;
+    // No checkpoint inside a commit: `Checkpointer` copies the WAL into the database apart from
+    // the writes.
+    connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
     // Statements are prepared once and kept: every write reuses them.
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
@@ -159,6 +163,7 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 fn run(
     connection: Connection,
     queue: mpsc::Receiver<Box<dyn Job>>,
+    checkpointer: &Checkpointer,
     commits: &std::sync::atomic::AtomicU64,
 ) {
     while let Ok(first) = queue.recv() {
@@ -171,6 +176,7 @@ fn run(
             batch.push(next);
         }
         commit_batch(&connection, batch, commits);
+        checkpointer.committed(&connection);
         if stop {
             break;
         }

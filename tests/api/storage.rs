@@ -43,9 +43,9 @@ async fn the_database_holds_no_token_and_no_code_in_clear() {
             "{secret} in clear while running"
         );
     }
-    assert_eq!(
-        files_contain(&dir, "ORDER-S1").len(),
-        1,
+    // In the WAL, and in the database too once the checkpointer has copied it there.
+    assert!(
+        !files_contain(&dir, "ORDER-S1").is_empty(),
         "the scan does see plain columns"
     );
     app.stop().await;

@@ -1,0 +1,128 @@
+//! Copying SQLite's WAL back into the database, apart from the writes. SQLite checkpoints in the
+//! connection that commits, by default: the writer thread would stop every thousand pages to copy
+//! them and sync the database file, and every write queued meanwhile would wait. Here a thread of
+//! its own copies what the writer committed, at most every `INTERVAL` (a page written many times
+//! in between is copied once); the writer only finishes the job, when the WAL has grown long,
+//! so that SQLite can start it over from the beginning.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// The pause between two checkpoints of the thread.
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Past this many frames in the WAL, the writer checkpoints too (see `Checkpointer::committed`).
+const WAL_FRAMES_LIMIT: u64 = 16_384;
+
+pub struct Checkpointer {
+    /// Wakes the thread; one pending wake is enough.
+    nudge: mpsc::SyncSender<()>,
+    /// The WAL's length in frames as of the thread's last checkpoint.
+    wal_frames: Arc<AtomicU64>,
+}
+
+impl Checkpointer {
+    /// Starts the thread, on a connection of its own to `path`. It ends with the writer.
+    pub fn start(path: &Path) -> Result<Self, rusqlite::Error> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(Duration::from_secs(5))?;
+        let (nudge, nudged) = mpsc::sync_channel(1);
+        let wal_frames = Arc::new(AtomicU64::new(0));
+        let measured = Arc::clone(&wal_frames);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while nudged.recv().is_ok() {
+                    match checkpoint(&connection) {
+                        Ok(frames) => measured.store(frames, Ordering::Relaxed),
+                        Err(error) => {
+                            tracing::warn!(%error, "WAL checkpoint failed; trying again later")
+                        }
+                    }
+                    std::thread::sleep(INTERVAL);
+                }
+            })
+            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+        Ok(Self { nudge, wal_frames })
+    }
+
+    /// Called by the writer after each commit, between its transactions. Wakes the thread; and
+    /// when the WAL has grown past `WAL_FRAMES_LIMIT` (writes that never pause leave the thread
+    /// no moment in which all of it is copied), checkpoints on the writer's connection: little
+    /// is left to copy by then, and once all of it is, the writer's next transaction starts the
+    /// WAL over instead of growing it.
+    pub fn committed(&self, writer: &Connection) {
+        let _ = self.nudge.try_send(());
+        if self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
+            match checkpoint(writer) {
+                // The WAL starts over at the writer's next transaction.
+                Ok(_) => self.wal_frames.store(0, Ordering::Relaxed),
+                Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again later"),
+            }
+        }
+    }
+}
+
+/// A passive checkpoint (it never waits for the writer or readers): copies every frame it may,
+/// and returns the WAL's length in frames.
+fn checkpoint(connection: &Connection) -> Result<u64, rusqlite::Error> {
+    connection
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        })
+        .map(|frames| u64::try_from(frames).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_frames(path: &Path) -> u64 {
+        checkpoint(&Connection::open(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_long_wal_is_finished_by_the_writer_and_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+                 CREATE TABLE t (v BLOB)",
+            )
+            .unwrap();
+        // Without the thread: what the writer does on its own.
+        let (nudge, _nudged) = mpsc::sync_channel(1);
+        let checkpointer = Checkpointer {
+            nudge,
+            wal_frames: Arc::default(),
+        };
+        let write = || {
+            writer
+                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
+                .unwrap();
+        };
+        for _ in 0..10 {
+            write();
+        }
+        let grown = wal_frames(&path);
+        assert!(grown >= 10, "{grown} frames");
+        // As if the thread had last seen a WAL past the limit.
+        checkpointer
+            .wal_frames
+            .store(WAL_FRAMES_LIMIT + 1, Ordering::Relaxed);
+        checkpointer.committed(&writer);
+        assert_eq!(checkpointer.wal_frames.load(Ordering::Relaxed), 0);
+        write();
+        let restarted = wal_frames(&path);
+        assert!(
+            restarted < grown,
+            "{restarted} frames, not fewer than {grown}"
+        );
+    }
+}
