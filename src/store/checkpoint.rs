@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// The pause between two checkpoints of the thread.
-const INTERVAL: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(500);
 
 /// Past this many frames in the WAL, the writer checkpoints too (see `Checkpointer::committed`).
 const WAL_FRAMES_LIMIT: u64 = 16_384;
