@@ -12,10 +12,9 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
-use base64::Engine;
 use tracing::Instrument;
 
-use crate::crypto::random_bytes;
+use crate::http::request_id::new_request_id;
 use crate::http::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -148,10 +147,6 @@ fn is_acceptable_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-}
-
-pub(crate) fn new_request_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<12>())
 }
 
 #[cfg(test)]

@@ -4,4 +4,5 @@
 pub mod internal;
 pub mod layers;
 pub mod public;
+pub(crate) mod request_id;
 pub mod state;

@@ -10,7 +10,8 @@ use axum::http::header::{CONNECTION, CONTENT_LENGTH};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 
-use crate::http::layers::{REQUEST_ID, new_request_id};
+use crate::http::layers::REQUEST_ID;
+use crate::http::request_id::new_request_id;
 use crate::metrics::Metrics;
 
 /// The statuses hyper answers with on its own.

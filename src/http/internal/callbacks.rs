@@ -29,7 +29,7 @@ pub struct ForRef {
 /// (`purchase_failed`, `code_rejected`, `unavailable`), one per outcome and MondiaPay error, the
 /// newest 20 kept. Tells an order service why a purchase failed.
 #[utoipa::path(
-    get, path = "/callbacks", tag = "callbacks", operation_id = "listCallbacks", params(ForRef),
+    get, path = "/v1/callbacks", tag = "callbacks", operation_id = "listCallbacks", params(ForRef),
     responses(
         (status = 200, body = Vec<CallbackOutcome>, description = "The recorded callback outcomes for this ref (possibly none)."),
         (status = 400, description = "`ref` missing or empty, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),

@@ -129,7 +129,7 @@ pub struct Feed<'a> {
 /// request that finds no event is held until one arrives or the wait ends (then `events` is
 /// empty and `next` is `after`). Events are kept for `store.retention_secs`.
 #[utoipa::path(
-    get, path = "/events", tag = "events", operation_id = "listEvents", params(FeedQuery),
+    get, path = "/v1/events", tag = "events", operation_id = "listEvents", params(FeedQuery),
     responses(
         (status = 200, body = Feed, description = "The events after `after` (possibly none)."),
         (status = 400, description = "`after` not a cursor, `limit` not 1–100, `wait` not 0–30, or an unknown parameter (`bad-request`)."),

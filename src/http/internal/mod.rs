@@ -81,8 +81,10 @@ fn api(state: &AppState) -> (Router<AppState>, Contract) {
             HeaderValue::from_static("no-store"),
         ));
     contract::v1(v1.get_openapi_mut());
+    // Merged, not nested: the `/v1` routes carry their whole path, so no request's URI is
+    // rewritten to strip the prefix on its way in.
     let (routes, mut document) = OpenApiRouter::with_openapi(contract::ApiDoc::openapi())
-        .nest("/v1", v1)
+        .merge(v1)
         .routes(routes!(layers::healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

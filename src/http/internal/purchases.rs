@@ -64,7 +64,7 @@ pub struct MarketingCampaign {
 /// with the same purchase and no call to MondiaPay, also while the first request is still under
 /// way (it waits for it) and across replicas; the same key with another body is `422`.
 #[utoipa::path(
-    post, path = "/purchases", tag = "purchases", operation_id = "startPurchase",
+    post, path = "/v1/purchases", tag = "purchases", operation_id = "startPurchase",
     request_body = StartPurchase,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key (24 h) gives the same purchase, without a second call to MondiaPay.", max_length = 255)),
     responses(
@@ -147,7 +147,7 @@ fn checked_campaign(campaign: MarketingCampaign) -> Result<serde_json::Value, Ap
 
 /// A purchase by id
 #[utoipa::path(
-    get, path = "/purchases/{id}", tag = "purchases", operation_id = "getPurchase",
+    get, path = "/v1/purchases/{id}", tag = "purchases", operation_id = "getPurchase",
     params(("id" = String, Path, description = "The purchase's id (`pur_` and 22 URL-safe characters).")),
     responses(
         (status = 200, body = Purchase, description = "The purchase record."),
@@ -186,7 +186,7 @@ pub struct PurchaseList {
 ///
 /// Newest first, at most 100.
 #[utoipa::path(
-    get, path = "/purchases", tag = "purchases", operation_id = "listPurchases", params(PurchasesFor),
+    get, path = "/v1/purchases", tag = "purchases", operation_id = "listPurchases", params(PurchasesFor),
     responses(
         (status = 200, body = PurchaseList, description = "The purchases for this ref (possibly none), newest first."),
         (status = 400, description = "`ref` missing or empty, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),

@@ -86,7 +86,7 @@ pub struct SubscriptionList {
 /// first. A token MondiaPay refuses (`401`) is retired (never served again), renewed once and the
 /// call made once more.
 #[utoipa::path(
-    get, path = "/subscriptions", tag = "subscriptions", operation_id = "listSubscriptions",
+    get, path = "/v1/subscriptions", tag = "subscriptions", operation_id = "listSubscriptions",
     params(
         UserQuery,
         ("subscription_type_id" = Option<u64>, Query, description = "Only subscriptions of this type (MondiaPay's `subscriptionTypeId`)."),
@@ -112,7 +112,7 @@ pub async fn list(
 ///
 /// With the user's token, as for the list (renewed where needed, one retry on a `401`).
 #[utoipa::path(
-    delete, path = "/subscriptions/{subscription_id}", tag = "subscriptions",
+    delete, path = "/v1/subscriptions/{subscription_id}", tag = "subscriptions",
     operation_id = "cancelSubscription",
     params(
         SubscriptionId,

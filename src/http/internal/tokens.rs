@@ -48,7 +48,7 @@ pub struct ExchangeRequest {
 /// MondiaPay rejected stays rejected (the same `422` again, no call). `502`, `503` and `504`
 /// leave the code usable: submit it again later.
 #[utoipa::path(
-    post, path = "/exchange", tag = "tokens", operation_id = "exchange",
+    post, path = "/v1/exchange", tag = "tokens", operation_id = "exchange",
     request_body = ExchangeRequest,
     responses(
         (status = 200, body = TokenRecord, description = "The token record for this code (new, or the one stored by an earlier exchange of it)."),
@@ -79,7 +79,7 @@ pub async fn exchange(
 
 /// A live token by id
 #[utoipa::path(
-    get, path = "/tokens/{id}", tag = "tokens", operation_id = "getToken", params(TokenId),
+    get, path = "/v1/tokens/{id}", tag = "tokens", operation_id = "getToken", params(TokenId),
     responses(
         (status = 200, body = TokenRecord, description = "The token record."),
         (status = 404, description = "No token with this id, or it has expired (within `store.expiry_margin_secs` of its expiry counts as expired) (`not-found`)."),
@@ -132,7 +132,7 @@ pub struct Lookup {
 /// are refused. With `renew=true`, a user without a live token gets a renewed one: one renewal
 /// per user at a time (also across replicas), never while a live token exists.
 #[utoipa::path(
-    get, path = "/tokens", tag = "tokens", operation_id = "findToken", params(Lookup),
+    get, path = "/v1/tokens", tag = "tokens", operation_id = "findToken", params(Lookup),
     responses(
         (status = 200, body = TokenRecord, description = "The first live token record for it (oldest obtained; a later token from another code cannot take a `ref` or `uuid` over while the first is live)."),
         (status = 400, description = "Not exactly one of `ref` or `uuid`, an unknown parameter, or a value over 256 printable characters (`bad-request`)."),
@@ -164,7 +164,7 @@ pub async fn find_token(
 
 /// Delete a token
 #[utoipa::path(
-    delete, path = "/tokens/{id}", tag = "tokens", operation_id = "deleteToken", params(TokenId),
+    delete, path = "/v1/tokens/{id}", tag = "tokens", operation_id = "deleteToken", params(TokenId),
     responses(
         (status = 204, description = "Deleted, or there was no such token."),
     ),
