@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-/// The pause between two checkpoints of the thread.
+/// The pause between two checkpoints of the thread: pages written many times in between are
+/// copied once (paired callback runs: 7,373 and 6,061/s with 100 ms, 7,994 and 7,375/s with 500 ms).
 const INTERVAL: Duration = Duration::from_millis(500);
 
 /// Past this many frames in the WAL, the writer checkpoints too (see `Checkpointer::committed`).
@@ -38,7 +39,9 @@ impl Checkpointer {
             .spawn(move || {
                 while nudged.recv().is_ok() {
                     match checkpoint(&connection) {
-                        Ok(frames) => measured.store(frames, Ordering::Relaxed),
+                        Ok(Copied { wal_frames, .. }) => {
+                            measured.store(wal_frames, Ordering::Relaxed);
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "WAL checkpoint failed; trying again later")
                         }
@@ -59,22 +62,39 @@ impl Checkpointer {
         let _ = self.nudge.try_send(());
         if self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
             match checkpoint(writer) {
-                // The WAL starts over at the writer's next transaction.
-                Ok(_) => self.wal_frames.store(0, Ordering::Relaxed),
+                // All of it copied: the WAL starts over at the writer's next transaction.
+                Ok(copied) if copied.copied >= copied.wal_frames => {
+                    self.wal_frames.store(0, Ordering::Relaxed);
+                }
+                // The thread was copying at that moment: again after the next commit.
+                Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again later"),
             }
         }
     }
 }
 
-/// A passive checkpoint (it never waits for the writer or readers): copies every frame it may,
-/// and returns the WAL's length in frames.
-fn checkpoint(connection: &Connection) -> Result<u64, rusqlite::Error> {
-    connection
-        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(1)
+/// What a checkpoint found and did, in frames.
+struct Copied {
+    /// The WAL's length.
+    wal_frames: u64,
+    /// How many of them are in the database now.
+    copied: u64,
+}
+
+/// A passive checkpoint (it never waits for the writer or readers): copies every frame it may.
+/// Another checkpoint under way makes it copy nothing.
+fn checkpoint(connection: &Connection) -> Result<Copied, rusqlite::Error> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        let frames = |index| {
+            row.get::<_, i64>(index)
+                .map(|frames| u64::try_from(frames).unwrap_or(0))
+        };
+        Ok(Copied {
+            wal_frames: frames(1)?,
+            copied: frames(2)?,
         })
-        .map(|frames| u64::try_from(frames).unwrap_or(0))
+    })
 }
 
 #[cfg(test)]
@@ -82,7 +102,9 @@ mod tests {
     use super::*;
 
     fn wal_frames(path: &Path) -> u64 {
-        checkpoint(&Connection::open(path).unwrap()).unwrap()
+        checkpoint(&Connection::open(path).unwrap())
+            .unwrap()
+            .wal_frames
     }
 
     #[test]
