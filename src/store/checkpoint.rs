@@ -13,15 +13,21 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// The pause between two checkpoints of the thread: pages written many times in between are
-/// copied once (paired callback runs: 7,373 and 6,061/s with 100 ms, 7,994 and 7,375/s with 500 ms).
-const INTERVAL: Duration = Duration::from_millis(500);
+/// copied once.
+const INTERVAL: Duration = Duration::from_secs(2);
 
-/// Past this many frames in the WAL, the writer checkpoints too (see `Checkpointer::committed`).
-const WAL_FRAMES_LIMIT: u64 = 16_384;
+/// Past this many frames in the WAL (about 130 MB with 1 KiB pages), the writer checkpoints too
+/// (see `Checkpointer::committed`). Each time it does, every write queued meanwhile waits for the
+/// copy and the database's sync: a limit of 16,384 frames, reached every fraction of a second
+/// under a full load of callbacks, put those waits into p99 (39 ms against 20 ms with this one,
+/// paired runs). `journal_size_limit` (see `writer::open`) gives the space back once the WAL
+/// starts over.
+const WAL_FRAMES_LIMIT: u64 = 131_072;
 
 pub struct Checkpointer {
-    /// Wakes the thread; one pending wake is enough.
+    /// Wakes the thread; one pending wake is enough. Dropped, it ends the thread.
     nudge: mpsc::SyncSender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// The WAL's length in frames as of the thread's last checkpoint.
     wal_frames: Arc<AtomicU64>,
 }
@@ -34,10 +40,11 @@ impl Checkpointer {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let wal_frames = Arc::new(AtomicU64::new(0));
         let measured = Arc::clone(&wal_frames);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                while nudged.recv().is_ok() {
+                let mut pending = nudged.recv().is_ok();
+                while pending {
                     match checkpoint(&connection) {
                         Ok(Copied { wal_frames, .. }) => {
                             measured.store(wal_frames, Ordering::Relaxed);
@@ -46,11 +53,25 @@ impl Checkpointer {
                             tracing::warn!(%error, "WAL checkpoint failed; trying again later")
                         }
                     }
-                    std::thread::sleep(INTERVAL);
+                    pending = pause(&nudged);
                 }
             })
             .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-        Ok(Self { nudge, wal_frames })
+        Ok(Self {
+            nudge,
+            thread: Some(thread),
+            wal_frames,
+        })
+    }
+
+    /// Ends the thread (after the checkpoint under way, if any) and waits for it: its connection
+    /// is closed when this returns.
+    pub fn stop(self) {
+        let Self { nudge, thread, .. } = self;
+        drop(nudge);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     /// Called by the writer after each commit, between its transactions. Wakes the thread; and
@@ -72,6 +93,22 @@ impl Checkpointer {
             }
         }
     }
+}
+
+/// Waits out `INTERVAL`, and then for the next commit unless one came meanwhile; whether to
+/// checkpoint again (`false` once the writer has gone).
+fn pause(nudged: &mpsc::Receiver<()>) -> bool {
+    let resume = std::time::Instant::now() + INTERVAL;
+    let mut committed = false;
+    loop {
+        let left = resume.saturating_duration_since(std::time::Instant::now());
+        match nudged.recv_timeout(left) {
+            Ok(()) => committed = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+    committed || nudged.recv().is_ok()
 }
 
 /// What a checkpoint found and did, in frames.
@@ -122,6 +159,7 @@ mod tests {
         let (nudge, _nudged) = mpsc::sync_channel(1);
         let checkpointer = Checkpointer {
             nudge,
+            thread: None,
             wal_frames: Arc::default(),
         };
         let write = || {

@@ -107,7 +107,7 @@ impl Writer {
         let counted = Arc::clone(&commits);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(connection, queue, &checkpointer, &counted))
+            .spawn(move || run(connection, queue, checkpointer, &counted))
             .map_err(StoreError::Thread)?;
         Ok(Self {
             jobs,
@@ -154,6 +154,8 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     // No checkpoint inside a commit: `Checkpointer` copies the WAL into the database apart from
     // the writes.
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+    // A WAL that grew long under load is cut back to 64 MiB when it starts over.
+    connection.query_row("PRAGMA journal_size_limit = 67108864", [], |_| Ok(()))?;
     // Statements are prepared once and kept: every write reuses them.
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
@@ -163,7 +165,7 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 fn run(
     connection: Connection,
     queue: mpsc::Receiver<Box<dyn Job>>,
-    checkpointer: &Checkpointer,
+    checkpointer: Checkpointer,
     commits: &std::sync::atomic::AtomicU64,
 ) {
     while let Ok(first) = queue.recv() {
@@ -183,6 +185,9 @@ fn run(
     }
     // Writes queued after the stop are refused: their callers hear the writer has gone.
     drop(queue);
+    // The writer's connection closes last: SQLite then copies what is left of the WAL into the
+    // database and removes it.
+    checkpointer.stop();
     let _ = connection.close();
 }
 
