@@ -193,7 +193,8 @@ impl TokenStore {
     /// caller. A request future dropped mid-operation (a client that hangs up) would otherwise
     /// cancel it part-way: sqlx 0.9 on PostgreSQL then returns a connection whose `BEGIN` was
     /// sent but not yet answered to the pool as if idle, and the next borrower's statements run
-    /// inside that stale transaction (transact-rs/sqlx issue 4393). Every write goes through here.
+    /// inside that stale transaction (transact-rs/sqlx issue 4393). Every PostgreSQL write goes
+    /// through here; SQLite's writes need not: the writer thread finishes every write queued to it.
     async fn to_completion<T, Op, Done>(&self, op: Op) -> Result<T, StoreError>
     where
         Op: FnOnce(TokenStore) -> Done,

@@ -216,7 +216,11 @@ fn commit_batch(
         if let Err(error) = statement(connection, "SAVEPOINT write") {
             return abort(connection, replies, jobs, error);
         }
-        let (succeeded, reply) = job.run(connection);
+        // A write that panics (a bug) is rolled back like a failed one, and its caller hears the
+        // write was interrupted; the thread, and every other write, goes on.
+        let (succeeded, reply) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(connection)))
+                .unwrap_or_else(|_| (false, Box::new(|_| {})));
         replies.push(reply);
         let ended = if succeeded {
             statement(connection, "RELEASE write")
@@ -364,6 +368,23 @@ mod tests {
         assert!(matches!(failed, Err(StoreError::Sqlite(_))), "{failed:?}");
         writer.write(insert(3)).await.unwrap();
         assert_eq!(writer.write(count).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_is_rolled_back_and_the_writer_goes_on() {
+        let (_dir, writer) = writer();
+        let panicked = writer
+            .write(|db| -> Result<(), StoreError> {
+                insert(1)(db)?;
+                panic!("a bug in a write")
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Interrupted)),
+            "{panicked:?}"
+        );
+        writer.write(insert(2)).await.unwrap();
+        assert_eq!(writer.write(count).await.unwrap(), 1);
     }
 
     #[tokio::test]
