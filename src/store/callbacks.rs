@@ -94,10 +94,7 @@ impl TokenStore {
                 match (recorded, code_key) {
                     (Some(recorded), _) => Ok(recorded),
                     // The outcome for this code was already final: that one stands.
-                    (None, Some(key)) => self
-                        .callback_for(key)
-                        .await?
-                        .ok_or(StoreError::OutcomeMissing),
+                    (None, Some(key)) => self.standing_outcome(key).await,
                     (None, None) => Err(StoreError::OutcomeMissing),
                 }
             }
@@ -150,6 +147,16 @@ impl TokenStore {
         tx.commit().await?;
         trim_all_on_postgres(pool, &recording, recorded.as_ref()).await;
         Ok(recorded)
+    }
+
+    /// The outcome recorded for a code whose recording found it final already: a fault if none.
+    pub(super) async fn standing_outcome(
+        &self,
+        key: &ReplayKey,
+    ) -> Result<CallbackOutcome, StoreError> {
+        self.callback_for(key)
+            .await?
+            .ok_or(StoreError::OutcomeMissing)
     }
 
     /// The outcome recorded for a code, if any.

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::error::StoreError;
+
 /// The pause between two checkpoints of the thread: pages written many times in between are
 /// copied once.
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -34,7 +36,7 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread, on a connection of its own to `path`. It ends with the writer.
-    pub fn start(path: &Path) -> Result<Self, rusqlite::Error> {
+    pub fn start(path: &Path) -> Result<Self, StoreError> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(Duration::from_secs(5))?;
         let (nudge, nudged) = mpsc::sync_channel(1);
@@ -56,7 +58,7 @@ impl Checkpointer {
                     pending = pause(&nudged);
                 }
             })
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+            .map_err(StoreError::Thread)?;
         Ok(Self {
             nudge,
             thread: Some(thread),

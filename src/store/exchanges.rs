@@ -185,11 +185,7 @@ impl TokenStore {
                 match (recorded, callback) {
                     (Some(recorded), _) => Some(recorded),
                     // The outcome for this code was already final: that one stands.
-                    (None, Some(_)) => Some(
-                        self.callback_for(&key)
-                            .await?
-                            .ok_or(StoreError::OutcomeMissing)?,
-                    ),
+                    (None, Some(_)) => Some(self.standing_outcome(&key).await?),
                     (None, None) => None,
                 }
             }

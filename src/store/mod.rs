@@ -32,7 +32,7 @@ pub use tokens::OwnerColumn;
 use crate::crypto::Keyring;
 use crate::domain::{CallbackOutcome, ExchangeState, Owner, TokenRecord, UpstreamError};
 use crate::settings::StoreBackend;
-use pool::{Pool, on_pool};
+use pool::Pool;
 
 /// The stored outcome of a code.
 #[derive(Debug, Clone)]
@@ -224,10 +224,12 @@ impl TokenStore {
                     })
                     .await
             }
-            Backend::Postgres(pool) => {
-                let pool = pool.clone();
-                self.to_completion(move |_| async move {
-                    on_pool!(&pool, pool => sqlx::query(PING).bind(now).execute(pool).await.map(drop))?;
+            Backend::Postgres(_) => {
+                self.to_completion(move |store| async move {
+                    sqlx::query(PING)
+                        .bind(now)
+                        .execute(store.postgres())
+                        .await?;
                     Ok(())
                 })
                 .await

@@ -101,7 +101,7 @@ impl Writer {
     /// Opens the writing connection to `path` (its schema migrated already) and starts the thread.
     pub fn start(path: &Path) -> Result<Self, StoreError> {
         let connection = open(path).map_err(StoreError::from)?;
-        let checkpointer = Checkpointer::start(path).map_err(StoreError::from)?;
+        let checkpointer = Checkpointer::start(path)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::default();
         let counted = Arc::clone(&commits);
