@@ -45,10 +45,18 @@ def _parse(output):
     }
 
 
+def _settle_disk():
+    """Writes back what the last figure left dirty in the page cache (the bench-peer syncs rarely;
+    SQLite's checkpoints leave the database's pages to the kernel), so that no figure pays for
+    the one before it."""
+    os.sync()
+
+
 def wrk(url, duration, connections, script=None, headers=(), env=None, threads=None):
     """One wrk run: requests per second, p50 and p99 in ms, bad answers and socket errors."""
     threads = threads or min(2, connections)
     command = _command(url, duration, connections, threads, script, headers)
+    _settle_disk()
     output = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
     return _parse(output)
 
@@ -56,6 +64,7 @@ def wrk(url, duration, connections, script=None, headers=(), env=None, threads=N
 def wrk_split(urls, duration, connections_each, script=None, headers=(), env=None):
     """One wrk process per URL (one thread each), all at once: the summed rate, the worse p50 and
     p99, every bad answer. How load is spread over several replicas without a balancer in between."""
+    _settle_disk()
     processes = [subprocess.Popen(_command(url, duration, connections_each, 1, script, headers), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}) for url in urls]
     parts = []

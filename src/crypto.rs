@@ -106,6 +106,30 @@ pub fn random_id(prefix: &str) -> String {
     )
 }
 
+/// `prefix`, the time in milliseconds and 128 random bits, in a URL-safe base64 whose alphabet is
+/// in ASCII order: ids sort by the time they were made. Still unguessable; and rows keyed by them
+/// are added at the end of their index, where one page takes a whole batch of writes, instead of
+/// each on a random page of its own (every page a write touches is written to the WAL whole).
+pub fn time_ordered_id(prefix: &str) -> String {
+    use base64::Engine;
+    const SORTED: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &match base64::alphabet::Alphabet::new(
+            "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz",
+        ) {
+            Ok(alphabet) => alphabet,
+            Err(_) => panic!("the alphabet has 64 distinct characters"),
+        },
+        base64::engine::general_purpose::NO_PAD,
+    );
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let mut bytes = [0u8; 6 + 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[10..]);
+    bytes[6..].copy_from_slice(&random_bytes::<16>());
+    format!("{prefix}{}", SORTED.encode(bytes))
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
@@ -144,6 +168,25 @@ mod tests {
         assert!(Keyring::new(&[8u8; 32]).open(&sealed, b"tok_a").is_err());
         assert!(keys.open(&sealed[..5], b"tok_a").is_err());
         assert!(keys.open(&[], b"tok_a").is_err());
+    }
+
+    #[test]
+    fn time_ordered_ids_are_unique_url_safe_and_sort_by_time() {
+        let earlier = time_ordered_id("tok_");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (a, b) = (time_ordered_id("tok_"), time_ordered_id("tok_"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 30);
+        assert!(
+            a[4..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        // Byte order, as SQLite and PostgreSQL's "C" collation compare them.
+        assert!(earlier.as_bytes() < a.as_bytes() && earlier.as_bytes() < b.as_bytes());
+        // The first 8 characters (48 bits) are the time: the same for ids of one millisecond
+        // or close to it, random after.
+        assert_eq!(earlier[..4 + 6], a[..4 + 6]);
     }
 
     #[test]

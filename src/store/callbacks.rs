@@ -18,7 +18,7 @@ use super::rows::sqlite as sqlite_rows;
 use super::rows::{CallbackRow, ListedCallbackRow};
 use super::writer;
 use super::{Backend, StoreError, TokenStore, now_unix};
-use crate::crypto::{CodeHash, random_id};
+use crate::crypto::{CodeHash, time_ordered_id};
 use crate::domain::{CallbackOutcome, NewCallback, OutcomeKind, UnavailableCause, UnknownState};
 
 /// At most this many `succeeded` outcomes are listed for one ref, newest first.
@@ -122,7 +122,7 @@ impl TokenStore {
                 % TRIM_EVERY
                 == TRIM_EVERY - 1;
         Recording {
-            id: random_id("res_"),
+            id: time_ordered_id("res_"),
             now: now_unix(),
             code,
             key,

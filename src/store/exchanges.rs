@@ -8,7 +8,7 @@ use super::callbacks::{record_in_postgres, trim_all_on_postgres};
 use super::rows::{ClaimRow, ExchangeStateRow, sqlite as sqlite_rows};
 use super::tokens::NewToken;
 use super::{Backend, Claim, ExchangeRow, ReplayKey, StoreError, TokenStore, writer};
-use crate::crypto::{CodeHash, random_id};
+use crate::crypto::{CodeHash, time_ordered_id};
 use crate::domain::{
     CallbackOutcome, ExchangeState, NewCallback, Owner, TokenRecord, UpstreamError, UserToken,
 };
@@ -372,9 +372,10 @@ fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
     })
 }
 
-/// `tok_` and 128 random bits, URL-safe: unguessable, so an id alone reveals nothing.
+/// `tok_`, the time and 128 random bits, URL-safe (see `time_ordered_id`): unguessable, so an
+/// id alone reveals nothing.
 pub fn new_token_id() -> String {
-    random_id("tok_")
+    time_ordered_id("tok_")
 }
 
 #[cfg(test)]
@@ -385,7 +386,7 @@ mod tests {
     fn token_ids_are_unique_and_url_safe() {
         let (a, b) = (new_token_id(), new_token_id());
         assert_ne!(a, b);
-        assert_eq!(a.len(), 4 + 22);
+        assert_eq!(a.len(), 4 + 30);
         assert!(
             a[4..]
                 .bytes()

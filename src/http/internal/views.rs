@@ -17,8 +17,9 @@ use crate::store::now_unix;
 /// A stored MondiaPay User Access Token. Expired tokens are never returned.
 #[derive(Serialize, ToSchema)]
 struct TokenView<'a> {
-    /// `tok_` and 128 random bits, URL-safe base64.
-    #[schema(example = "tok_3q2-7wAAAAAAAAAAAAAAAA")]
+    /// `tok_`, then the time it was made (ms) and 128 random bits in URL-safe base64 whose
+    /// alphabet is in ASCII order, so ids sort by age. Opaque: do not parse it.
+    #[schema(example = "tok_MOBwS7bq-3q2-7wAAAAAAAAAAAAAAA")]
     id: &'a str,
     /// The User Access Token.
     access_token: &'a str,
