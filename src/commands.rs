@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::domain::Code;
 use crate::domain::Owner;
-use crate::settings::{Purpose, Settings};
+use crate::settings::{LogFormat, LogSettings, Purpose, Settings};
 use crate::startup::{Application, Engine};
 use crate::telemetry;
 
@@ -55,20 +55,34 @@ fn check_config(config: &Option<std::path::PathBuf>) -> ExitCode {
     }
 }
 
+/// The service: what stops it is said in the form of its log (one JSON line by default), as a
+/// log collector reads everything it writes.
 async fn serve(config: &Option<std::path::PathBuf>) -> ExitCode {
-    let settings = match load(config, Purpose::Serve) {
+    let settings = match Settings::load(config.as_deref(), None, Purpose::Serve) {
         Ok(settings) => settings,
-        Err(code) => return code,
+        Err(error) => {
+            let format = LogSettings::format_alone(config.as_deref());
+            for problem in &error.problems {
+                telemetry::report_failure(format, problem);
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
-    telemetry::init(settings.log.format);
+    telemetry::init_from(&settings.log);
+    let format = settings.log.format;
     let app = match Application::build(&settings).await {
         Ok(app) => app,
-        Err(error) => return fail(&error),
+        Err(error) => return failed(format, &error),
     };
     match app.run_until(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        Err(error) => failed(format, &error),
     }
+}
+
+fn failed(format: LogFormat, error: &dyn std::error::Error) -> ExitCode {
+    telemetry::report_failure(format, &telemetry::cause_chain(error));
+    ExitCode::FAILURE
 }
 
 async fn exchange(
@@ -81,7 +95,7 @@ async fn exchange(
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    telemetry::init(settings.log.format);
+    telemetry::init_from(&settings.log);
     let raw = if code == "-" {
         let mut text = String::new();
         if std::io::stdin().read_to_string(&mut text).is_err() {

@@ -1,8 +1,12 @@
 //! The master key when none is configured: a file beside the SQLite store, made once with
 //! owner-only permissions. Losing it makes every stored token unreadable.
+//!
+//! The file appears whole or not at all: the key is written and synced to a temporary file in
+//! the same directory, which is then put in place without replacing anything there, so a crash
+//! leaves no half-written key and two processes starting at once end with the first one's key.
 
+use std::fs::File;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -32,42 +36,97 @@ pub fn load_or_create(path: &Path) -> Result<([u8; 32], bool), KeyFileError> {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    // create_new: two processes starting at once cannot both write a key.
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            let key = random_bytes::<32>();
-            file.write_all(STANDARD.encode(key).as_bytes())
-                .map_err(io)?;
-            file.write_all(b"\n").map_err(io)?;
-            file.sync_all().map_err(io)?;
-            Ok((key, true))
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    // Each turn either returns or saw another process change the file under it; the next
+    // turn reads what that process left.
+    loop {
+        match std::fs::read(path) {
+            // Only a crash of an older version, between creating the file and writing it, leaves
+            // it empty: it never held a key, so no token was sealed with one.
+            Ok(text) if text.is_empty() => {
+                if let Some(key) = replace_empty(path, dir).map_err(io)? {
+                    return Ok((key, true));
+                }
+            }
+            Ok(text) => return decode(&text, path).map(|key| (key, false)),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                if let Some(key) = create(path, dir).map_err(io)? {
+                    return Ok((key, true));
+                }
+            }
+            Err(error) => return Err(io(error)),
         }
-        Err(error) if error.kind() == ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(path).map_err(io)?;
-            let key = STANDARD
-                .decode(text.trim())
-                .ok()
-                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                .ok_or_else(|| KeyFileError::Malformed {
-                    path: path.to_owned(),
-                })?;
-            Ok((key, false))
-        }
-        Err(error) => Err(io(error)),
     }
+}
+
+fn decode(text: &[u8], path: &Path) -> Result<[u8; 32], KeyFileError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|text| STANDARD.decode(text.trim()).ok())
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| KeyFileError::Malformed {
+            path: path.to_owned(),
+        })
+}
+
+/// A new key, written and synced to a temporary file in `dir` (mode 0600: tempfile's own).
+fn new_key_file(dir: &Path) -> std::io::Result<([u8; 32], tempfile::NamedTempFile)> {
+    let key = random_bytes::<32>();
+    let mut file = tempfile::Builder::new()
+        .prefix(".encryption.key.")
+        .tempfile_in(dir)?;
+    writeln!(file, "{}", STANDARD.encode(key))?;
+    file.as_file().sync_all()?;
+    Ok((key, file))
+}
+
+/// Puts a new key at `path` unless something is there already (then `None`: another process
+/// won, and its key is the one to read).
+fn create(path: &Path, dir: &Path) -> std::io::Result<Option<[u8; 32]>> {
+    let (key, file) = new_key_file(dir)?;
+    // Linked (or renamed with RENAME_NOREPLACE) into place: never over an existing file. On
+    // failure the temporary file is removed when `error.file` drops.
+    match file.persist_noclobber(path) {
+        Ok(_) => {}
+        Err(error) if error.error.kind() == ErrorKind::AlreadyExists => return Ok(None),
+        Err(error) => return Err(error.error),
+    }
+    File::open(dir)?.sync_all()?;
+    Ok(Some(key))
+}
+
+/// Replaces the empty file at `path` with a new key, unless another process got there first
+/// (then `None`). The empty file's lock makes the check and the replacement one step for
+/// every process doing the same.
+fn replace_empty(path: &Path, dir: &Path) -> std::io::Result<Option<[u8; 32]>> {
+    let empty = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    empty.lock()?;
+    let locked = empty.metadata()?;
+    let still_there = std::fs::symlink_metadata(path).is_ok_and(|now| {
+        use std::os::unix::fs::MetadataExt;
+        now.dev() == locked.dev() && now.ino() == locked.ino()
+    });
+    if !still_there || locked.len() != 0 {
+        return Ok(None);
+    }
+    let (key, file) = new_key_file(dir)?;
+    file.persist(path).map_err(|error| error.error)?;
+    File::open(dir)?.sync_all()?;
+    Ok(Some(key))
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Barrier};
 
     use super::*;
 
@@ -82,6 +141,7 @@ mod tests {
             0o600
         );
         assert_eq!(load_or_create(&path).unwrap(), (key, false));
+        only_the_key_file_is_left(dir.path().join("data"));
     }
 
     #[test]
@@ -94,5 +154,73 @@ mod tests {
             Err(KeyFileError::Malformed { .. })
         ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
+    }
+
+    #[test]
+    fn an_empty_file_left_by_a_crash_is_replaced_by_a_key_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (key, created) = load_or_create(&path).unwrap();
+        assert!(created);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create(&path).unwrap(), (key, false));
+        only_the_key_file_is_left(dir.path().to_owned());
+    }
+
+    #[test]
+    fn processes_starting_at_once_all_use_the_one_key_that_was_created() {
+        for leftover in [None, Some("")] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE_NAME);
+            if let Some(text) = leftover {
+                std::fs::write(&path, text).unwrap();
+            }
+            let starting = Arc::new(Barrier::new(8));
+            let results: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, starting) = (path.clone(), Arc::clone(&starting));
+                    std::thread::spawn(move || {
+                        starting.wait();
+                        load_or_create(&path).unwrap()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|thread| thread.join().unwrap())
+                .collect();
+            let on_disk = decode(&std::fs::read(&path).unwrap(), &path).unwrap();
+            assert!(
+                results.iter().all(|(key, _)| *key == on_disk),
+                "{leftover:?}"
+            );
+            assert_eq!(
+                results.iter().filter(|(_, created)| *created).count(),
+                1,
+                "{leftover:?}"
+            );
+            only_the_key_file_is_left(dir.path().to_owned());
+        }
+    }
+
+    #[test]
+    fn missing_directories_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a").join("b").join(FILE_NAME);
+        assert!(load_or_create(&path).unwrap().1);
+        only_the_key_file_is_left(dir.path().join("a").join("b"));
+    }
+
+    /// No temporary file is left beside the key.
+    fn only_the_key_file_is_left(dir: PathBuf) {
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [FILE_NAME]);
     }
 }

@@ -67,6 +67,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("notifications.secret", true),
     ("server.shutdown_grace_secs", false),
     ("log.format", false),
+    ("log.level", false),
 ];
 
 /// The environment variable that sets `key` (`mondiapay.client_id` → `TOKEN_PROXY__MONDIAPAY__CLIENT_ID`).

@@ -11,7 +11,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::http::request_id::new_request_id;
@@ -43,7 +44,15 @@ pub fn stack(routes: Router, edge: Edge) -> Router {
     let max_body_bytes = edge.max_body_bytes;
     routes
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside `observe`: a handler's panic (logged by the panic hook, in the request's span)
+        // becomes a bare 500 that `observe` answers in the listener's form, logs and counts;
+        // the connection and the process go on.
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(from_fn_with_state(Arc::new(edge), observe))
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
 /// The process is up
@@ -148,6 +157,9 @@ fn is_acceptable_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
+
+#[cfg(test)]
+mod panic_tests;
 
 #[cfg(test)]
 mod tests {

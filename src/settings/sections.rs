@@ -1,11 +1,12 @@
 //! The settings' sections, their defaults, and what each section derives from its values.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use tracing_subscriber::EnvFilter;
 use url::Url;
 
 use super::checks::decode_key;
@@ -199,6 +200,67 @@ impl Default for ServerSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
+    /// What is logged when `RUST_LOG` is not set.
+    pub level: LogLevel,
+}
+
+impl LogSettings {
+    /// The format asked for, read on its own (environment, then `file`; else the default) for
+    /// when the settings as a whole cannot be loaded and that failure must still be reported in
+    /// the form the log reader expects.
+    pub fn format_alone(file: Option<&Path>) -> LogFormat {
+        let from_env = std::env::var(super::env_var("log.format")).ok();
+        let from_file = || {
+            let text = std::fs::read_to_string(file?).ok()?;
+            let table: toml::Table = text.parse().ok()?;
+            Some(table.get("log")?.get("format")?.as_str()?.to_owned())
+        };
+        match from_env.or_else(from_file).as_deref() {
+            Some("pretty") => LogFormat::Pretty,
+            _ => LogFormat::Json,
+        }
+    }
+}
+
+/// A log filter in `RUST_LOG`'s syntax (`info`, `info,sqlx=warn`), checked when read: each part
+/// must name its level, so a misspelt level is refused instead of read as a module's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct LogLevel(String);
+
+impl Default for LogLevel {
+    fn default() -> Self {
+        Self("info".to_owned())
+    }
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let named =
+            |part: &str| part.contains('=') || LEVELS.contains(&part.to_lowercase().as_str());
+        let parts_named = !text.is_empty() && text.split(',').map(str::trim).all(named);
+        if parts_named && EnvFilter::builder().parse(text).is_ok() {
+            return Ok(Self(text.to_owned()));
+        }
+        Err(format!(
+            "{text:?} is not a log filter (each comma-separated part a level: {}; or target=level, as in \"info,sqlx=warn\")",
+            LEVELS.join(", ")
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -366,5 +428,49 @@ impl StoreSettings {
         self.encryption_key
             .as_ref()
             .and_then(|key| decode_key(key).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::settings::Purpose;
+
+    fn with_level(level: &str) -> Result<Settings, String> {
+        let env = HashMap::from(
+            [
+                ("MONDIAPAY__CLIENT_ID", "id"),
+                ("MONDIAPAY__CLIENT_SECRET", "secret"),
+                ("MONDIAPAY__REDIRECT_URI", "https://shop.example/thanks"),
+                ("LOG__LEVEL", level),
+            ]
+            .map(|(key, value)| (format!("TOKEN_PROXY__{key}"), value.to_owned())),
+        );
+        Settings::load(None, Some(env), Purpose::Exchange).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn a_level_or_a_whole_filter_is_taken_as_written() {
+        for level in [
+            "debug",
+            "WARN",
+            "info,sqlx=warn",
+            "off",
+            "info,mondiapay_token_proxy::http=debug",
+        ] {
+            assert_eq!(with_level(level).unwrap().log.level.as_str(), level);
+        }
+        assert_eq!(LogLevel::default().as_str(), "info");
+    }
+
+    #[test]
+    fn a_bad_level_is_one_line_naming_the_key() {
+        for level in ["loud", "inf", "info,sqlx=loud", "", "info,,debug"] {
+            let error = with_level(level).unwrap_err();
+            assert!(error.contains("log.level"), "{level}: {error}");
+            assert_eq!(error.lines().count(), 1, "{level}: {error}");
+        }
     }
 }

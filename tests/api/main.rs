@@ -15,6 +15,7 @@ mod hangups;
 mod hardening;
 mod helpers;
 mod idempotency;
+mod logs;
 mod migrations;
 mod notifications;
 mod observability;

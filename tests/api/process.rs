@@ -315,8 +315,12 @@ async fn a_port_in_use_stops_start_up_with_one_line() {
         taken.local_addr().unwrap().to_string(),
     );
     let stderr = serve_stops_with_one_line(command(&env));
+    let line: Value = serde_json::from_str(&stderr).unwrap();
     assert!(
-        stderr.starts_with("error: internal.listen: cannot listen on"),
+        line["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("internal.listen: cannot listen on"),
         "{stderr}"
     );
 }
