@@ -1,4 +1,5 @@
-//! What an operator sees: `/metrics` after real traffic, and the housekeeping purge.
+//! What an operator sees: `/metrics` after real traffic and while the database is down, and the
+//! housekeeping purge.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,22 @@ use sqlx::Row;
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
+use crate::postgres::PgCluster;
+
+/// The exposition once the live token gauge reads `live`. Each scrape asks for a count in the
+/// background, so a later scrape sees it.
+async fn metrics_once_counted(app: &TestApp, live: i64) -> String {
+    let line = format!("token_proxy_live_tokens {live}\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = app.metrics_text().await;
+        if text.contains(&line) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{line} never counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 #[tokio::test]
 async fn metrics_answer_how_many_exchanges_failed_and_why() {
@@ -43,10 +60,15 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
         app.callback("nothing=1").await.status(),
         StatusCode::BAD_REQUEST
     );
+    let unmatched = format!("{}/no/such/{code}", app.internal);
+    assert_eq!(
+        app.http_get(&unmatched).await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     let response = app.metrics().await;
     assert!(content_type(&response).starts_with("application/openmetrics-text"));
-    let metrics = response.text().await.unwrap();
+    let metrics = metrics_once_counted(&app, 2).await;
     for line in [
         "token_proxy_exchanges_total{outcome=\"issued\"} 2",
         "token_proxy_exchanges_total{outcome=\"replayed\"} 1",
@@ -58,10 +80,48 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
         "token_proxy_http_requests_total{listener=\"internal\",route=\"/v1/exchange\",status=\"422\"} 1",
         "token_proxy_http_requests_total{listener=\"public\",route=\"/oauth/callback\",status=\"303\"} 2",
         "token_proxy_live_tokens 2",
+        "token_proxy_http_request_duration_seconds_count{listener=\"public\",route=\"/oauth/callback\"} 3",
+        "token_proxy_http_request_duration_seconds_count{listener=\"internal\",route=\"/v1/exchange\"} 3",
+        "token_proxy_http_request_duration_seconds_bucket{le=\"0.0005\",listener=\"internal\",route=\"/v1/exchange\"}",
+        "token_proxy_http_request_duration_seconds_count{listener=\"internal\",route=\"unmatched\"} 1",
+        "# TYPE token_proxy_build info",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
     assert!(!metrics.contains(&code) && !metrics.contains(&rejected_code));
+    let build = format!(
+        "token_proxy_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&build), "{build} missing from\n{metrics}");
+}
+
+#[tokio::test]
+async fn metrics_answer_from_memory_while_the_database_is_down() {
+    let cluster = PgCluster::start();
+    let app = spawn_app_with(&cluster.store_settings()).await;
+    app.mondiapay.issues_tokens(1).await;
+    assert_eq!(
+        app.exchange(&new_code(), "ORDER-PG-METRICS").await.status(),
+        StatusCode::OK
+    );
+    metrics_once_counted(&app, 1).await;
+
+    cluster.stop();
+    // Each scrape asks for a count, which fails in the background: the gauge keeps its value.
+    for _ in 0..3 {
+        let metrics = app.metrics_text().await;
+        assert!(metrics.contains("token_proxy_live_tokens 1\n"), "{metrics}");
+        assert!(
+            !metrics.contains("token_proxy_live_tokens_refreshed_timestamp_seconds 0\n"),
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        app.ready().await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is down indeed"
+    );
 }
 
 async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
