@@ -174,3 +174,56 @@ async fn expired_tokens_and_old_outcomes_are_purged_after_the_retention_period()
     );
     assert_eq!(count(&pool, "exchanges").await, 1);
 }
+
+const BINARY: &str = env!("CARGO_BIN_EXE_mondiapay-token-proxy");
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap().port()
+}
+
+/// `healthcheck --url url` with every proxy variable pointing at a proxy that is not there.
+fn healthcheck_behind_a_dead_proxy(url: &str) -> std::process::Output {
+    let proxy = format!("http://127.0.0.1:{}", closed_port());
+    let mut command = std::process::Command::new(BINARY);
+    command.args(["healthcheck", "--url", url]);
+    for variable in ["NO_PROXY", "no_proxy"] {
+        command.env_remove(variable);
+    }
+    for variable in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        command.env(variable, &proxy);
+    }
+    command.output().unwrap()
+}
+
+// Multi-threaded: the service answers while this thread waits for the probe to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_ignores_proxies_in_the_environment() {
+    let app = spawn_app().await;
+    let probe = healthcheck_behind_a_dead_proxy(&format!("{}/readyz", app.internal));
+    assert_eq!(
+        probe.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+#[test]
+fn healthcheck_says_in_one_line_why_it_failed_and_never_the_urls_password() {
+    let url = format!(
+        "http://probe:{CLIENT_SECRET}@127.0.0.1:{}/readyz",
+        closed_port()
+    );
+    let probe = healthcheck_behind_a_dead_proxy(&url);
+    assert_eq!(probe.status.code(), Some(1));
+    let stderr = String::from_utf8(probe.stderr).unwrap();
+    assert!(stderr.starts_with("unhealthy: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "no cause: {stderr}"
+    );
+    assert!(!stderr.contains(CLIENT_SECRET), "{stderr}");
+}
