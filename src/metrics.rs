@@ -15,6 +15,45 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 
+/// A closed set of `outcome` labels, each spelled once where the outcome is decided: `as_str`
+/// gives the label and `ALL` every one, so each starts at 0 on `/metrics` (a rate or an alert
+/// on an outcome works before it first happens) and a new one cannot be left out.
+macro_rules! outcome_labels {
+    (
+        $(#[$doc:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_doc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every label, in declaration order.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use outcome_labels;
+
+/// The counters by `outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Callbacks,
+    Exchanges,
+    Renewals,
+    Notifications,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
     pub outcome: &'static str,
@@ -188,6 +227,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Shows each of `outcomes` of `counted` at 0 until it happens.
+    pub fn start_at_zero(
+        &self,
+        counted: Counted,
+        outcomes: impl IntoIterator<Item = &'static str>,
+    ) {
+        let family = match counted {
+            Counted::Callbacks => &self.callbacks,
+            Counted::Exchanges => &self.exchanges,
+            Counted::Renewals => &self.renewals,
+            Counted::Notifications => &self.notifications,
+        };
+        for outcome in outcomes {
+            let _ = family.get_or_create(&Outcome { outcome });
+        }
+    }
+
     pub fn callback(&self, outcome: &'static str) {
         self.callbacks.get_or_create(&Outcome { outcome }).inc();
     }

@@ -97,6 +97,42 @@ async fn metrics_answer_how_many_exchanges_failed_and_why() {
 }
 
 #[tokio::test]
+async fn every_known_outcome_is_listed_at_zero_before_it_first_happens() {
+    use mondiapay_token_proxy::domain::OutcomeKind;
+    use mondiapay_token_proxy::events::NotificationOutcome;
+    use mondiapay_token_proxy::exchange::{ExchangeOutcome, RenewalOutcome};
+    use mondiapay_token_proxy::http::public::CallbackRefusal;
+
+    let app = spawn_app().await;
+    let metrics = app.metrics_text().await;
+    let listed = |counter: &str, outcome: &str| {
+        let line = format!("token_proxy_{counter}_total{{outcome=\"{outcome}\"}} 0\n");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    };
+    for outcome in ExchangeOutcome::ALL {
+        listed("exchanges", outcome.as_str());
+    }
+    for outcome in RenewalOutcome::ALL {
+        listed("renewals", outcome.as_str());
+    }
+    for outcome in NotificationOutcome::ALL {
+        listed("notifications", outcome.as_str());
+    }
+    for outcome in OutcomeKind::ALL {
+        listed("callbacks", outcome.as_str());
+    }
+    for outcome in CallbackRefusal::ALL {
+        listed("callbacks", outcome.as_str());
+    }
+    for outcome in [
+        ExchangeOutcome::StoreUnavailable,
+        ExchangeOutcome::StoreFault,
+    ] {
+        listed("callbacks", outcome.as_str());
+    }
+}
+
+#[tokio::test]
 async fn metrics_answer_from_memory_while_the_database_is_down() {
     let cluster = PgCluster::start();
     let app = spawn_app_with(&cluster.store_settings()).await;
