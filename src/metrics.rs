@@ -244,6 +244,19 @@ impl Metrics {
         }
     }
 
+    /// Shows each of `outcomes` of MondiaPay's `call` at 0 until it happens.
+    pub fn start_call_at_zero(
+        &self,
+        call: &'static str,
+        outcomes: impl IntoIterator<Item = &'static str>,
+    ) {
+        for outcome in outcomes {
+            let _ = self
+                .mondiapay_calls
+                .get_or_create(&UpstreamCall { call, outcome });
+        }
+    }
+
     pub fn callback(&self, outcome: &'static str) {
         self.callbacks.get_or_create(&Outcome { outcome }).inc();
     }

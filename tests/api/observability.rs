@@ -102,6 +102,7 @@ async fn every_known_outcome_is_listed_at_zero_before_it_first_happens() {
     use mondiapay_token_proxy::events::NotificationOutcome;
     use mondiapay_token_proxy::exchange::{ExchangeOutcome, RenewalOutcome};
     use mondiapay_token_proxy::http::public::CallbackRefusal;
+    use mondiapay_token_proxy::mondiapay::CallName;
 
     let app = spawn_app().await;
     let metrics = app.metrics_text().await;
@@ -129,6 +130,16 @@ async fn every_known_outcome_is_listed_at_zero_before_it_first_happens() {
         ExchangeOutcome::StoreFault,
     ] {
         listed("callbacks", outcome.as_str());
+    }
+    for call in CallName::ALL {
+        for outcome in call.outcomes() {
+            let line = format!(
+                "token_proxy_mondiapay_calls_total{{call=\"{}\",outcome=\"{}\"}} 0\n",
+                call.as_str(),
+                outcome.as_str()
+            );
+            assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+        }
     }
 }
 
