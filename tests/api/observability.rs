@@ -274,3 +274,30 @@ fn healthcheck_says_in_one_line_why_it_failed_and_never_the_urls_password() {
     );
     assert!(!stderr.contains(CLIENT_SECRET), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_readme_lists_every_metric_served() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    let app = spawn_app().await;
+    let metrics = app.metrics_text().await;
+    let mut families = 0;
+    for family in metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+    {
+        let (name, kind) = family.split_once(' ').unwrap();
+        // A counter's samples end in `_total`, an info's in `_info`: the names queries use.
+        let queried = match kind {
+            "counter" => format!("`{name}_total`"),
+            "info" => format!("`{name}_info`"),
+            _ => format!("`{name}`"),
+        };
+        assert!(
+            readme.contains(&queried),
+            "README.md does not list {queried}"
+        );
+        families += 1;
+    }
+    assert!(families > 10, "{metrics}");
+}
