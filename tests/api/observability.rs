@@ -301,3 +301,21 @@ async fn the_readme_lists_every_metric_served() {
     }
     assert!(families > 10, "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_says_the_service_is_not_ready_in_one_line() {
+    let app = spawn_app().await;
+    // Refused credentials make the service unready (`/readyz` answers 503) at once.
+    let refused = ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
+    app.mondiapay.answers(refused, 1).await;
+    assert_eq!(
+        app.exchange(&new_code(), "ORDER-UNREADY").await.status(),
+        StatusCode::BAD_GATEWAY
+    );
+    let probe = healthcheck_behind_a_dead_proxy(&format!("{}/readyz", app.internal));
+    assert_eq!(probe.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(probe.stderr).unwrap(),
+        "unhealthy: the service answered 503 Service Unavailable\n"
+    );
+}
