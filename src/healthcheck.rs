@@ -1,5 +1,6 @@
 //! `healthcheck`: asks the running service whether it is ready, for a container's HEALTHCHECK
-//! (the runtime image has no curl). Exit 0 when `/readyz` answers 200, else 1.
+//! (the runtime image has no curl). Exit 0 when `/readyz` answers 200, else 1 with one line on
+//! stderr saying why (the whole cause chain, never the URL: it may carry a password).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -7,27 +8,31 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::settings::{InternalSettings, Settings};
+use crate::telemetry::cause_chain;
 
 pub async fn run(config: &Option<PathBuf>, url: Option<String>) -> ExitCode {
     let url = url.unwrap_or_else(|| readiness_url(config));
+    // The service is on this host: a proxy from the environment (HTTP_PROXY, ALL_PROXY), set
+    // for the service's own calls out, would only stand in the way or fail.
     let client = match reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(3))
         .build()
     {
         Ok(client) => client,
         Err(error) => {
-            eprintln!("unhealthy: {error}");
+            eprintln!("unhealthy: {}", cause_chain(&error.without_url()));
             return ExitCode::FAILURE;
         }
     };
     match client.get(&url).send().await {
         Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
         Ok(response) => {
-            eprintln!("unhealthy: {url} answered {}", response.status());
+            eprintln!("unhealthy: the service answered {}", response.status());
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("unhealthy: {}", error.without_url());
+            eprintln!("unhealthy: {}", cause_chain(&error.without_url()));
             ExitCode::FAILURE
         }
     }

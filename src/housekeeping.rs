@@ -1,6 +1,9 @@
 //! Background housekeeping: purges expired tokens and old outcomes after the retention period,
 //! expires purchases nobody came back from (and purges them with the rest), forgets idempotency
-//! keys after 24 hours and idle rate-limit buckets. Stops with the service.
+//! keys after 24 hours and idle rate-limit buckets; keeps the live token gauge counted
+//! (`live_tokens`). Stops with the service.
+
+mod live_tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::public::limit::ClientLimiter;
+use crate::metrics::Metrics;
 use crate::store::{PurchasesTidied, TokenStore, now_unix};
 
 pub struct Housekeeping {
@@ -15,10 +19,20 @@ pub struct Housekeeping {
     pub limiter: Arc<ClientLimiter>,
     pub every: Duration,
     pub retention_secs: i64,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Housekeeping {
     pub async fn run(self, stop: CancellationToken) {
+        let count = live_tokens::LiveTokenCount {
+            store: Arc::clone(&self.store),
+            metrics: Arc::clone(&self.metrics),
+            every: live_tokens::EVERY,
+        };
+        tokio::join!(self.purge(stop.clone()), count.run(stop));
+    }
+
+    async fn purge(&self, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(self.every);
         loop {
             tokio::select! {

@@ -1,6 +1,8 @@
 //! Prometheus metrics, one registry per running service (tests run many side by side), served
-//! as OpenMetrics text at `GET /metrics` on the internal listener.
+//! as OpenMetrics text at `GET /metrics` on the internal listener. Rendering reads memory only:
+//! a scrape must answer while the store is out of reach, the outage it should show.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,7 +11,48 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tokio::sync::Notify;
+
+/// A closed set of `outcome` labels, each spelled once where the outcome is decided: `as_str`
+/// gives the label and `ALL` every one, so each starts at 0 on `/metrics` (a rate or an alert
+/// on an outcome works before it first happens) and a new one cannot be left out.
+macro_rules! outcome_labels {
+    (
+        $(#[$doc:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_doc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every label, in declaration order.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use outcome_labels;
+
+/// The counters by `outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Callbacks,
+    Exchanges,
+    Renewals,
+    Notifications,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
@@ -31,6 +74,29 @@ pub struct HttpRequest {
     pub status: u16,
 }
 
+/// A route of a listener, for the request durations (no status: fewer series).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRoute {
+    pub listener: &'static str,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfo {
+    version: &'static str,
+}
+
+/// From a fraction of a millisecond (a cached page, `/healthz`) to the longest time limit.
+const HTTP_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+type DurationFamily = Family<HttpRoute, Histogram, fn() -> Histogram>;
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS)
+}
+
 pub struct Metrics {
     registry: Registry,
     callbacks: Family<Outcome, Counter>,
@@ -42,7 +108,11 @@ pub struct Metrics {
     mondiapay_call_duration: Histogram,
     http_requests: Family<HttpRequest, Counter>,
     rate_limited: Counter,
+    http_durations: DurationFamily,
     live_tokens: Gauge,
+    live_tokens_refreshed: Gauge<f64, AtomicU64>,
+    /// Woken by each scrape: the live token count is taken again in the background.
+    live_tokens_wanted: Notify,
     notifications: Family<Outcome, Counter>,
 }
 
@@ -60,7 +130,16 @@ impl Default for Metrics {
             Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let http_requests = Family::<HttpRequest, Counter>::default();
         let rate_limited = Counter::default();
+        let http_durations = DurationFamily::new_with_constructor(http_histogram);
         let live_tokens = Gauge::default();
+        let live_tokens_refreshed = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "build",
+            "The running version",
+            Info::new(BuildInfo {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
         registry.register(
             "callbacks",
             "Browser callbacks handled, by outcome",
@@ -107,9 +186,19 @@ impl Default for Metrics {
             rate_limited.clone(),
         );
         registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by listener and route",
+            http_durations.clone(),
+        );
+        registry.register(
             "live_tokens",
-            "Stored tokens not yet expired (at the last scrape)",
+            "Stored tokens not yet expired, as last counted (see live_tokens_refreshed_timestamp_seconds)",
             live_tokens.clone(),
+        );
+        registry.register(
+            "live_tokens_refreshed_timestamp_seconds",
+            "When live_tokens was last counted (Unix time; 0: not yet)",
+            live_tokens_refreshed.clone(),
         );
         let notifications = Family::<Outcome, Counter>::default();
         registry.register(
@@ -128,13 +217,46 @@ impl Default for Metrics {
             mondiapay_call_duration,
             http_requests,
             rate_limited,
+            http_durations,
             live_tokens,
+            live_tokens_refreshed,
+            live_tokens_wanted: Notify::new(),
             notifications,
         }
     }
 }
 
 impl Metrics {
+    /// Shows each of `outcomes` of `counted` at 0 until it happens.
+    pub fn start_at_zero(
+        &self,
+        counted: Counted,
+        outcomes: impl IntoIterator<Item = &'static str>,
+    ) {
+        let family = match counted {
+            Counted::Callbacks => &self.callbacks,
+            Counted::Exchanges => &self.exchanges,
+            Counted::Renewals => &self.renewals,
+            Counted::Notifications => &self.notifications,
+        };
+        for outcome in outcomes {
+            let _ = family.get_or_create(&Outcome { outcome });
+        }
+    }
+
+    /// Shows each of `outcomes` of MondiaPay's `call` at 0 until it happens.
+    pub fn start_call_at_zero(
+        &self,
+        call: &'static str,
+        outcomes: impl IntoIterator<Item = &'static str>,
+    ) {
+        for outcome in outcomes {
+            let _ = self
+                .mondiapay_calls
+                .get_or_create(&UpstreamCall { call, outcome });
+        }
+    }
+
     pub fn callback(&self, outcome: &'static str) {
         self.callbacks.get_or_create(&Outcome { outcome }).inc();
     }
@@ -172,6 +294,23 @@ impl Metrics {
             .inc();
     }
 
+    /// A request a router answered: counted by status, timed by route.
+    pub fn http_request_took(
+        &self,
+        listener: &'static str,
+        route: &str,
+        status: u16,
+        took: Duration,
+    ) {
+        self.http_request(listener, route, status);
+        self.http_durations
+            .get_or_create(&HttpRoute {
+                listener,
+                route: route.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
     pub fn notification(&self, outcome: &'static str) {
         self.notifications.get_or_create(&Outcome { outcome }).inc();
     }
@@ -180,9 +319,22 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
-    /// The exposition, with the live token count taken just now.
-    pub fn render(&self, live_tokens: i64) -> String {
+    /// The live token count, taken at `at` (Unix time).
+    pub fn live_tokens_counted(&self, live_tokens: i64, at: f64) {
         self.live_tokens.set(live_tokens);
+        self.live_tokens_refreshed.set(at);
+    }
+
+    /// Resolves when a scrape asked for a fresh live token count (at once if one asked since
+    /// the last call: asks made while a count runs are one ask).
+    pub async fn live_tokens_wanted(&self) {
+        self.live_tokens_wanted.notified().await;
+    }
+
+    /// The exposition, from memory only; asks for the live token count to be taken again, for
+    /// the next scrape.
+    pub fn render(&self) -> String {
+        self.live_tokens_wanted.notify_one();
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -200,17 +352,50 @@ mod tests {
         metrics.callback("succeeded");
         metrics.http_request("internal", "/v1/exchange", 200);
         metrics.mondiapay_call(Duration::from_millis(30));
-        let text = metrics.render(3);
+        metrics.live_tokens_counted(3, 1_700_000_000.5);
+        let text = metrics.render();
         for line in [
             "token_proxy_exchanges_total{outcome=\"issued\"} 1",
             "token_proxy_callbacks_total{outcome=\"succeeded\"} 1",
             "token_proxy_http_requests_total{listener=\"internal\",route=\"/v1/exchange\",status=\"200\"} 1",
             "token_proxy_mondiapay_request_duration_seconds_count 1",
             "token_proxy_live_tokens 3",
+            "token_proxy_live_tokens_refreshed_timestamp_seconds 1700000000.5",
+            "token_proxy_build_info{version=\"0.1.0\"} 1",
             "token_proxy_rate_limited_total 0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn request_durations_are_bucketed_per_listener_and_route_from_a_fraction_of_a_millisecond() {
+        let metrics = Metrics::default();
+        let route = "/v1/tokens/{id}";
+        metrics.http_request_took("internal", route, 200, Duration::from_micros(300));
+        metrics.http_request_took("internal", route, 404, Duration::from_secs(2));
+        let text = metrics.render();
+        for line in [
+            "token_proxy_http_request_duration_seconds_bucket{le=\"0.0005\",listener=\"internal\",route=\"/v1/tokens/{id}\"} 1",
+            "token_proxy_http_request_duration_seconds_bucket{le=\"2.5\",listener=\"internal\",route=\"/v1/tokens/{id}\"} 2",
+            "token_proxy_http_request_duration_seconds_count{listener=\"internal\",route=\"/v1/tokens/{id}\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scrape_asks_for_a_fresh_live_token_count_without_waiting_for_it() {
+        let metrics = Metrics::default();
+        metrics.render();
+        // Resolves at once: the scrape's ask was kept for the counting task.
+        metrics.live_tokens_wanted().await;
+        assert!(
+            metrics
+                .render()
+                .contains("token_proxy_live_tokens_refreshed_timestamp_seconds 0"),
+            "never counted reads as 0"
+        );
     }
 }

@@ -223,6 +223,7 @@ impl Application {
             limiter: Arc::clone(&state.limiter),
             every: Duration::from_secs(settings.store.purge_interval_secs),
             retention_secs: settings.store.retention_secs as i64,
+            metrics: Arc::clone(&engine.metrics),
         };
         let (public_listener, internal_listener) = match listeners {
             Some(bound) => bound,

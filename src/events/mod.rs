@@ -12,8 +12,24 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Notification, StoredEvent};
-use crate::metrics::Metrics;
+use crate::metrics::{Counted, Metrics, outcome_labels};
 use crate::store::{StoreError, Stored, TokenStore};
+
+outcome_labels! {
+    /// What became of a notification: the `outcome` label of `token_proxy_notifications_total`.
+    pub enum NotificationOutcome {
+        Stored = "stored",
+        /// An `eventUUID` already stored.
+        Duplicate = "duplicate",
+        StoreUnavailable = "store_unavailable",
+        /// Refused before the store saw it: unreadable.
+        BadRequest = "bad_request",
+        /// Refused before the store saw it: over the body limit.
+        TooLarge = "too_large",
+        /// Refused before the store saw it: the route's secret wrong, or a method but `POST`.
+        WrongSecret = "wrong_secret",
+    }
+}
 
 /// How often a waiting reader looks for events other replicas stored.
 pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
@@ -36,6 +52,12 @@ pub struct Events {
 
 impl Events {
     pub fn new(store: Arc<TokenStore>, metrics: Arc<Metrics>, request_timeout: Duration) -> Self {
+        metrics.start_at_zero(
+            Counted::Notifications,
+            NotificationOutcome::ALL
+                .iter()
+                .map(|outcome| outcome.as_str()),
+        );
         Self {
             metrics,
             stored: watch::Sender::new(0),
@@ -57,19 +79,18 @@ impl Events {
         let outcome = match &stored {
             Ok(Stored::New(_)) => {
                 self.stored.send_modify(|count| *count += 1);
-                "stored"
+                NotificationOutcome::Stored
             }
-            Ok(Stored::Duplicate) => "duplicate",
-            Err(_) => "store_unavailable",
+            Ok(Stored::Duplicate) => NotificationOutcome::Duplicate,
+            Err(_) => NotificationOutcome::StoreUnavailable,
         };
-        self.metrics.notification(outcome);
+        self.metrics.notification(outcome.as_str());
         stored
     }
 
-    /// Counts a notification refused before the store saw it (`bad_request`, `too_large`,
-    /// `wrong_secret`).
-    pub fn refused(&self, outcome: &'static str) {
-        self.metrics.notification(outcome);
+    /// Counts a notification refused before the store saw it.
+    pub fn refused(&self, outcome: NotificationOutcome) {
+        self.metrics.notification(outcome.as_str());
     }
 
     /// At most `limit` events after `cursor`, oldest first; when there are none, waits up to

@@ -3,7 +3,29 @@
 //! turns a meaning into statuses, once per medium (the API's problems, the browser's pages).
 
 use crate::domain::{NoAnswer, UnavailableCause, UpstreamError};
+use crate::metrics::outcome_labels;
 use crate::store::StoreError;
+
+outcome_labels! {
+    /// How an exchange ended: the `outcome` label of `token_proxy_exchanges_total`.
+    pub enum ExchangeOutcome {
+        /// A token, from MondiaPay just now.
+        Issued = "issued",
+        /// The token of an earlier exchange of the same code.
+        Replayed = "replayed",
+        CodeRejected = "code_rejected",
+        CredentialsRejected = "credentials_rejected",
+        TimedOut = "timed_out",
+        Unreachable = "unreachable",
+        InvalidAnswer = "invalid_answer",
+        TokenGone = "token_gone",
+        StillPending = "still_pending",
+        Busy = "busy",
+        StoreUnavailable = "store_unavailable",
+        StoreFault = "store_fault",
+        Aborted = "aborted",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -29,7 +51,7 @@ pub enum ExchangeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meaning<'a> {
     /// The `outcome` label of `token_proxy_exchanges_total`.
-    pub label: &'static str,
+    pub label: ExchangeOutcome,
     /// What a browser callback whose exchange ended so records.
     pub callback: CallbackEnd<'a>,
     /// This service was only briefly unable (too busy, or its store out of reach): the same
@@ -58,6 +80,7 @@ pub enum CallbackEnd<'a> {
 impl ExchangeError {
     /// The one place an error's meaning is decided.
     pub fn meaning(&self) -> Meaning<'_> {
+        use ExchangeOutcome as Label;
         let meaning = |label, callback| Meaning {
             label,
             callback,
@@ -66,36 +89,37 @@ impl ExchangeError {
         };
         let no_answer = CallbackEnd::Unavailable(UnavailableCause::NoAnswer);
         match self {
-            Self::CodeRejected(rejection) => {
-                meaning("code_rejected", CallbackEnd::CodeRejected(&rejection.error))
-            }
-            Self::CredentialsRejected(_) => meaning("credentials_rejected", no_answer),
+            Self::CodeRejected(rejection) => meaning(
+                Label::CodeRejected,
+                CallbackEnd::CodeRejected(&rejection.error),
+            ),
+            Self::CredentialsRejected(_) => meaning(Label::CredentialsRejected, no_answer),
             Self::NoAnswer(NoAnswer::TimedOut) => meaning(
-                "timed_out",
+                Label::TimedOut,
                 CallbackEnd::Unavailable(UnavailableCause::TimedOut),
             ),
-            Self::NoAnswer(NoAnswer::Unreachable) => meaning("unreachable", no_answer),
-            Self::NoAnswer(NoAnswer::Invalid(_)) => meaning("invalid_answer", no_answer),
-            Self::TokenGone => meaning("token_gone", CallbackEnd::Stands),
+            Self::NoAnswer(NoAnswer::Unreachable) => meaning(Label::Unreachable, no_answer),
+            Self::NoAnswer(NoAnswer::Invalid(_)) => meaning(Label::InvalidAnswer, no_answer),
+            Self::TokenGone => meaning(Label::TokenGone, CallbackEnd::Stands),
             Self::StillPending => Meaning {
                 retry_soon: true,
-                ..meaning("still_pending", no_answer)
+                ..meaning(Label::StillPending, no_answer)
             },
             Self::Busy => Meaning {
                 retry_soon: true,
-                ..meaning("busy", no_answer)
+                ..meaning(Label::Busy, no_answer)
             },
             Self::Store(error) if error.is_fault() => Meaning {
                 fault: true,
-                ..meaning("store_fault", CallbackEnd::NotRecorded)
+                ..meaning(Label::StoreFault, CallbackEnd::NotRecorded)
             },
             Self::Store(_) => Meaning {
                 retry_soon: true,
-                ..meaning("store_unavailable", CallbackEnd::NotRecorded)
+                ..meaning(Label::StoreUnavailable, CallbackEnd::NotRecorded)
             },
             Self::Aborted => Meaning {
                 fault: true,
-                ..meaning("aborted", no_answer)
+                ..meaning(Label::Aborted, no_answer)
             },
         }
     }

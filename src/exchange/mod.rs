@@ -21,11 +21,11 @@ use crate::domain::{
     CallbackOutcome, Code, ExchangeState, NewCallback, OutcomeKind, Owner, TokenRecord,
     UpstreamError,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Counted, Metrics};
 use crate::mondiapay::{Answer, MondiaPayClient};
 use crate::store::{Claim, StoreError, TokenStore, Verdict};
-pub use error::{CallbackEnd, ExchangeError, Meaning};
-pub use renewal::{RenewalError, Renewer};
+pub use error::{CallbackEnd, ExchangeError, ExchangeOutcome, Meaning};
+pub use renewal::{RenewalError, RenewalOutcome, Renewer};
 use turns::Turns;
 
 /// Whether MondiaPay issued the token for this request (rather than an earlier one).
@@ -34,10 +34,11 @@ type Fresh = bool;
 /// The `outcome` label of `token_proxy_exchanges_total`.
 fn outcome_label(result: &Result<(TokenRecord, Fresh), ExchangeError>) -> &'static str {
     match result {
-        Ok((_, true)) => "issued",
-        Ok((_, false)) => "replayed",
+        Ok((_, true)) => ExchangeOutcome::Issued,
+        Ok((_, false)) => ExchangeOutcome::Replayed,
         Err(error) => error.meaning().label,
     }
+    .as_str()
 }
 
 /// How an exchange ended, for a caller that may be a browser callback.
@@ -82,6 +83,10 @@ impl Exchanger {
         metrics: Arc<Metrics>,
         limits: ExchangeLimits,
     ) -> Self {
+        metrics.start_at_zero(
+            Counted::Exchanges,
+            ExchangeOutcome::ALL.iter().map(|outcome| outcome.as_str()),
+        );
         Self {
             store,
             mondiapay,

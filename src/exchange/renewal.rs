@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::turns::Turns;
 use super::{CLAIM_POLL, record_verdict};
 use crate::domain::{NoAnswer, Owner, RenewalState, TokenRecord, UpstreamError};
-use crate::metrics::Metrics;
+use crate::metrics::{Counted, Metrics, outcome_labels};
 use crate::mondiapay::{Answer, Grant, MondiaPayClient};
 use crate::store::{RenewalClaim, RenewalRow, StoreError, TokenStore};
 
@@ -34,20 +34,40 @@ pub enum RenewalError {
     Aborted,
 }
 
+outcome_labels! {
+    /// How a renewal ended: the `outcome` label of `token_proxy_renewals_total`.
+    pub enum RenewalOutcome {
+        /// A token, from MondiaPay just now.
+        Renewed = "renewed",
+        /// A live token found, or another request's renewal.
+        Reused = "reused",
+        Refused = "refused",
+        CredentialsRejected = "credentials_rejected",
+        TimedOut = "timed_out",
+        Unreachable = "unreachable",
+        InvalidAnswer = "invalid_answer",
+        StillPending = "still_pending",
+        StoreUnavailable = "store_unavailable",
+        Aborted = "aborted",
+    }
+}
+
 /// How a renewal ended, for `token_proxy_renewals_total`.
 fn outcome_label(result: &Result<(TokenRecord, Renewed), RenewalError>) -> &'static str {
+    use RenewalOutcome as Label;
     match result {
-        Ok((_, true)) => "renewed",
-        Ok((_, false)) => "reused",
-        Err(RenewalError::Refused(_)) => "refused",
-        Err(RenewalError::CredentialsRejected(_)) => "credentials_rejected",
-        Err(RenewalError::NoAnswer(NoAnswer::TimedOut)) => "timed_out",
-        Err(RenewalError::NoAnswer(NoAnswer::Unreachable)) => "unreachable",
-        Err(RenewalError::NoAnswer(NoAnswer::Invalid(_))) => "invalid_answer",
-        Err(RenewalError::StillPending) => "still_pending",
-        Err(RenewalError::Store(_)) => "store_unavailable",
-        Err(RenewalError::Aborted) => "aborted",
+        Ok((_, true)) => Label::Renewed,
+        Ok((_, false)) => Label::Reused,
+        Err(RenewalError::Refused(_)) => Label::Refused,
+        Err(RenewalError::CredentialsRejected(_)) => Label::CredentialsRejected,
+        Err(RenewalError::NoAnswer(NoAnswer::TimedOut)) => Label::TimedOut,
+        Err(RenewalError::NoAnswer(NoAnswer::Unreachable)) => Label::Unreachable,
+        Err(RenewalError::NoAnswer(NoAnswer::Invalid(_))) => Label::InvalidAnswer,
+        Err(RenewalError::StillPending) => Label::StillPending,
+        Err(RenewalError::Store(_)) => Label::StoreUnavailable,
+        Err(RenewalError::Aborted) => Label::Aborted,
     }
+    .as_str()
 }
 
 /// Whether MondiaPay issued the token for this request (rather than it being found live).
@@ -74,6 +94,10 @@ impl Renewer {
         lease: Duration,
         trusts_claimed_uuids: bool,
     ) -> Self {
+        metrics.start_at_zero(
+            Counted::Renewals,
+            RenewalOutcome::ALL.iter().map(|outcome| outcome.as_str()),
+        );
         // Users queue per uuid, as codes do in the exchanger.
         Self {
             turns: Turns::default(),

@@ -120,7 +120,7 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     });
     edge.state
         .metrics
-        .http_request(edge.listener, &route, status);
+        .http_request_took(edge.listener, &route, status, started.elapsed());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -13,6 +13,64 @@ use serde_json::Value;
 use super::answer::upstream_error;
 use super::{MondiaPayClient, read_capped, scrub, shares_a_run, with_query};
 use crate::domain::{NoAnswer, UNRECOGNISED_ERROR, UpstreamError};
+use crate::metrics::outcome_labels;
+
+outcome_labels! {
+    /// The calls of MondiaPay counted by `token_proxy_mondiapay_calls_total` (its `call` label).
+    pub enum CallName {
+        /// Each fetch of the merchant's client token.
+        ClientToken = "client_token",
+        PreparePurchase = "prepare_purchase",
+        GetSubscriptions = "get_subscriptions",
+        CancelSubscription = "cancel_subscription",
+    }
+}
+
+outcome_labels! {
+    /// How a call of MondiaPay ended: the `outcome` label of `token_proxy_mondiapay_calls_total`.
+    pub enum CallOutcome {
+        /// The client token issued.
+        Issued = "issued",
+        /// An API call answered with a `2xx`.
+        Done = "done",
+        /// An API call's bearer token refused (`401`).
+        TokenRefused = "token_refused",
+        Refused = "refused",
+        TimedOut = "timed_out",
+        Unreachable = "unreachable",
+        InvalidAnswer = "invalid_answer",
+    }
+}
+
+impl CallOutcome {
+    pub fn no_answer(reason: &NoAnswer) -> Self {
+        match reason {
+            NoAnswer::TimedOut => Self::TimedOut,
+            NoAnswer::Unreachable => Self::Unreachable,
+            NoAnswer::Invalid(_) => Self::InvalidAnswer,
+        }
+    }
+}
+
+impl CallName {
+    /// The outcomes this call can end in, each shown at 0 from the start.
+    pub fn outcomes(self) -> &'static [CallOutcome] {
+        use CallOutcome::{
+            Done, InvalidAnswer, Issued, Refused, TimedOut, TokenRefused, Unreachable,
+        };
+        match self {
+            Self::ClientToken => &[Issued, Refused, TimedOut, Unreachable, InvalidAnswer],
+            Self::PreparePurchase | Self::GetSubscriptions | Self::CancelSubscription => &[
+                Done,
+                TokenRefused,
+                Refused,
+                TimedOut,
+                Unreachable,
+                InvalidAnswer,
+            ],
+        }
+    }
+}
 
 /// One call of MondiaPay's API.
 pub struct ApiCall<'a> {
@@ -47,11 +105,12 @@ impl ApiAnswer {
     /// The `outcome` label of `token_proxy_mondiapay_calls_total`.
     pub fn label(&self) -> &'static str {
         match self {
-            Self::Done(_) => "done",
-            Self::TokenRefused(_) => "token_refused",
-            Self::Refused(_) => "refused",
-            Self::Unusable(reason) => reason.label(),
+            Self::Done(_) => CallOutcome::Done,
+            Self::TokenRefused(_) => CallOutcome::TokenRefused,
+            Self::Refused(_) => CallOutcome::Refused,
+            Self::Unusable(reason) => CallOutcome::no_answer(reason),
         }
+        .as_str()
     }
 }
 
@@ -147,4 +206,21 @@ fn without_echo(mut error: UpstreamError, sent: &[&str]) -> UpstreamError {
         error.error = UNRECOGNISED_ERROR.to_owned();
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_one_some_call_can_end_in() {
+        for outcome in CallOutcome::ALL {
+            assert!(
+                CallName::ALL
+                    .iter()
+                    .any(|call| call.outcomes().contains(outcome)),
+                "{outcome:?} is never shown at 0"
+            );
+        }
+    }
 }

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{Answer, MondiaPayClient};
+use super::{Answer, CallName, CallOutcome, MondiaPayClient};
 use crate::domain::{NoAnswer, UpstreamError};
 
 /// A client token is fetched again this long before it expires (or at half its life, if that
@@ -108,27 +108,30 @@ impl MondiaPayClient {
         let (result, outcome) = match answer {
             Answer::Issued(token) => (
                 Ok((token.access_token, Duration::from_secs(token.expires_in))),
-                "issued",
+                CallOutcome::Issued,
             ),
             // A 2xx without a token is no usable answer here: no code was spent.
             Answer::CodeRejected(error) if error.is_no_token() => (
                 Err(ClientTokenError::Unusable(NoAnswer::Invalid(
                     "MondiaPay answered the client credentials grant without a token".to_owned(),
                 ))),
-                "invalid_answer",
+                CallOutcome::InvalidAnswer,
             ),
             Answer::CodeRejected(error) | Answer::CredentialsRejected(error) => {
                 tracing::error!(mondiapay_error = %error.error, http_status = error.http_status,
                     "MondiaPay refused the client credentials grant: check mondiapay.client_id and mondiapay.client_secret");
-                (Err(ClientTokenError::Refused(error)), "refused")
+                (Err(ClientTokenError::Refused(error)), CallOutcome::Refused)
             }
             Answer::Unusable(reason) => {
-                let outcome = reason.label();
+                let outcome = CallOutcome::no_answer(&reason);
                 (Err(ClientTokenError::Unusable(reason)), outcome)
             }
         };
-        self.metrics
-            .mondiapay_api_call("client_token", outcome, started.elapsed());
+        self.metrics.mondiapay_api_call(
+            CallName::ClientToken.as_str(),
+            outcome.as_str(),
+            started.elapsed(),
+        );
         result
     }
 }

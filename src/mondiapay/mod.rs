@@ -19,7 +19,7 @@ use serde::Serialize;
 use url::Url;
 
 pub use answer::{Answer, DEFAULT_EXPIRES_IN_SECS, read_answer};
-pub use api::{ApiAnswer, ApiCall};
+pub use api::{ApiAnswer, ApiCall, CallName, CallOutcome};
 pub use client_token::{ClientToken, ClientTokenError};
 pub use prepare::{PrepareError, Prepared, PurchaseOrder};
 
@@ -91,6 +91,12 @@ impl MondiaPayClient {
             .redirect(redirect::Policy::none())
             .user_agent(concat!("mondiapay-token-proxy/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        for call in CallName::ALL {
+            metrics.start_call_at_zero(
+                call.as_str(),
+                call.outcomes().iter().map(|outcome| outcome.as_str()),
+            );
+        }
         Ok(Self {
             http,
             token_url: settings.token_url.clone(),

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{ApiAnswer, ApiCall, ClientTokenError, MondiaPayClient};
+use super::{ApiAnswer, ApiCall, CallName, ClientTokenError, MondiaPayClient};
 use crate::domain::{NoAnswer, UpstreamError};
 
 const PREPARE_PATH: &str = "v1/api/purchase/subscription/prepare";
@@ -59,7 +59,7 @@ impl MondiaPayClient {
         loop {
             let token = self.client_token().await?;
             let call = ApiCall {
-                name: "prepare_purchase",
+                name: CallName::PreparePurchase.as_str(),
                 method: Method::POST,
                 path: PREPARE_PATH,
                 query: &[],

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use secrecy::SecretString;
 
-use super::{ApiAnswer, ApiCall, MondiaPayClient};
+use super::{ApiAnswer, ApiCall, CallName, MondiaPayClient};
 
 impl MondiaPayClient {
     /// The user's subscriptions, as MondiaPay sends them (a list, or one object).
@@ -19,7 +19,7 @@ impl MondiaPayClient {
             None => Vec::new(),
         };
         self.api_call(&ApiCall {
-            name: "get_subscriptions",
+            name: CallName::GetSubscriptions.as_str(),
             method: Method::GET,
             path: "v1/api/subscription",
             query: &query,
@@ -38,7 +38,7 @@ impl MondiaPayClient {
     ) -> ApiAnswer {
         let path = format!("v1/api/subscription/{}", path_segment(id));
         self.api_call(&ApiCall {
-            name: "cancel_subscription",
+            name: CallName::CancelSubscription.as_str(),
             method: Method::DELETE,
             path: &path,
             query: &[("immediately", if immediately { "true" } else { "false" })],

@@ -12,10 +12,37 @@ use super::pages::{Page, PageFacts};
 use super::query::{self, CallbackParams};
 use crate::crypto::CodeHash;
 use crate::domain::{CallbackOutcome, Code, NewCallback, OutcomeKind, wording};
-use crate::exchange::ExchangeError;
+use crate::exchange::{ExchangeError, ExchangeOutcome};
 use crate::http::layers::RequestId;
 use crate::http::state::AppState;
+use crate::metrics::{Counted, Metrics, outcome_labels};
 use crate::telemetry::cause_chain;
+
+outcome_labels! {
+    /// A callback refused before anything was exchanged or recorded.
+    pub enum CallbackRefusal {
+        BadRequest = "bad_request",
+        /// A purchase id unknown, expired or ended by another code, or none when one is required.
+        LinkExpired = "link_expired",
+    }
+}
+
+/// Shows every `outcome` of `token_proxy_callbacks_total` at 0: an outcome recorded, a refusal,
+/// or the error of a store that could not record one (every other error of an exchange is
+/// recorded as an outcome: `CallbackEnd`).
+pub fn count_from_zero(metrics: &Metrics) {
+    let recorded = OutcomeKind::ALL.iter().map(|kind| kind.as_str());
+    let refused = CallbackRefusal::ALL.iter().map(|refusal| refusal.as_str());
+    let not_recorded = [
+        ExchangeOutcome::StoreUnavailable,
+        ExchangeOutcome::StoreFault,
+    ]
+    .map(ExchangeOutcome::as_str);
+    metrics.start_at_zero(
+        Counted::Callbacks,
+        recorded.chain(refused).chain(not_recorded),
+    );
+}
 
 pub async fn callback(
     State(state): State<AppState>,
@@ -23,7 +50,7 @@ pub async fn callback(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let bad_request = |reason: &dyn std::fmt::Display| {
-        state.metrics.callback("bad_request");
+        state.metrics.callback(CallbackRefusal::BadRequest.as_str());
         tracing::info!(%reason, "callback refused");
         state.pages.render(
             Page::BadRequest,
@@ -62,7 +89,9 @@ pub async fn callback(
         }
         Ok(None) if params.purchase.is_none() && !state.purchases.enforced() => None,
         Ok(None) => {
-            state.metrics.callback("link_expired");
+            state
+                .metrics
+                .callback(CallbackRefusal::LinkExpired.as_str());
             tracing::info!("callback refused: no live purchase of this service for it");
             let facts = PageFacts {
                 support_reference: &request_id,
@@ -73,7 +102,7 @@ pub async fn callback(
                 .render(Page::LinkExpired, StatusCode::BAD_REQUEST, &facts);
         }
         Err(error) => {
-            state.metrics.callback(error.meaning().label);
+            state.metrics.callback(error.meaning().label.as_str());
             return failure_page(&state, &error, &params, &request_id);
         }
     };
@@ -121,7 +150,7 @@ pub async fn callback(
             see_other(&state, &recorded)
         }
         Err(error) => {
-            state.metrics.callback(error.meaning().label);
+            state.metrics.callback(error.meaning().label.as_str());
             failure_page(&state, &error, &params, &request_id)
         }
     }

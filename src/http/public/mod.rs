@@ -8,6 +8,8 @@ pub mod pages;
 pub mod query;
 pub mod secret;
 
+pub use callback::CallbackRefusal;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -38,6 +40,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 ];
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    callback::count_from_zero(&state.metrics);
     let mut limited = Router::new()
         .route("/oauth/callback", get(callback::callback))
         .route("/oauth/result/{id}", get(callback::result));

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
 
 use crate::domain::Notification;
+use crate::events::NotificationOutcome;
 use crate::http::layers::RequestId;
 use crate::http::state::AppState;
 use crate::store::Stored;
@@ -48,7 +49,7 @@ async fn receive(
     };
     let accepted = matches!(&secret, Ok(Path(secret)) if state.notification_secret.accepts(secret));
     if method != Method::POST || !accepted {
-        state.events.refused("wrong_secret");
+        state.events.refused(NotificationOutcome::WrongSecret);
         return state.pages.not_found(&request_id);
     }
     // Only now is the body read: a request without the secret is answered at once, so it can
@@ -56,15 +57,15 @@ async fn receive(
     let body = match Bytes::from_request(request, &state).await {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE);
+            return refuse(NotificationOutcome::TooLarge, StatusCode::PAYLOAD_TOO_LARGE);
         }
-        Err(_) => return refuse("bad_request", StatusCode::BAD_REQUEST),
+        Err(_) => return refuse(NotificationOutcome::BadRequest, StatusCode::BAD_REQUEST),
     };
     let notification = match Notification::parse(&body) {
         Ok(notification) => notification,
         Err(reason) => {
             tracing::info!(%reason, "notification refused");
-            return refuse("bad_request", StatusCode::BAD_REQUEST);
+            return refuse(NotificationOutcome::BadRequest, StatusCode::BAD_REQUEST);
         }
     };
     match state.events.receive(&notification).await {
