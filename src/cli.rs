@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     /// A TOML settings file; environment variables TOKEN_PROXY__<SECTION>__<KEY> override it.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// As a variable, it reaches every command of a container, its HEALTHCHECK included.
+    #[arg(long, global = true, value_name = "FILE", env = "TOKEN_PROXY_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -53,4 +54,24 @@ pub enum Command {
         #[arg(long, default_value_t = 8081)]
         internal_port: u16,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_config_file_can_be_named_by_an_environment_variable() {
+        let command = Cli::command();
+        let config = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "config")
+            .expect("--config exists");
+        assert_eq!(
+            config.get_env(),
+            Some(std::ffi::OsStr::new("TOKEN_PROXY_CONFIG"))
+        );
+    }
 }

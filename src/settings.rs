@@ -1,6 +1,12 @@
-//! Settings, lowest to highest precedence: built-in defaults → a TOML file (`--config FILE`) →
-//! environment variables `TOKEN_PROXY__<SECTION>__<KEY>`. Every secret may instead come from a
-//! file named by `<key>_file`, for container secrets.
+//! Settings, lowest to highest precedence: built-in defaults → a deployment's defaults file (the
+//! TOML file named by `TOKEN_PROXY_DEFAULTS`; the container image names its own) → the TOML file
+//! of `--config FILE` (or `TOKEN_PROXY_CONFIG`) → environment variables
+//! `TOKEN_PROXY__<SECTION>__<KEY>`. Every secret may instead come from a file named by
+//! `<key>_file`, for container secrets.
+//!
+//! The defaults file is a layer of its own, below the config file, so that what an image or a
+//! package must change for its own layout (listen on every interface, the store under `/data`)
+//! never beats what the operator mounts: an `ENV TOKEN_PROXY__…` in the image would.
 
 mod api_keys;
 mod checks;
@@ -21,6 +27,10 @@ pub use sections::{
 };
 
 pub const ENV_PREFIX: &str = "TOKEN_PROXY";
+
+/// Names the defaults file, read before the config file (see the module's documentation). Not a
+/// `TOKEN_PROXY__…` setting itself: a single `_` keeps it out of the settings' own variables.
+pub const DEFAULTS_ENV: &str = "TOKEN_PROXY_DEFAULTS";
 
 /// Every setting a user can give, with whether it is a secret (and so also takes `<key>_file`).
 /// The README's configuration reference and `.env.example` are checked against this list.
@@ -99,14 +109,22 @@ pub enum Purpose {
 }
 
 impl Settings {
-    /// Reads defaults, then `file`, then the environment (`env` replaces the process environment,
-    /// for tests), resolves `<key>_file` secrets and validates the result for `purpose`.
+    /// Reads built-in defaults, then the defaults file named by `TOKEN_PROXY_DEFAULTS`, then
+    /// `file`, then the environment (`env` replaces the process environment, for tests), resolves
+    /// `<key>_file` secrets and validates the result for `purpose`.
     pub fn load(
         file: Option<&Path>,
         env: Option<HashMap<String, String>>,
         purpose: Purpose,
     ) -> Result<Self, SettingsError> {
+        let defaults = match &env {
+            Some(vars) => vars.get(DEFAULTS_ENV).cloned(),
+            None => std::env::var_os(DEFAULTS_ENV).map(|path| path.to_string_lossy().into_owned()),
+        };
         let mut builder = Config::builder();
+        if let Some(path) = defaults.filter(|path| !path.is_empty()) {
+            builder = builder.add_source(defaults_file(Path::new(&path))?);
+        }
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
         }
@@ -133,6 +151,18 @@ impl Settings {
         }
         toml::to_string_pretty(&value).expect("a TOML value prints")
     }
+}
+
+/// The defaults file as a source; one line naming `TOKEN_PROXY_DEFAULTS` when it cannot be read,
+/// since the user may not know the image sets it (a parse error names the file itself).
+fn defaults_file(path: &Path) -> Result<File<config::FileSourceFile, FileFormat>, SettingsError> {
+    if let Err(error) = std::fs::File::open(path) {
+        return Err(SettingsError::one(format!(
+            "{DEFAULTS_ENV}: cannot read {}: {error}",
+            path.display()
+        )));
+    }
+    Ok(File::from(path).format(FileFormat::Toml).required(true))
 }
 
 /// `store.url` as printed: the password hidden, in the user-info part and in a `password` query

@@ -93,6 +93,163 @@ fn environment_overrides_file_which_overrides_defaults() {
     assert_eq!(s.log.format, LogFormat::Pretty);
 }
 
+/// The image's defaults file, as the Dockerfile ships it.
+const CONTAINER_DEFAULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/container.toml");
+
+#[test]
+fn defaults_file_sits_between_built_in_defaults_and_the_config_file() {
+    let defaults = toml_file(
+        "[mondiapay]\ntimeout_secs = 4\nconnect_timeout_secs = 2\nconnect_retries = 5\n\
+         [store]\nretention_secs = 100\n",
+    );
+    let file = toml_file("[mondiapay]\ntimeout_secs = 6\nconnect_timeout_secs = 1\n");
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, defaults.path().to_str().unwrap()));
+    vars.push(("TOKEN_PROXY__MONDIAPAY__TIMEOUT_SECS", "7"));
+    let s = Settings::load(Some(file.path()), env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(s.mondiapay.timeout_secs, 7, "environment beats all");
+    assert_eq!(
+        s.mondiapay.connect_timeout_secs, 1,
+        "config file beats defaults file"
+    );
+    assert_eq!(
+        s.mondiapay.connect_retries, 5,
+        "defaults file beats built-in"
+    );
+    assert_eq!(s.store.retention_secs, 100, "defaults file beats built-in");
+    assert_eq!(
+        s.mondiapay.max_concurrent_exchanges, 64,
+        "built-in when unset"
+    );
+}
+
+#[test]
+fn the_container_defaults_listen_everywhere_and_keep_the_store_in_the_volume() {
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, CONTAINER_DEFAULTS));
+    let s = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(s.public.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(s.internal.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(s.store.url, "sqlite:///data/tokens.db");
+}
+
+#[test]
+fn a_mounted_config_file_beats_the_container_defaults() {
+    let file = toml_file(
+        "[internal]\nlisten = \"10.1.2.3:9000\"\n\
+         [store]\nurl = \"postgres://app@localhost/tokens\"\nencryption_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
+    );
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, CONTAINER_DEFAULTS));
+    let s = Settings::load(Some(file.path()), env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(s.internal.listen.to_string(), "10.1.2.3:9000");
+    assert_eq!(s.store.url, "postgres://app@localhost/tokens");
+    assert_eq!(
+        s.public.listen.to_string(),
+        "0.0.0.0:8080",
+        "the rest stays"
+    );
+}
+
+#[test]
+fn a_store_url_file_beats_the_container_defaults_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("url");
+    std::fs::write(&url, "postgres://app:pw@localhost/tokens\n").unwrap();
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, CONTAINER_DEFAULTS));
+    vars.push(("TOKEN_PROXY__STORE__URL_FILE", url.to_str().unwrap()));
+    vars.push(("TOKEN_PROXY__STORE__ENCRYPTION_KEY", KEY_B64));
+    let s = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(s.store.url, "postgres://app:pw@localhost/tokens");
+}
+
+#[test]
+fn an_unreadable_defaults_file_is_one_line_naming_its_variable() {
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, "/nonexistent/defaults.toml"));
+    let problems = problems(&vars, Purpose::Serve);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("TOKEN_PROXY_DEFAULTS: cannot read /nonexistent/defaults.toml"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_defaults_file_with_an_unknown_key_is_refused() {
+    let defaults = toml_file("[internal]\nlisten_on = \"0.0.0.0:8081\"\n");
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, defaults.path().to_str().unwrap()));
+    let problems = problems(&vars, Purpose::Serve);
+    assert!(problems[0].contains("listen_on"), "{problems:?}");
+}
+
+#[test]
+fn an_empty_defaults_variable_means_no_defaults_file() {
+    let mut vars = required_env();
+    vars.push((DEFAULTS_ENV, ""));
+    let s = Settings::load(None, env(&vars), Purpose::Serve).unwrap();
+    assert_eq!(s.internal.listen.to_string(), "127.0.0.1:8081");
+}
+
+#[test]
+fn the_env_example_sets_nothing_that_breaks_a_container() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let mut vars: HashMap<String, String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    // As `docker run --env-file` would, with the placeholder keys replaced as the user must.
+    vars.extend(
+        required_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    vars.insert(DEFAULTS_ENV.to_owned(), CONTAINER_DEFAULTS.to_owned());
+    let s = Settings::load(None, Some(vars), Purpose::Serve).unwrap();
+    assert_eq!(s.internal.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(s.public.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(s.store.url, "sqlite:///data/tokens.db");
+}
+
+#[test]
+fn the_compose_settings_take_every_secret_from_a_file() {
+    // Loaded as a replica of compose.yaml loads it, but without compose's /run/secrets: the only
+    // problems are the secret files it names, so the file parses, knows every key it sets, and
+    // gives no secret inline.
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert(DEFAULTS_ENV.to_owned(), CONTAINER_DEFAULTS.to_owned());
+    let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/compose.toml"));
+    let problems = Settings::load(Some(file), Some(vars), Purpose::Serve)
+        .unwrap_err()
+        .problems;
+    let mut named: Vec<&str> = problems
+        .iter()
+        .map(|problem| {
+            assert!(
+                problem.contains("_file: cannot read /run/secrets/"),
+                "{problems:?}"
+            );
+            problem.split("_file:").next().unwrap()
+        })
+        .collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        [
+            "internal.api_keys",
+            "mondiapay.client_secret",
+            "store.encryption_key",
+            "store.url"
+        ]
+    );
+}
+
 #[test]
 fn secrets_can_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
