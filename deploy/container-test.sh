@@ -38,17 +38,18 @@ fail() {
 
 step "packages: podman, runc, debootstrap"
 missing=()
-for tool in podman runc debootstrap nginx curl jq openssl; do
+for tool in podman runc debootstrap nginx curl jq openssl ss; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing what provides ${missing[*]} from Debian's packages"
   apt-get update -qq
-  # nginx and python3-yaml check deploy/nginx.conf and compose.yaml; curl and jq ask the API.
+  # nginx and python3-yaml check deploy/nginx.conf and compose.yaml; curl and jq ask the API;
+  # ss (iproute2) checks ports and connections.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     podman runc debootstrap containernetworking-plugins iptables nginx-light curl jq openssl \
-    python3-yaml >/dev/null
+    python3-yaml iproute2 >/dev/null
 fi
 # podman with the runc runtime: crun, its default, fails on this host's cgroups.
 engine() { podman --runtime runc "$@"; }

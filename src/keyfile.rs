@@ -42,26 +42,47 @@ pub fn load_or_create(path: &Path) -> Result<([u8; 32], bool), KeyFileError> {
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     // Each turn either returns or saw another process change the file under it; the next
-    // turn reads what that process left.
-    loop {
-        match std::fs::read(path) {
-            // Only a crash of an older version, between creating the file and writing it, leaves
-            // it empty: it never held a key, so no token was sealed with one.
-            Ok(text) if text.is_empty() => {
-                if let Some(key) = replace_empty(path, dir).map_err(io)? {
-                    return Ok((key, true));
-                }
-            }
-            Ok(text) => return decode(&text, path).map(|key| (key, false)),
-            Err(error) if error.kind() == ErrorKind::NotFound => {
+    // turn reads what that process left. Only a few: a file that keeps changing is an error.
+    for _ in 0..TURNS {
+        let kind = match std::fs::symlink_metadata(path) {
+            Ok(metadata) => Some(metadata.file_type()),
+            Err(error) if error.kind() == ErrorKind::NotFound => None,
+            Err(error) => return Err(io(error)),
+        };
+        match kind {
+            None => {
                 if let Some(key) = create(path, dir).map_err(io)? {
                     return Ok((key, true));
                 }
             }
-            Err(error) => return Err(io(error)),
+            Some(kind) if kind.is_file() => match std::fs::read(path) {
+                // Only a crash of an older version, between creating the file and writing it,
+                // leaves it empty: it never held a key, so no token was sealed with one.
+                Ok(text) if text.is_empty() => {
+                    if let Some(key) = replace_empty(path, dir).map_err(io)? {
+                        return Ok((key, true));
+                    }
+                }
+                Ok(text) => return decode(&text, path).map(|key| (key, false)),
+                // Gone since it was looked at: the next turn sees what is there now.
+                Err(error) if error.kind() == ErrorKind::NotFound => {}
+                Err(error) => return Err(io(error)),
+            },
+            // A symbolic link (to a mounted secret, say) is read through, never replaced: an
+            // empty or missing target is the operator's to mend, not a reason for a new key.
+            Some(_) => {
+                let text = std::fs::read(path).map_err(io)?;
+                return decode(&text, path).map(|key| (key, false));
+            }
         }
     }
+    Err(io(std::io::Error::other(
+        "it kept changing while it was being read or created",
+    )))
 }
+
+/// How many times the key file is looked at before its changing under this process is an error.
+const TURNS: usize = 8;
 
 fn decode(text: &[u8], path: &Path) -> Result<[u8; 32], KeyFileError> {
     std::str::from_utf8(text)
@@ -142,6 +163,35 @@ mod tests {
         );
         assert_eq!(load_or_create(&path).unwrap(), (key, false));
         only_the_key_file_is_left(dir.path().join("data"));
+    }
+
+    #[test]
+    fn a_symbolic_link_is_read_through_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        // To a key elsewhere (a mounted secret): its key.
+        let (key, _) = load_or_create(&dir.path().join("elsewhere").join(FILE_NAME)).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere").join(FILE_NAME), &path).unwrap();
+        assert_eq!(load_or_create(&path).unwrap(), (key, false));
+        // To nothing, or to something empty: an error, and the link stays as it was.
+        for target in [dir.path().join("missing"), PathBuf::from("/dev/null")] {
+            std::fs::remove_file(&path).unwrap();
+            std::os::unix::fs::symlink(&target, &path).unwrap();
+            let refused = load_or_create(&path);
+            assert!(
+                matches!(
+                    refused,
+                    Err(KeyFileError::Io { .. } | KeyFileError::Malformed { .. })
+                ),
+                "{refused:?}"
+            );
+            assert_eq!(std::fs::read_link(&path).unwrap(), target);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no key file left behind: {names:?}");
     }
 
     #[test]

@@ -123,10 +123,10 @@ impl Settings {
         };
         let mut builder = Config::builder();
         if let Some(path) = defaults.filter(|path| !path.is_empty()) {
-            builder = builder.add_source(defaults_file(Path::new(&path))?);
+            builder = builder.add_source(toml_file(Path::new(&path), DEFAULTS_ENV)?);
         }
         if let Some(path) = file {
-            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+            builder = builder.add_source(toml_file(path, "--config (or TOKEN_PROXY_CONFIG)")?);
         }
         builder = builder.add_source(
             Environment::with_prefix(ENV_PREFIX)
@@ -153,16 +153,31 @@ impl Settings {
     }
 }
 
-/// The defaults file as a source; one line naming `TOKEN_PROXY_DEFAULTS` when it cannot be read,
-/// since the user may not know the image sets it (a parse error names the file itself).
-fn defaults_file(path: &Path) -> Result<File<config::FileSourceFile, FileFormat>, SettingsError> {
-    if let Err(error) = std::fs::File::open(path) {
+/// A TOML file as a source, read and checked here rather than by `config`: its syntax errors
+/// quote the offending line, and a line of a settings file may hold a secret (or the file may
+/// be a secret file named by mistake). `what` names where the path came from, for the user who
+/// did not set it themselves (the image sets `TOKEN_PROXY_DEFAULTS`).
+fn toml_file(
+    path: &Path,
+    what: &str,
+) -> Result<File<config::FileSourceString, FileFormat>, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        SettingsError::one(format!("{what}: cannot read {}: {error}", path.display()))
+    })?;
+    if let Err(error) = text.parse::<toml::Table>() {
+        let at = error.span().map_or_else(String::new, |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+            format!(" at line {line}, column {column}")
+        });
         return Err(SettingsError::one(format!(
-            "{DEFAULTS_ENV}: cannot read {}: {error}",
-            path.display()
+            "{what}: {} is not valid TOML{at}: {}",
+            path.display(),
+            error.message().trim_end()
         )));
     }
-    Ok(File::from(path).format(FileFormat::Toml).required(true))
+    Ok(File::from_str(&text, FileFormat::Toml))
 }
 
 /// `store.url` as printed: the password hidden, in the user-info part and in a `password` query

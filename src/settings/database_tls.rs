@@ -25,10 +25,17 @@ pub fn problem(url: &str) -> Option<String> {
         PgSslMode::Prefer => "prefer",
         PgSslMode::Require => "require",
     };
+    // A password with a raw `@` ends the user info early, and what the parser then takes for the
+    // host is the rest of the password: only a URL with one `@` at most has its host named.
+    let host = if url.matches('@').count() > 1 {
+        "(not shown: the URL has more than one `@`, and an `@` in a password must be written %40)"
+            .to_owned()
+    } else {
+        options.get_host().to_owned()
+    };
     Some(format!(
-        "store.url: the database host {} is not on this machine, so its TLS certificate must be \
-         checked: add sslmode=verify-full (or verify-ca with sslrootcert=FILE) to the URL (sslmode is now {mode})",
-        options.get_host()
+        "store.url: the database host {host} is not on this machine, so its TLS certificate must be \
+         checked: add sslmode=verify-full (or verify-ca with sslrootcert=FILE) to the URL (sslmode is now {mode})"
     ))
 }
 
@@ -48,6 +55,15 @@ fn is_local(options: &PgConnectOptions) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_with_a_raw_at_sign_is_never_shown_as_the_host() {
+        let raw_at = problem("postgres://user:pa@ss3cret/word@db.internal/tokens").unwrap();
+        assert!(!raw_at.contains("ss3cret"), "{raw_at}");
+        assert!(raw_at.contains("%40"), "{raw_at}");
+        let named = problem("postgres://user:password@db.internal/tokens").unwrap();
+        assert!(named.contains("db.internal"), "{named}");
+    }
 
     #[test]
     fn a_remote_host_needs_a_checked_certificate() {

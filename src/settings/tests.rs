@@ -177,6 +177,37 @@ fn an_unreadable_defaults_file_is_one_line_naming_its_variable() {
 }
 
 #[test]
+fn a_file_that_is_not_toml_is_one_line_with_its_place_and_never_its_text() {
+    // A broken line of a settings file may hold a secret; a secret file named as the config file
+    // by mistake is nothing but one.
+    for (text, line, column) in [
+        ("[mondiapay]\nclient_secret = \"s3cr3t-value\n", 2, 30),
+        ("postgres://user:s3cr3t-value@db/tokens\n", 1, 39),
+    ] {
+        let file = toml_file(text);
+        let mut vars = required_env();
+        let path = file.path().to_str().unwrap();
+        for (config, defaults) in [(Some(file.path()), ""), (None, path)] {
+            vars.retain(|(name, _)| *name != DEFAULTS_ENV);
+            vars.push((DEFAULTS_ENV, defaults));
+            let problems = Settings::load(config, env(&vars), Purpose::Serve)
+                .unwrap_err()
+                .problems;
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(!problems[0].contains("s3cr3t"), "{}", problems[0]);
+            assert!(!problems[0].contains('\n'), "{}", problems[0]);
+            assert!(
+                problems[0].contains(&format!(
+                    "{path} is not valid TOML at line {line}, column {column}"
+                )),
+                "{}",
+                problems[0]
+            );
+        }
+    }
+}
+
+#[test]
 fn a_defaults_file_with_an_unknown_key_is_refused() {
     let defaults = toml_file("[internal]\nlisten_on = \"0.0.0.0:8081\"\n");
     let mut vars = required_env();
@@ -215,6 +246,34 @@ fn the_env_example_sets_nothing_that_breaks_a_container() {
     assert_eq!(s.internal.listen.to_string(), "0.0.0.0:8081");
     assert_eq!(s.public.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(s.store.url, "sqlite:///data/tokens.db");
+}
+
+#[test]
+fn the_env_example_sets_only_what_has_no_default_so_the_config_file_is_not_overridden() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let set: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('=').map(|(key, _)| key))
+        .collect();
+    assert!(!set.is_empty());
+    // A variable beats the config file: each one set there must be one the service cannot start
+    // without, or it would silently undo what the operator wrote in the file.
+    for variable in set {
+        let vars: Vec<_> = required_env()
+            .into_iter()
+            .filter(|(name, _)| *name != variable)
+            .collect();
+        let problems = Settings::load(None, env(&vars), Purpose::Serve)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|error| error.problems);
+        assert!(
+            problems.iter().any(|problem| problem.contains(variable)),
+            "{variable} has a default, so .env.example must leave it commented out: {problems:?}"
+        );
+    }
 }
 
 #[test]
