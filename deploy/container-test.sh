@@ -123,10 +123,13 @@ stub_calls() { curl -sf "http://127.0.0.1:$STUB_PORT/calls" | jq -r .calls; }
 cd "$WORK"
 API_KEY=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 ROTATION_KEY=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-sed -e "s|^TOKEN_PROXY__MONDIAPAY__TOKEN_URL=.*|TOKEN_PROXY__MONDIAPAY__TOKEN_URL=http://host.containers.internal:$STUB_PORT/v1/api/oauth/token|" \
+# The token URL has a default (MondiaPay's own), so it is a commented line there: uncommented, as a
+# user pointing the service at a sandbox would.
+sed -e "s|^# TOKEN_PROXY__MONDIAPAY__TOKEN_URL=.*|TOKEN_PROXY__MONDIAPAY__TOKEN_URL=http://host.containers.internal:$STUB_PORT/v1/api/oauth/token|" \
   -e "s|^TOKEN_PROXY__INTERNAL__API_KEYS=.*|TOKEN_PROXY__INTERNAL__API_KEYS=$API_KEY,$ROTATION_KEY|" \
   "$REPO/.env.example" >.env
 grep -q "^TOKEN_PROXY__INTERNAL__API_KEYS=$API_KEY" .env || fail ".env.example has no API keys line to fill in"
+grep -q "^TOKEN_PROXY__MONDIAPAY__TOKEN_URL=http://host" .env || fail ".env.example has no token URL line to uncomment"
 
 # `docker` as the README says it, run by podman: its containers and volumes labelled for clean-up;
 # no writable /tmp under --read-only, as with Docker; and open-file and process limits this host
