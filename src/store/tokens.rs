@@ -7,9 +7,9 @@ use sqlx::AssertSqlSafe;
 
 use sqlx::Row;
 
-use super::pool::on_pool;
+use super::pool::{Pool, on_pool};
 use super::rows::{OwnerColumns, TokenRow};
-use super::{Backend, Purged, StoreError, TokenStore, now_unix, writer};
+use super::{Backend, Purged, StoreError, TokenStore, now_unix, sqlite, writer};
 use crate::crypto::{Keyring, UnsealError};
 use crate::domain::{Owner, TokenRecord, UserToken};
 
@@ -195,16 +195,35 @@ impl TokenStore {
 
     /// How many tokens are still valid past the expiry margin.
     pub async fn count_live_tokens(&self) -> Result<i64, StoreError> {
+        const COUNT: &str =
+            "SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1 AND retired_at IS NULL";
         let valid_until = self.valid_until();
-        let live = on_pool!(self.pool(), pool => {
-            sqlx::query(
-                "SELECT COUNT(*) AS live FROM tokens WHERE expires_at > $1 AND retired_at IS NULL",
-            )
+        let live = match self.pool() {
+            Pool::Sqlite(pool) => {
+                // The count reads every live token's row. On a reader with SQLite's usual page
+                // cache those pages would stay in it (2 MiB a connection, every reader in turn,
+                // since the count runs every few seconds); with a small one they pass through,
+                // and the cache it had is given back as it shrinks.
+                let cache = |size| AssertSqlSafe(format!("PRAGMA cache_size = {size}"));
+                let mut reader = pool.acquire().await?;
+                sqlx::query(cache(sqlite::PASSING_CACHE))
+                    .execute(&mut *reader)
+                    .await?;
+                let counted = sqlx::query(COUNT)
+                    .bind(valid_until)
+                    .fetch_one(&mut *reader)
+                    .await;
+                sqlx::query(cache(sqlite::READER_CACHE))
+                    .execute(&mut *reader)
+                    .await?;
+                counted?.try_get::<i64, _>("live")?
+            }
+            Pool::Postgres(pool) => sqlx::query(COUNT)
                 .bind(valid_until)
                 .fetch_one(pool)
                 .await?
-                .try_get::<i64, _>("live")?
-        });
+                .try_get::<i64, _>("live")?,
+        };
         Ok(live)
     }
 
@@ -410,4 +429,41 @@ pub(super) fn sealed_secrets(record: &TokenRecord) -> Vec<u8> {
         extra: record.extra.clone(),
     })
     .expect("strings and JSON values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::StoreBackend;
+
+    #[tokio::test]
+    async fn counting_live_tokens_leaves_every_reader_its_usual_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = StoreBackend::Sqlite {
+            path: dir.path().join("tokens.db"),
+        };
+        let store = TokenStore::open(&backend, Keyring::new(&[9; 32]))
+            .await
+            .unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            unreachable!("a SQLite store")
+        };
+        for _ in 0..pool.options().get_max_connections() {
+            assert_eq!(store.count_live_tokens().await.unwrap(), 0);
+        }
+        // Every reader at once, so each one is asked.
+        let mut readers = Vec::new();
+        for _ in 0..pool.options().get_max_connections() {
+            readers.push(pool.acquire().await.unwrap());
+        }
+        for reader in &mut readers {
+            let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+                .fetch_one(&mut **reader)
+                .await
+                .unwrap();
+            assert_eq!(size.to_string(), sqlite::READER_CACHE);
+        }
+        drop(readers);
+        store.close().await;
+    }
 }
