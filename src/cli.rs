@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     /// A TOML settings file; environment variables TOKEN_PROXY__<SECTION>__<KEY> override it.
     /// As a variable, it reaches every command of a container, its HEALTHCHECK included.
-    #[arg(long, global = true, value_name = "FILE", env = "TOKEN_PROXY_CONFIG")]
+    #[arg(long, global = true, value_name = "FILE", env = crate::settings::CONFIG_ENV)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -71,7 +71,7 @@ mod tests {
             .expect("--config exists");
         assert_eq!(
             config.get_env(),
-            Some(std::ffi::OsStr::new("TOKEN_PROXY_CONFIG"))
+            Some(std::ffi::OsStr::new(crate::settings::CONFIG_ENV))
         );
     }
 }

@@ -32,6 +32,9 @@ pub const ENV_PREFIX: &str = "TOKEN_PROXY";
 /// `TOKEN_PROXY__…` setting itself: a single `_` keeps it out of the settings' own variables.
 pub const DEFAULTS_ENV: &str = "TOKEN_PROXY_DEFAULTS";
 
+/// The environment form of `--config` (clap reads it, see `cli.rs`).
+pub const CONFIG_ENV: &str = "TOKEN_PROXY_CONFIG";
+
 /// Every setting a user can give, with whether it is a secret (and so also takes `<key>_file`).
 /// The README's configuration reference and `.env.example` are checked against this list.
 pub const KEYS: &[(&str, bool)] = &[
@@ -121,6 +124,10 @@ impl Settings {
             Some(vars) => vars.get(DEFAULTS_ENV).cloned(),
             None => std::env::var_os(DEFAULTS_ENV).map(|path| path.to_string_lossy().into_owned()),
         };
+        let strays = stray_variables(&env);
+        if !strays.is_empty() {
+            return Err(SettingsError { problems: strays });
+        }
         let mut builder = Config::builder();
         if let Some(path) = defaults.filter(|path| !path.is_empty()) {
             builder = builder.add_source(toml_file(Path::new(&path), DEFAULTS_ENV)?);
@@ -151,6 +158,32 @@ impl Settings {
         }
         toml::to_string_pretty(&value).expect("a TOML value prints")
     }
+}
+
+/// A problem line for each variable named like the service's but none of them: a typo with one
+/// `_` after the prefix (`TOKEN_PROXY_STORE__URL`) would otherwise be ignored without a word, and
+/// its setting left at its default. Names only: a value may be a secret.
+fn stray_variables(env: &Option<HashMap<String, String>>) -> Vec<String> {
+    let names: Vec<String> = match env {
+        Some(vars) => vars.keys().cloned().collect(),
+        None => std::env::vars_os()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect(),
+    };
+    let settings = format!("{ENV_PREFIX}__");
+    let mut strays: Vec<String> = names
+        .into_iter()
+        .filter(|name| name.starts_with(ENV_PREFIX) && !name.starts_with(&settings))
+        .filter(|name| name != CONFIG_ENV && name != DEFAULTS_ENV)
+        .map(|name| {
+            format!(
+                "{name} is not a setting: settings are {ENV_PREFIX}__<SECTION>__<KEY> (two \
+                 underscores after {ENV_PREFIX}); {CONFIG_ENV} and {DEFAULTS_ENV} name files"
+            )
+        })
+        .collect();
+    strays.sort();
+    strays
 }
 
 /// A TOML file as a source, read and checked here rather than by `config`: its syntax errors

@@ -208,6 +208,23 @@ fn a_file_that_is_not_toml_is_one_line_with_its_place_and_never_its_text() {
 }
 
 #[test]
+fn a_variable_named_like_a_setting_but_with_one_underscore_is_refused_by_its_name_only() {
+    let mut vars = required_env();
+    vars.push(("TOKEN_PROXY_STORE__URL", "postgres://u:s3cr3t@db/tokens"));
+    vars.push((CONFIG_ENV, "/etc/token-proxy.toml"));
+    let problems = Settings::load(None, env(&vars), Purpose::Serve)
+        .unwrap_err()
+        .problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("TOKEN_PROXY_STORE__URL is not a setting"),
+        "{}",
+        problems[0]
+    );
+    assert!(!problems[0].contains("s3cr3t"), "{}", problems[0]);
+}
+
+#[test]
 fn a_defaults_file_with_an_unknown_key_is_refused() {
     let defaults = toml_file("[internal]\nlisten_on = \"0.0.0.0:8081\"\n");
     let mut vars = required_env();
