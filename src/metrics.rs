@@ -15,35 +15,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 
-/// A closed set of `outcome` labels, each spelled once where the outcome is decided: `as_str`
-/// gives the label and `ALL` every one, so each starts at 0 on `/metrics` (a rate or an alert
-/// on an outcome works before it first happens) and a new one cannot be left out.
-macro_rules! outcome_labels {
-    (
-        $(#[$doc:meta])*
-        pub enum $name:ident {
-            $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
-        }
-    ) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name {
-            $($(#[$variant_doc])* $variant,)+
-        }
-
-        impl $name {
-            /// Every label, in declaration order.
-            pub const ALL: &[Self] = &[$(Self::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-        }
-    };
-}
-pub(crate) use outcome_labels;
+/// The `outcome` labels of a counter: a closed set, spelled once where the outcome is decided,
+/// whose `ALL` starts each at 0 on `/metrics` (a rate or an alert on an outcome works before it
+/// first happens).
+pub(crate) use crate::domain::closed_set as outcome_labels;
 
 /// The counters by `outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod wording;
 pub use code::{Code, CodeError, MAX_CODE_BYTES, is_unreserved};
 pub use event::{Notification, NotificationError, StoredEvent};
 pub use label::{MAX_LABEL_CHARS, Owner, is_acceptable_label};
+pub(crate) use outcome::closed_set;
 pub use outcome::{
     CallbackOutcome, ExchangeState, NewCallback, OutcomeKind, RenewalState, UnavailableCause,
     UnknownState,

@@ -18,16 +18,15 @@ impl UnknownState {
     }
 }
 
-/// A closed set of values the store keeps as text, each spelled once: `as_str` writes one,
-/// `parse` reads it back, and a text this version does not know (a newer version's, or a
-/// damaged row) is an [`UnknownState`], not a guess.
-macro_rules! stored_as_text {
-    ($(
+/// A closed set of values, each spelled once: `as_str` gives its text and `ALL` every one (so a
+/// list of them, such as the labels `/metrics` starts at 0, cannot leave a new one out).
+macro_rules! closed_set {
+    (
         $(#[$doc:meta])*
-        pub enum $name:ident ($what:literal) {
+        pub enum $name:ident {
             $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
         }
-    )+) => {$(
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name {
@@ -43,7 +42,29 @@ macro_rules! stored_as_text {
                     $(Self::$variant => $text,)+
                 }
             }
+        }
+    };
+}
+pub(crate) use closed_set;
 
+/// A closed set of values the store keeps as text (see `closed_set`): `parse` reads one back,
+/// and a text this version does not know (a newer version's, or a damaged row) is an
+/// [`UnknownState`], not a guess.
+macro_rules! stored_as_text {
+    ($(
+        $(#[$doc:meta])*
+        pub enum $name:ident ($what:literal) {
+            $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)+
+        }
+    )+) => {$(
+        $crate::domain::closed_set! {
+            $(#[$doc])*
+            pub enum $name {
+                $($(#[$variant_doc])* $variant = $text,)+
+            }
+        }
+
+        impl $name {
             pub(crate) fn parse(text: &str) -> Result<Self, UnknownState> {
                 match text {
                     $($text => Ok(Self::$variant),)+

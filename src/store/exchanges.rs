@@ -382,15 +382,9 @@ pub fn new_token_id() -> String {
 mod tests {
     use super::*;
 
+    // The id's form is `crypto::time_ordered_id`'s, tested there.
     #[test]
-    fn token_ids_are_unique_and_url_safe() {
-        let (a, b) = (new_token_id(), new_token_id());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 4 + 30);
-        assert!(
-            a[4..]
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+    fn token_ids_carry_their_prefix() {
+        assert!(new_token_id().starts_with("tok_"));
     }
 }
