@@ -268,8 +268,10 @@ async fn ended_purchases_are_purged_after_the_retention_period() {
 /// months later, still find their order by it.
 #[tokio::test]
 async fn a_succeeded_purchase_is_kept_past_the_retention_period() {
+    // Long enough a life for the kept purchase's callback to come before it ends, on a machine
+    // loaded by the whole suite (1 s was not).
     let app = spawn_app_with(
-        "PURCHASES__TTL_SECS=1 STORE__PURGE_INTERVAL_SECS=1 STORE__RETENTION_SECS=1",
+        "PURCHASES__TTL_SECS=4 STORE__PURGE_INTERVAL_SECS=1 STORE__RETENTION_SECS=1",
     )
     .await;
     issues_client_tokens(&app.mondiapay, 1).await;
