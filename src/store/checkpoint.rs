@@ -6,7 +6,7 @@
 //! so that SQLite can start it over from the beginning.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -27,7 +27,11 @@ const INTERVAL: Duration = Duration::from_secs(2);
 const WAL_FRAMES_LIMIT: u64 = 131_072;
 
 pub struct Checkpointer {
-    /// Wakes the thread; one pending wake is enough. Dropped, it ends the thread.
+    /// Set by the writer's commits, cleared by the thread as it starts a checkpoint.
+    committed: Arc<AtomicBool>,
+    /// Wakes the thread, once per commit that finds `committed` clear: not at every commit (a
+    /// thousand wake-ups a second under load, each a context switch on the cores the requests
+    /// need). Dropped, it ends the thread.
     nudge: mpsc::SyncSender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The WAL's length in frames as of the thread's last checkpoint.
@@ -40,13 +44,17 @@ impl Checkpointer {
         let connection = Connection::open(path)?;
         connection.busy_timeout(Duration::from_secs(5))?;
         let (nudge, nudged) = mpsc::sync_channel(1);
+        let committed = Arc::new(AtomicBool::new(false));
+        let pending = Arc::clone(&committed);
         let wal_frames = Arc::new(AtomicU64::new(0));
         let measured = Arc::clone(&wal_frames);
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let mut pending = nudged.recv().is_ok();
-                while pending {
+                let mut wanted = nudged.recv().is_ok();
+                while wanted {
+                    // Cleared first: a commit from now on is copied by the next checkpoint.
+                    pending.store(false, Ordering::Relaxed);
                     match checkpoint(&connection) {
                         Ok(Copied { wal_frames, .. }) => {
                             measured.store(wal_frames, Ordering::Relaxed);
@@ -55,11 +63,12 @@ impl Checkpointer {
                             tracing::warn!(%error, "WAL checkpoint failed; trying again later")
                         }
                     }
-                    pending = pause(&nudged);
+                    wanted = pause(&nudged, &pending);
                 }
             })
             .map_err(StoreError::Thread)?;
         Ok(Self {
+            committed,
             nudge,
             thread: Some(thread),
             wal_frames,
@@ -82,7 +91,9 @@ impl Checkpointer {
     /// is left to copy by then, and once all of it is, the writer's next transaction starts the
     /// WAL over instead of growing it.
     pub fn committed(&self, writer: &Connection) {
-        let _ = self.nudge.try_send(());
+        if !self.committed.swap(true, Ordering::Relaxed) {
+            let _ = self.nudge.try_send(());
+        }
         if self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
             match checkpoint(writer) {
                 // All of it copied: the WAL starts over at the writer's next transaction.
@@ -99,18 +110,19 @@ impl Checkpointer {
 
 /// Waits out `INTERVAL`, and then for the next commit unless one came meanwhile; whether to
 /// checkpoint again (`false` once the writer has gone).
-fn pause(nudged: &mpsc::Receiver<()>) -> bool {
+fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool) -> bool {
     let resume = std::time::Instant::now() + INTERVAL;
-    let mut committed = false;
     loop {
         let left = resume.saturating_duration_since(std::time::Instant::now());
         match nudged.recv_timeout(left) {
-            Ok(()) => committed = true,
+            // A commit's wake-up: it is seen through `committed` once the pause is over.
+            Ok(()) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => break,
             Err(mpsc::RecvTimeoutError::Disconnected) => return false,
         }
     }
-    committed || nudged.recv().is_ok()
+    // A commit that finds the flag clear after this load sends a wake-up.
+    committed.load(Ordering::Relaxed) || nudged.recv().is_ok()
 }
 
 /// What a checkpoint found and did, in frames.
@@ -147,6 +159,27 @@ mod tests {
     }
 
     #[test]
+    fn commits_wake_the_thread_once_until_it_starts_its_next_checkpoint() {
+        let writer = Connection::open_in_memory().unwrap();
+        let (nudge, nudged) = mpsc::sync_channel(1);
+        let checkpointer = Checkpointer {
+            committed: Arc::default(),
+            nudge,
+            thread: None,
+            wal_frames: Arc::default(),
+        };
+        for _ in 0..100 {
+            checkpointer.committed(&writer);
+        }
+        assert_eq!(nudged.try_iter().count(), 1, "one wake-up for 100 commits");
+        // As the thread does before each checkpoint: the next commit wakes it again.
+        checkpointer.committed.store(false, Ordering::Relaxed);
+        checkpointer.committed(&writer);
+        checkpointer.committed(&writer);
+        assert_eq!(nudged.try_iter().count(), 1);
+    }
+
+    #[test]
     fn a_long_wal_is_finished_by_the_writer_and_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.db");
@@ -160,6 +193,7 @@ mod tests {
         // Without the thread: what the writer does on its own.
         let (nudge, _nudged) = mpsc::sync_channel(1);
         let checkpointer = Checkpointer {
+            committed: Arc::default(),
             nudge,
             thread: None,
             wal_frames: Arc::default(),
