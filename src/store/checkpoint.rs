@@ -53,8 +53,9 @@ impl Checkpointer {
             .spawn(move || {
                 let mut wanted = nudged.recv().is_ok();
                 while wanted {
-                    // Cleared first: a commit from now on is copied by the next checkpoint.
-                    pending.store(false, Ordering::Relaxed);
+                    // Cleared first: a commit from now on is copied by the next checkpoint. The
+                    // swap acquires what the commits that set the flag wrote before setting it.
+                    pending.swap(false, Ordering::AcqRel);
                     match checkpoint(&connection) {
                         Ok(Copied { wal_frames, .. }) => {
                             measured.store(wal_frames, Ordering::Relaxed);
@@ -91,7 +92,7 @@ impl Checkpointer {
     /// is left to copy by then, and once all of it is, the writer's next transaction starts the
     /// WAL over instead of growing it.
     pub fn committed(&self, writer: &Connection) {
-        if !self.committed.swap(true, Ordering::Relaxed) {
+        if !self.committed.swap(true, Ordering::AcqRel) {
             let _ = self.nudge.try_send(());
         }
         if self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
@@ -122,7 +123,7 @@ fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool) -> bool {
         }
     }
     // A commit that finds the flag clear after this load sends a wake-up.
-    committed.load(Ordering::Relaxed) || nudged.recv().is_ok()
+    committed.load(Ordering::Acquire) || nudged.recv().is_ok()
 }
 
 /// What a checkpoint found and did, in frames.
