@@ -151,6 +151,8 @@ fn checkpoint(connection: &Connection) -> Result<Copied, rusqlite::Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn wal_frames(path: &Path) -> u64 {
@@ -159,9 +161,8 @@ mod tests {
             .wal_frames
     }
 
-    #[test]
-    fn commits_wake_the_thread_once_until_it_starts_its_next_checkpoint() {
-        let writer = Connection::open_in_memory().unwrap();
+    /// A checkpointer whose thread is not running, and the wake-ups the writer sends it.
+    fn without_thread() -> (Checkpointer, mpsc::Receiver<()>) {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let checkpointer = Checkpointer {
             committed: Arc::default(),
@@ -169,6 +170,38 @@ mod tests {
             thread: None,
             wal_frames: Arc::default(),
         };
+        (checkpointer, nudged)
+    }
+
+    /// A connection set up as the writer's: WAL, and no checkpoint inside its commits.
+    fn wal_writer(path: &Path) -> Connection {
+        let writer = Connection::open(path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+                 CREATE TABLE t (v BLOB)",
+            )
+            .unwrap();
+        writer
+    }
+
+    /// Waits until the database file itself (not the WAL) holds `marker`.
+    fn copied_into_the_database(path: &Path, marker: &str) {
+        let deadline = Instant::now() + INTERVAL * 5;
+        while !std::fs::read(path)
+            .unwrap()
+            .windows(marker.len())
+            .any(|window| window == marker.as_bytes())
+        {
+            assert!(Instant::now() < deadline, "{marker} never checkpointed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn commits_wake_the_thread_once_until_it_starts_its_next_checkpoint() {
+        let writer = Connection::open_in_memory().unwrap();
+        let (checkpointer, nudged) = without_thread();
         for _ in 0..100 {
             checkpointer.committed(&writer);
         }
@@ -181,24 +214,32 @@ mod tests {
     }
 
     #[test]
+    fn the_thread_copies_the_first_commit_and_a_commit_made_after_its_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = wal_writer(&path);
+        let checkpointer = Checkpointer::start(&path).unwrap();
+        let commit = |marker: &str| {
+            writer
+                .execute("INSERT INTO t (v) VALUES (?1)", [marker])
+                .unwrap();
+            checkpointer.committed(&writer);
+        };
+        commit("first-commit-marker");
+        copied_into_the_database(&path, "first-commit-marker");
+        // The thread is pausing now, or waiting for a commit: either way this one is copied.
+        commit("later-commit-marker");
+        copied_into_the_database(&path, "later-commit-marker");
+        checkpointer.stop();
+    }
+
+    #[test]
     fn a_long_wal_is_finished_by_the_writer_and_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
-                 CREATE TABLE t (v BLOB)",
-            )
-            .unwrap();
+        let writer = wal_writer(&path);
         // Without the thread: what the writer does on its own.
-        let (nudge, _nudged) = mpsc::sync_channel(1);
-        let checkpointer = Checkpointer {
-            committed: Arc::default(),
-            nudge,
-            thread: None,
-            wal_frames: Arc::default(),
-        };
+        let (checkpointer, _nudged) = without_thread();
         let write = || {
             writer
                 .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
