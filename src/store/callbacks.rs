@@ -35,9 +35,11 @@ pub const DEFAULT_MAX_FAILURE_OUTCOMES: i64 = 10_000;
 /// count of our own, so that no sender can steer which requests enforce it.
 pub const TRIM_EVERY: u64 = 64;
 
-/// What makes two successful callbacks the same one: the code's keyed hash. (A failure's key is
-/// its `ref`, outcome and error, see `failure_key`; a replayed code that failed finds its verdict
-/// in the exchanges, and its outcome again under that key.)
+/// What makes two successful callbacks the same one: their code. Its outcome's `replay_key` is
+/// the one its exchange names (`outcome_key`, see `CODE_KEY`), or the code's keyed hash while the
+/// code has no exchange. (A failure's key is its `ref`, outcome and error, see `failure_key`; a
+/// replayed code that failed finds its verdict in the exchanges, and its outcome again under that
+/// key.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayKey(String);
 
@@ -46,6 +48,22 @@ impl ReplayKey {
     pub fn exchange(code: &CodeHash) -> Self {
         Self(code.as_str().to_owned())
     }
+}
+
+/// The `replay_key` of the outcome of the code whose keyed hash is the parameter `$p`: the key
+/// its exchange names, or the hash itself while the code has no exchange. Through the exchange,
+/// whose row the callback's writes touch anyway, an outcome's key is time-ordered: recording one
+/// appends to the replay index instead of writing a page at a random place in it.
+macro_rules! code_key {
+    ($p:literal) => {
+        concat!(
+            "COALESCE((SELECT outcome_key FROM exchanges WHERE code_hash = ",
+            $p,
+            "), ",
+            $p,
+            ")"
+        )
+    };
 }
 
 /// The key of a failure outcome: one row per (`ref`, outcome, error). Hashed, so the unique
@@ -164,7 +182,10 @@ impl TokenStore {
         &self,
         key: &ReplayKey,
     ) -> Result<Option<CallbackOutcome>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE replay_key = $1");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM callbacks WHERE replay_key = {}",
+            code_key!("$1")
+        );
         self.pool()
             .fetch_optional(sql, &key.0)
             .await?
@@ -218,24 +239,41 @@ impl TokenStore {
 const COLUMNS: &str =
     "id, outcome, cause, request_id, ref, uuid, status, error, token_id, created_at";
 
-const RECORD: &str = "INSERT INTO callbacks (id, replay_key, outcome, cause, request_id, ref, uuid, status, \
-         error, token_id, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
+/// Records an outcome under the key `$2`: a failure's key, or a code's hash (see `code_key!`).
+macro_rules! record {
+    ($key:expr) => {
+        concat!(
+            "INSERT INTO callbacks (id, replay_key, outcome, cause, request_id, ref, uuid, status, \
+                 error, token_id, created_at, updated_at) \
+             VALUES ($1, ",
+            $key,
+            ", $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+        )
+    };
+}
 
 /// A code's outcome is final once it is not `unavailable`.
-const ON_CODE: &str = "ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, \
+const RECORD_FOR_CODE: &str = concat!(
+    record!(code_key!("$2")),
+    " ON CONFLICT (replay_key) DO UPDATE SET outcome = excluded.outcome, \
          cause = excluded.cause, error = excluded.error, token_id = excluded.token_id, \
          updated_at = excluded.updated_at \
-     WHERE callbacks.outcome = 'unavailable'";
+     WHERE callbacks.outcome = 'unavailable'"
+);
 
-/// A code's `unavailable` outcome (`$1`) becomes its final one: the same result page, now
+/// A code's `unavailable` outcome (code `$1`) becomes its final one: the same result page, now
 /// saying what happened.
-const FINISH_UNAVAILABLE: &str = "UPDATE callbacks SET outcome = $2, cause = $3, error = $4, \
-         token_id = NULL, updated_at = $5 \
-     WHERE replay_key = $1 AND outcome = 'unavailable'";
+const FINISH_UNAVAILABLE: &str = concat!(
+    "UPDATE callbacks SET outcome = $2, cause = $3, error = $4, token_id = NULL, updated_at = $5 \
+     WHERE outcome = 'unavailable' AND replay_key = ",
+    code_key!("$1")
+);
 
 /// A failure seen again is the same outcome, last seen now.
-const ON_FAILURE: &str = "ON CONFLICT (replay_key) DO UPDATE SET updated_at = excluded.updated_at";
+const RECORD_FAILURE: &str = concat!(
+    record!("$2"),
+    " ON CONFLICT (replay_key) DO UPDATE SET updated_at = excluded.updated_at"
+);
 
 /// Deletes a ref's failures (`$1`; without a ref, those without one) beyond the newest `$3`,
 /// sparing `$2`.
@@ -305,9 +343,10 @@ const POSTGRES_ORDER: &str = "seq";
 pub(super) struct Recording {
     id: String,
     now: i64,
-    /// The code's key, when the callback carried a code.
+    /// The code's keyed hash, when the callback carried a code.
     code: Option<String>,
-    /// The row's `replay_key`: the code's, or the failure's (see `failure_key`).
+    /// The row's `replay_key`: the failure's (see `failure_key`), or the code's hash, which the
+    /// statement turns into the key its exchange names (see `code_key!`).
     key: Option<String>,
     failure: bool,
     by_failure: bool,
@@ -351,8 +390,12 @@ pub(super) fn record_on_sqlite(
     }
     if row.is_none() {
         let record = format!(
-            "{RECORD} {} RETURNING {COLUMNS}",
-            if *by_failure { ON_FAILURE } else { ON_CODE }
+            "{} RETURNING {COLUMNS}",
+            if *by_failure {
+                RECORD_FAILURE
+            } else {
+                RECORD_FOR_CODE
+            }
         );
         row = writer::prepare(db, &record)?
             .query_row(
@@ -400,7 +443,10 @@ pub(super) fn outcome_for_code_on_sqlite(
     db: &rusqlite::Connection,
     code: &str,
 ) -> Result<Option<CallbackOutcome>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM callbacks WHERE replay_key = $1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM callbacks WHERE replay_key = {}",
+        code_key!("$1")
+    );
     writer::prepare(db, &sql)?
         .query_row([code], sqlite_rows::callback)
         .optional()?
@@ -438,8 +484,12 @@ pub(super) async fn record_in_postgres(
     }
     if row.is_none() {
         let record = format!(
-            "{RECORD} {} RETURNING {COLUMNS}",
-            if *by_failure { ON_FAILURE } else { ON_CODE }
+            "{} RETURNING {COLUMNS}",
+            if *by_failure {
+                RECORD_FAILURE
+            } else {
+                RECORD_FOR_CODE
+            }
         );
         row = sqlx::query_as(AssertSqlSafe(record))
             .bind(id)

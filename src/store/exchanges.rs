@@ -18,11 +18,19 @@ use rusqlite::OptionalExtension;
 /// clock: replicas whose own clocks disagree cannot both hold a code. The first claim's `ref`
 /// and `uuid` stay on the row, and are what a claim returns: a code's token belongs to the
 /// request that first claimed the code, not to whoever replays it after a failed attempt.
+///
+/// The first claim also names the key the code's callback outcome is recorded under
+/// (`outcome_key`): a new time-ordered one (`$5`), or the code's hash when an outcome was
+/// recorded under it before the code had an exchange (no room for one, say), so that the final
+/// outcome replaces that one.
 macro_rules! claim {
     ($now:literal) => {
         concat!(
-            "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, created_at, updated_at) \
-             VALUES ($1, 'pending', ", $now, " + $2, 1, $3, $4, ", $now, ", ", $now, ") \
+            "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, outcome_key, \
+                 created_at, updated_at) \
+             VALUES ($1, 'pending', ", $now, " + $2, 1, $3, $4, \
+                 CASE WHEN EXISTS (SELECT 1 FROM callbacks WHERE replay_key = $1) THEN $1 ELSE $5 END, \
+                 ", $now, ", ", $now, ") \
              ON CONFLICT (code_hash) DO UPDATE SET state = 'pending', lease_until = excluded.lease_until, \
                  attempt = exchanges.attempt + 1, updated_at = excluded.updated_at \
              WHERE exchanges.state = 'failed' \
@@ -48,6 +56,7 @@ impl TokenStore {
     ) -> Result<Claim, StoreError> {
         self.ensure_room()?;
         let (code_hash, owner) = (code.clone(), owner.clone());
+        let outcome_key = new_outcome_key();
         if let Backend::Sqlite(sqlite) = &self.backend {
             // The claim is on disk before MondiaPay sees the code; a code taken already is read
             // in the same write, with its callback's outcome.
@@ -60,7 +69,8 @@ impl TokenStore {
                                 code_hash.as_str(),
                                 lease_secs,
                                 owner.reference,
-                                owner.uuid
+                                owner.uuid,
+                                outcome_key
                             ],
                             sqlite_rows::claim,
                         )
@@ -92,6 +102,7 @@ impl TokenStore {
                     .bind(lease_secs)
                     .bind(owner.reference.as_deref())
                     .bind(owner.uuid.as_deref())
+                    .bind(&outcome_key)
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -372,6 +383,12 @@ fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
     })
 }
 
+/// The key a new exchange's callback outcome is recorded under: `out_` and the time first, so
+/// that recording outcomes appends to the replay index (see `claim!`).
+fn new_outcome_key() -> String {
+    time_ordered_id("out_")
+}
+
 /// `tok_`, the time and 128 random bits, URL-safe (see `time_ordered_id`): unguessable, so an
 /// id alone reveals nothing.
 pub fn new_token_id() -> String {
@@ -386,5 +403,66 @@ mod tests {
     #[test]
     fn token_ids_carry_their_prefix() {
         assert!(new_token_id().starts_with("tok_"));
+    }
+
+    /// Callbacks' outcomes are recorded under their codes' exchanges' time-ordered keys, in the
+    /// order of the claims, never under the codes' random hashes.
+    #[tokio::test]
+    async fn outcomes_are_recorded_under_time_ordered_keys() {
+        use crate::domain::{Code, OutcomeKind, UnavailableCause};
+        use crate::settings::StoreBackend;
+        use crate::store::Pool;
+
+        let dir = tempfile::tempdir().unwrap();
+        let backend = StoreBackend::Sqlite {
+            path: dir.path().join("tokens.db"),
+        };
+        let store = TokenStore::open(&backend, crate::crypto::Keyring::new(&[9; 32]))
+            .await
+            .unwrap();
+        let keys = store.keys();
+        let mut hashes = Vec::new();
+        for code in ["Azulu", "Aalpha", "Amike"] {
+            let code = keys.hash_code(&Code::parse(code, "A").unwrap());
+            let owner = Owner::default();
+            let Claim::Claimed { attempt, .. } = store.claim(&code, &owner, 60).await.unwrap()
+            else {
+                panic!("not claimed")
+            };
+            // MondiaPay gave no answer: the claim is released, the user asked to try again.
+            let new = NewCallback {
+                kind: OutcomeKind::Unavailable,
+                cause: Some(UnavailableCause::NoAnswer),
+                request_id: "req".into(),
+                reference: None,
+                uuid: None,
+                status: None,
+                error: None,
+                token_id: None,
+            };
+            store
+                .settle(&code, attempt, &Verdict::Released, Some(&new))
+                .await
+                .unwrap();
+            hashes.push(code.as_str().to_owned());
+            // Apart by a millisecond at least: the keys' order is the claims'.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let Pool::Sqlite(pool) = store.pool() else {
+            unreachable!("a SQLite store")
+        };
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT replay_key FROM callbacks ORDER BY rowid")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(keys.len(), 3);
+        assert!(
+            keys.iter()
+                .all(|key| key.starts_with("out_") && !hashes.contains(key)),
+            "{keys:?}"
+        );
+        assert!(keys.is_sorted(), "{keys:?}");
+        store.close().await;
     }
 }

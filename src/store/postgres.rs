@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../../migrations/postgres/0009_events.sql"),
     ),
+    (
+        10,
+        "outcome keys",
+        include_str!("../../migrations/postgres/0010_outcome_keys.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../../migrations/sqlite/0009_events.sql"),
     ),
+    (
+        10,
+        "outcome keys",
+        include_str!("../../migrations/sqlite/0010_outcome_keys.sql"),
+    ),
 ];
 
 /// The page size of a new database. Every commit writes each page it touched in full, to the

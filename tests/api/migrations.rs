@@ -2,6 +2,8 @@
 //! version, written with its own SQL, still shows every result page as it did. And a row this
 //! version cannot read is a fault it answers as one (`500`), never a guess nor a panic.
 
+use mondiapay_token_proxy::crypto::Keyring;
+use mondiapay_token_proxy::domain::Code;
 use reqwest::StatusCode;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -188,4 +190,94 @@ fn assert_page_status_dropped<T>(read: Result<T, sqlx::Error>) {
         error.contains("no such column") || error.contains("does not exist"),
         "{error}"
     );
+}
+
+/// The last schema under which a code's callback outcome was keyed by the code's hash.
+const WITH_HASH_KEYS: i64 = 9;
+
+/// A callback that succeeded under that schema, as that version wrote it: the code's exchange,
+/// and the outcome keyed by the code's keyed hash (under `ENCRYPTION_KEY`).
+fn succeeded_the_old_way(code: &str) -> AssertSqlSafe<String> {
+    // `ENCRYPTION_KEY` decoded: the bytes 0 to 31.
+    let master_key: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let hash = Keyring::new(&master_key).hash_code(&Code::parse(code, "").unwrap());
+    let hash = hash.as_str();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    AssertSqlSafe(format!(
+        "INSERT INTO exchanges (code_hash, state, attempt, token_id, ref, created_at, updated_at) \
+         VALUES ('{hash}', 'succeeded', 1, 'tok_old', 'ORDER-HASHED', {now}, {now}); \
+         INSERT INTO callbacks (id, replay_key, outcome, request_id, ref, token_id, created_at, \
+             updated_at) \
+         VALUES ('res_hashed', '{hash}', 'succeeded', 'req-old', 'ORDER-HASHED', 'tok_old', {now}, \
+             {now});"
+    ))
+}
+
+/// Brings `db` to `WITH_HASH_KEYS` and records there a callback that succeeded with `code`.
+async fn succeed_the_old_way<DB: sqlx::Database>(backend: &str, db: &sqlx::Pool<DB>, code: &str)
+where
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    migrations(backend)
+        .await
+        .run_to(WITH_HASH_KEYS, db)
+        .await
+        .unwrap();
+    sqlx::raw_sql(succeeded_the_old_way(code))
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// The same callback again gets the outcome recorded before the upgrade: the same result page,
+/// and no call of MondiaPay (the code is spent).
+async fn assert_replayed_as_before(app: &TestApp, code: &str) {
+    let query = format!("ref=ORDER-HASHED&code={code}&status=200");
+    let (location, status, _) = app.callback_page(&query).await;
+    assert!(location.ends_with("/oauth/result/res_hashed"), "{location}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(app.mondiapay.calls().await.is_empty());
+    assert_eq!(
+        app.callbacks("ORDER-HASHED")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earlier.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let db = SqlitePool::connect_with(options).await.unwrap();
+    let code = new_code();
+    succeed_the_old_way("sqlite", &db, &code).await;
+    db.close().await;
+
+    let url = format!("sqlite://{}", path.display());
+    let app = spawn_app_with(&format!(
+        "STORE__URL={url} STORE__ENCRYPTION_KEY={ENCRYPTION_KEY}"
+    ))
+    .await;
+    assert_replayed_as_before(&app, &code).await;
+}
+
+#[tokio::test]
+async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_on_postgresql() {
+    let cluster = PgCluster::start();
+    let db = PgPool::connect(&cluster.url()).await.unwrap();
+    let code = new_code();
+    succeed_the_old_way("postgres", &db, &code).await;
+
+    let app = spawn_app_with(&cluster.store_settings()).await;
+    assert_replayed_as_before(&app, &code).await;
 }

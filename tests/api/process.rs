@@ -89,7 +89,12 @@ impl Served {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(30))
-                .expect("the service logs");
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "no {event} event ({error}); the log so far: {:?}",
+                        self.seen
+                    )
+                });
             self.seen.push(line.clone());
             if let Ok(value) = serde_json::from_str::<Value>(&line)
                 && value["event"] == event

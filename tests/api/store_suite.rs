@@ -2,8 +2,8 @@
 
 use mondiapay_token_proxy::crypto::{CodeHash, Keyring};
 use mondiapay_token_proxy::domain::{
-    Code, ExchangeState, NewCallback, OutcomeKind, Owner, RenewalState, TokenRecord,
-    UnavailableCause, UpstreamError, UserToken,
+    CallbackOutcome, Code, ExchangeState, NewCallback, OutcomeKind, Owner, RenewalState,
+    TokenRecord, UnavailableCause, UpstreamError, UserToken,
 };
 use mondiapay_token_proxy::mondiapay::{Answer, read_answer};
 use mondiapay_token_proxy::settings::StoreBackend;
@@ -59,6 +59,24 @@ async fn issue(
         .unwrap();
     assert!(recorded.is_none(), "no callback, no outcome");
     record
+}
+
+/// Claims `code` and settles it with a token and a succeeded callback for `reference`.
+async fn settle_succeeded(store: &TokenStore, code: &CodeHash, reference: &str) -> CallbackOutcome {
+    let Claim::Claimed { attempt, .. } = store.claim(code, &owner(reference), 60).await.unwrap()
+    else {
+        panic!("{reference}: not claimed")
+    };
+    let issued = store.issued_record(&token("Usucceeded"), &owner(reference));
+    let new = NewCallback {
+        token_id: Some(issued.id.clone()),
+        ..outcome(OutcomeKind::Succeeded, reference)
+    };
+    store
+        .settle(code, attempt, &Verdict::Issued(issued), Some(&new))
+        .await
+        .unwrap()
+        .expect("the callback's outcome")
 }
 
 async fn exercise(store: &TokenStore) {
@@ -251,6 +269,52 @@ async fn exercise(store: &TokenStore) {
             .kind,
         OutcomeKind::Succeeded
     );
+
+    // An outcome recorded before its code had an exchange (no room for one, say) is the one the
+    // exchange's verdict finishes: the same result page, found again by the code.
+    let f = hash("Asuite9");
+    let waiting = store
+        .record_callback(
+            Some(&ReplayKey::exchange(&f)),
+            &outcome(OutcomeKind::Unavailable, "R7"),
+        )
+        .await
+        .unwrap();
+    let finished = settle_succeeded(store, &f, "R7").await;
+    assert_eq!(
+        (finished.id.as_str(), finished.outcome.kind),
+        (waiting.id.as_str(), OutcomeKind::Succeeded)
+    );
+    // So is one a released claim recorded, by the verdict of the next claim.
+    let g = hash("Asuite10");
+    let Claim::Claimed { attempt, .. } = store.claim(&g, &owner("R7"), lease).await.unwrap() else {
+        panic!()
+    };
+    let released = store
+        .settle(
+            &g,
+            attempt,
+            &Verdict::Released,
+            Some(&outcome(OutcomeKind::Unavailable, "R7")),
+        )
+        .await
+        .unwrap()
+        .expect("the callback's outcome");
+    let finished = settle_succeeded(store, &g, "R7").await;
+    assert_eq!(
+        (finished.id.as_str(), finished.outcome.kind),
+        (released.id.as_str(), OutcomeKind::Succeeded)
+    );
+    for code in [&f, &g] {
+        let Claim::Taken(row) = store.claim(code, &owner("R7"), lease).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            row.callback.map(|callback| callback.outcome.kind),
+            Some(OutcomeKind::Succeeded)
+        );
+    }
+    assert_eq!(store.callbacks_for_ref("R7").await.unwrap().len(), 2);
 
     // The purge keeps live tokens and their exchanges.
     let purged = store.purge(now_unix() + 1).await.unwrap();
