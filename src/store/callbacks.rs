@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_FAILURE_OUTCOMES: i64 = 10_000;
 pub const TRIM_EVERY: u64 = 64;
 
 /// What makes two successful callbacks the same one: their code. Its outcome's `replay_key` is
-/// the one its exchange names (`outcome_key`, see `CODE_KEY`), or the code's keyed hash while the
+/// the one its exchange names (`outcome_key`, see `code_key!`), or the code's keyed hash while the
 /// code has no exchange. (A failure's key is its `ref`, outcome and error, see `failure_key`; a
 /// replayed code that failed finds its verdict in the exchanges, and its outcome again under that
 /// key.)
@@ -52,8 +52,9 @@ impl ReplayKey {
 
 /// The `replay_key` of the outcome of the code whose keyed hash is the parameter `$p`: the key
 /// its exchange names, or the hash itself while the code has no exchange. Through the exchange,
-/// whose row the callback's writes touch anyway, an outcome's key is time-ordered: recording one
-/// appends to the replay index instead of writing a page at a random place in it.
+/// whose row the callback's writes touch anyway, an outcome's key on SQLite is time-ordered:
+/// recording one appends to the replay index instead of writing a page at a random place in it.
+/// (On PostgreSQL the exchange names the code's hash, see `claim!`.)
 macro_rules! code_key {
     ($p:literal) => {
         concat!(

@@ -20,9 +20,9 @@ use rusqlite::OptionalExtension;
 /// request that first claimed the code, not to whoever replays it after a failed attempt.
 ///
 /// The first claim also names the key the code's callback outcome is recorded under
-/// (`outcome_key`): a new time-ordered one (`$5`), or the code's hash when an outcome was
-/// recorded under it before the code had an exchange (no room for one, say), so that the final
-/// outcome replaces that one.
+/// (`outcome_key`): `$5`, or the code's hash when an outcome was recorded under it before the
+/// code had an exchange (no room for one, say), so that the final outcome replaces that one. On
+/// SQLite `$5` is a new time-ordered key; on PostgreSQL it is the code's hash too, see `claim`.
 macro_rules! claim {
     ($now:literal) => {
         concat!(
@@ -56,8 +56,8 @@ impl TokenStore {
     ) -> Result<Claim, StoreError> {
         self.ensure_room()?;
         let (code_hash, owner) = (code.clone(), owner.clone());
-        let outcome_key = new_outcome_key();
         if let Backend::Sqlite(sqlite) = &self.backend {
+            let outcome_key = new_outcome_key();
             // The claim is on disk before MondiaPay sees the code; a code taken already is read
             // in the same write, with its callback's outcome.
             return sqlite
@@ -102,7 +102,11 @@ impl TokenStore {
                     .bind(lease_secs)
                     .bind(owner.reference.as_deref())
                     .bind(owner.uuid.as_deref())
-                    .bind(&outcome_key)
+                    // The code's hash, as before `outcome_key`: a replica recording an outcome
+                    // for a code that has no exchange yet and another claiming the code do not
+                    // see each other's uncommitted rows, and only a shared key makes the unique
+                    // index order them. (SQLite's one writer runs them in turn.)
+                    .bind(code_hash.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -405,45 +409,54 @@ mod tests {
         assert!(new_token_id().starts_with("tok_"));
     }
 
-    /// Callbacks' outcomes are recorded under their codes' exchanges' time-ordered keys, in the
-    /// order of the claims, never under the codes' random hashes.
-    #[tokio::test]
-    async fn outcomes_are_recorded_under_time_ordered_keys() {
-        use crate::domain::{Code, OutcomeKind, UnavailableCause};
-        use crate::settings::StoreBackend;
-        use crate::store::Pool;
+    use crate::domain::{Code, OutcomeKind, UnavailableCause};
+    use crate::store::Pool;
 
+    async fn sqlite_store() -> (tempfile::TempDir, TokenStore) {
         let dir = tempfile::tempdir().unwrap();
-        let backend = StoreBackend::Sqlite {
+        let backend = crate::settings::StoreBackend::Sqlite {
             path: dir.path().join("tokens.db"),
         };
         let store = TokenStore::open(&backend, crate::crypto::Keyring::new(&[9; 32]))
             .await
             .unwrap();
-        let keys = store.keys();
+        (dir, store)
+    }
+
+    /// Claims `code` and releases the claim as MondiaPay gave no answer: the callback's outcome
+    /// asks the user to try again.
+    async fn claim_and_release(store: &TokenStore, code: &CodeHash) -> CallbackOutcome {
+        let Claim::Claimed { attempt, .. } =
+            store.claim(code, &Owner::default(), 60).await.unwrap()
+        else {
+            panic!("not claimed")
+        };
+        let new = NewCallback {
+            kind: OutcomeKind::Unavailable,
+            cause: Some(UnavailableCause::NoAnswer),
+            request_id: "req".into(),
+            reference: None,
+            uuid: None,
+            status: None,
+            error: None,
+            token_id: None,
+        };
+        store
+            .settle(code, attempt, &Verdict::Released, Some(&new))
+            .await
+            .unwrap()
+            .expect("the callback's outcome")
+    }
+
+    /// Callbacks' outcomes are recorded under their codes' exchanges' time-ordered keys, in the
+    /// order of the claims, never under the codes' random hashes.
+    #[tokio::test]
+    async fn outcomes_are_recorded_under_time_ordered_keys() {
+        let (_dir, store) = sqlite_store().await;
         let mut hashes = Vec::new();
         for code in ["Azulu", "Aalpha", "Amike"] {
-            let code = keys.hash_code(&Code::parse(code, "A").unwrap());
-            let owner = Owner::default();
-            let Claim::Claimed { attempt, .. } = store.claim(&code, &owner, 60).await.unwrap()
-            else {
-                panic!("not claimed")
-            };
-            // MondiaPay gave no answer: the claim is released, the user asked to try again.
-            let new = NewCallback {
-                kind: OutcomeKind::Unavailable,
-                cause: Some(UnavailableCause::NoAnswer),
-                request_id: "req".into(),
-                reference: None,
-                uuid: None,
-                status: None,
-                error: None,
-                token_id: None,
-            };
-            store
-                .settle(&code, attempt, &Verdict::Released, Some(&new))
-                .await
-                .unwrap();
+            let code = store.keys().hash_code(&Code::parse(code, "A").unwrap());
+            claim_and_release(&store, &code).await;
             hashes.push(code.as_str().to_owned());
             // Apart by a millisecond at least: the keys' order is the claims'.
             std::thread::sleep(std::time::Duration::from_millis(2));
@@ -463,6 +476,55 @@ mod tests {
             "{keys:?}"
         );
         assert!(keys.is_sorted(), "{keys:?}");
+        store.close().await;
+    }
+
+    /// An exchange whose outcome is still stored outlives the retention period with it: it is
+    /// how the code finds that outcome, and the verdict of a later claim finishes it.
+    #[tokio::test]
+    async fn the_purge_keeps_an_exchange_while_its_outcome_is_stored() {
+        let (dir, store) = sqlite_store().await;
+        let code = store.keys().hash_code(&Code::parse("Aaged", "A").unwrap());
+        let released = claim_and_release(&store, &code).await;
+        // The outcome was touched later than its exchange (a retry refused for want of room for
+        // another exchange refreshes it): the exchange is past the cutoff, the outcome is not.
+        rusqlite::Connection::open(dir.path().join("tokens.db"))
+            .unwrap()
+            .execute("UPDATE exchanges SET updated_at = updated_at - 100", [])
+            .unwrap();
+        let purged = store.purge(now_unix() - 50).await.unwrap();
+        assert_eq!((purged.exchanges, purged.callbacks), (0, 0));
+        let Claim::Claimed { attempt, .. } =
+            store.claim(&code, &Owner::default(), 60).await.unwrap()
+        else {
+            panic!("not claimed again")
+        };
+        let rejected = store
+            .settle(
+                &code,
+                attempt,
+                &Verdict::Rejected(UpstreamError::invalid_grant()),
+                Some(&NewCallback {
+                    kind: OutcomeKind::CodeRejected,
+                    cause: None,
+                    request_id: "req".into(),
+                    reference: None,
+                    uuid: None,
+                    status: None,
+                    error: Some("invalid_grant".into()),
+                    token_id: None,
+                }),
+            )
+            .await
+            .unwrap()
+            .expect("the callback's outcome");
+        assert_eq!(
+            (rejected.id.as_str(), rejected.outcome.kind),
+            (released.id.as_str(), OutcomeKind::CodeRejected)
+        );
+        // Once the outcome goes, its exchange goes with it.
+        let purged = store.purge(now_unix() + 1).await.unwrap();
+        assert_eq!((purged.exchanges, purged.callbacks), (1, 1));
         store.close().await;
     }
 }

@@ -229,7 +229,8 @@ impl TokenStore {
 
     /// Deletes tokens that expired before `cutoff`, and finished exchanges and callback outcomes
     /// last touched before it. An exchange whose token is still stored is kept: it is what stops
-    /// that token's code from being exchanged again. Failure outcomes beyond the store's cap go
+    /// that token's code from being exchanged again; so is one whose callback outcome is still
+    /// stored: it is how the code finds that outcome. Failure outcomes beyond the store's cap go
     /// too, oldest first.
     pub async fn purge(&self, cutoff: i64) -> Result<Purged, StoreError> {
         use super::{Backend, writer};
@@ -238,7 +239,8 @@ impl TokenStore {
         const PURGE_RENEWALS: &str =
             "DELETE FROM renewals WHERE updated_at < $1 AND state <> 'pending'";
         const PURGE_EXCHANGES: &str = "DELETE FROM exchanges WHERE updated_at < $1 \
-             AND state <> 'pending' AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens))";
+             AND state <> 'pending' AND (token_id IS NULL OR token_id NOT IN (SELECT id FROM tokens)) \
+             AND NOT EXISTS (SELECT 1 FROM callbacks WHERE replay_key = exchanges.outcome_key)";
         const PURGE_CALLBACKS: &str = "DELETE FROM callbacks WHERE updated_at < $1";
         let cap = self.max_failure_outcomes;
         let trim = super::callbacks::trim_failures_sql(self.pool());
@@ -250,10 +252,11 @@ impl TokenStore {
                         // One savepoint: all of it, or none.
                         let tokens = writer::prepare(db, PURGE_TOKENS)?.execute([cutoff])? as u64;
                         writer::prepare(db, PURGE_RENEWALS)?.execute([cutoff])?;
-                        let exchanges =
-                            writer::prepare(db, PURGE_EXCHANGES)?.execute([cutoff])? as u64;
+                        // Outcomes first: an exchange whose outcome goes now goes with it.
                         let callbacks =
                             writer::prepare(db, PURGE_CALLBACKS)?.execute([cutoff])? as u64;
+                        let exchanges =
+                            writer::prepare(db, PURGE_EXCHANGES)?.execute([cutoff])? as u64;
                         let over_cap =
                             writer::prepare(db, &trim)?.execute(rusqlite::params![cap, ""])? as u64;
                         Ok(Purged {
@@ -279,12 +282,12 @@ impl TokenStore {
                             .bind(cutoff)
                             .execute(&mut *tx)
                             .await?;
-                        let exchanges = sqlx::query(PURGE_EXCHANGES)
+                        let callbacks = sqlx::query(PURGE_CALLBACKS)
                             .bind(cutoff)
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();
-                        let callbacks = sqlx::query(PURGE_CALLBACKS)
+                        let exchanges = sqlx::query(PURGE_EXCHANGES)
                             .bind(cutoff)
                             .execute(&mut *tx)
                             .await?

@@ -503,6 +503,26 @@ async fn open_on_postgresql(cluster: &PgCluster) -> TokenStore {
     TokenStore::open(&backend, keyring()).await.unwrap()
 }
 
+/// On PostgreSQL a code's outcome stays under the code's hash (on SQLite its exchange names a
+/// time-ordered key, see the store's own tests): replicas recording an outcome for a code that has
+/// no exchange yet and claiming it are then ordered by the unique index on that one key.
+#[tokio::test]
+async fn on_postgresql_a_codes_outcome_stays_under_the_codes_hash() {
+    let cluster = PgCluster::start();
+    let store = open_on_postgresql(&cluster).await;
+    let code = store
+        .keys()
+        .hash_code(&Code::parse("Ahashed", "A").unwrap());
+    settle_succeeded(&store, &code, "R-HASHED").await;
+    let db = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+    let key: String = sqlx::query_scalar("SELECT replay_key FROM callbacks WHERE ref = 'R-HASHED'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(key, code.as_str());
+    store.close().await;
+}
+
 /// Each suite as two tests, `…::on_sqlite` and `…::on_postgresql`: one suite, both backends.
 macro_rules! on_both_backends {
     ($($name:ident => $suite:ident),* $(,)?) => {$(
