@@ -54,7 +54,7 @@ impl ReplayKey {
 /// its exchange names, or the hash itself while the code has no exchange. Through the exchange,
 /// whose row the callback's writes touch anyway, an outcome's key on SQLite is time-ordered:
 /// recording one appends to the replay index instead of writing a page at a random place in it.
-/// (On PostgreSQL the exchange names the code's hash, see `claim!`.)
+/// (On PostgreSQL the exchange names the code's hash, see `CLAIM_POSTGRES`.)
 macro_rules! code_key {
     ($p:literal) => {
         concat!(
@@ -276,6 +276,16 @@ const RECORD_FAILURE: &str = concat!(
     " ON CONFLICT (replay_key) DO UPDATE SET updated_at = excluded.updated_at"
 );
 
+/// The statement that records an outcome and returns the one that stands.
+fn record_sql(by_failure: bool) -> String {
+    let record = if by_failure {
+        RECORD_FAILURE
+    } else {
+        RECORD_FOR_CODE
+    };
+    format!("{record} RETURNING {COLUMNS}")
+}
+
 /// Deletes a ref's failures (`$1`; without a ref, those without one) beyond the newest `$3`,
 /// sparing `$2`.
 fn trim_ref_sql(seq: &str, with_ref: bool) -> String {
@@ -390,15 +400,7 @@ pub(super) fn record_on_sqlite(
             .optional()?;
     }
     if row.is_none() {
-        let record = format!(
-            "{} RETURNING {COLUMNS}",
-            if *by_failure {
-                RECORD_FAILURE
-            } else {
-                RECORD_FOR_CODE
-            }
-        );
-        row = writer::prepare(db, &record)?
+        row = writer::prepare(db, &record_sql(*by_failure))?
             .query_row(
                 rusqlite::params![
                     id,
@@ -484,15 +486,7 @@ pub(super) async fn record_in_postgres(
             .await?;
     }
     if row.is_none() {
-        let record = format!(
-            "{} RETURNING {COLUMNS}",
-            if *by_failure {
-                RECORD_FAILURE
-            } else {
-                RECORD_FOR_CODE
-            }
-        );
-        row = sqlx::query_as(AssertSqlSafe(record))
+        row = sqlx::query_as(AssertSqlSafe(record_sql(*by_failure)))
             .bind(id)
             .bind(key.as_deref())
             .bind(new.kind.as_str())

@@ -20,16 +20,13 @@ use rusqlite::OptionalExtension;
 /// request that first claimed the code, not to whoever replays it after a failed attempt.
 ///
 /// The first claim also names the key the code's callback outcome is recorded under
-/// (`outcome_key`): `$5`, or the code's hash when an outcome was recorded under it before the
-/// code had an exchange (no room for one, say), so that the final outcome replaces that one. On
-/// SQLite `$5` is a new time-ordered key; on PostgreSQL it is the code's hash too, see `claim`.
+/// (`outcome_key`, `$OUTCOME_KEY`), which later claims keep.
 macro_rules! claim {
-    ($now:literal) => {
+    ($now:literal, $outcome_key:literal) => {
         concat!(
             "INSERT INTO exchanges (code_hash, state, lease_until, attempt, ref, uuid, outcome_key, \
                  created_at, updated_at) \
-             VALUES ($1, 'pending', ", $now, " + $2, 1, $3, $4, \
-                 CASE WHEN EXISTS (SELECT 1 FROM callbacks WHERE replay_key = $1) THEN $1 ELSE $5 END, \
+             VALUES ($1, 'pending', ", $now, " + $2, 1, $3, $4, ", $outcome_key, ", \
                  ", $now, ", ", $now, ") \
              ON CONFLICT (code_hash) DO UPDATE SET state = 'pending', lease_until = excluded.lease_until, \
                  attempt = exchanges.attempt + 1, updated_at = excluded.updated_at \
@@ -40,8 +37,18 @@ macro_rules! claim {
     };
 }
 
-const CLAIM_SQLITE: &str = claim!("unixepoch()");
-const CLAIM_POSTGRES: &str = claim!("CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)");
+/// On SQLite a new time-ordered key (`$5`), or the code's hash when an outcome was recorded
+/// under it before the code had an exchange (no room for one, say), so that the final outcome
+/// replaces that one.
+const CLAIM_SQLITE: &str = claim!(
+    "unixepoch()",
+    "CASE WHEN EXISTS (SELECT 1 FROM callbacks WHERE replay_key = $1) THEN $1 ELSE $5 END"
+);
+/// On PostgreSQL the code's hash, as before `outcome_key`: a replica recording an outcome for a
+/// code that has no exchange yet and another claiming the code do not see each other's
+/// uncommitted rows, and only a shared key makes the unique index order them. (SQLite's one
+/// writer runs them in turn.)
+const CLAIM_POSTGRES: &str = claim!("CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)", "$1");
 
 impl TokenStore {
     /// Claims `code` for one exchange, atomically, also across replicas: a new code, a code
@@ -102,11 +109,6 @@ impl TokenStore {
                     .bind(lease_secs)
                     .bind(owner.reference.as_deref())
                     .bind(owner.uuid.as_deref())
-                    // The code's hash, as before `outcome_key`: a replica recording an outcome
-                    // for a code that has no exchange yet and another claiming the code do not
-                    // see each other's uncommitted rows, and only a shared key makes the unique
-                    // index order them. (SQLite's one writer runs them in turn.)
-                    .bind(code_hash.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -388,7 +390,7 @@ fn exchange_row(row: ExchangeStateRow) -> Result<ExchangeRow, StoreError> {
 }
 
 /// The key a new exchange's callback outcome is recorded under: `out_` and the time first, so
-/// that recording outcomes appends to the replay index (see `claim!`).
+/// that recording outcomes appends to the replay index (see `CLAIM_SQLITE`).
 fn new_outcome_key() -> String {
     time_ordered_id("out_")
 }
@@ -423,15 +425,9 @@ mod tests {
         (dir, store)
     }
 
-    /// Claims `code` and releases the claim as MondiaPay gave no answer: the callback's outcome
-    /// asks the user to try again.
-    async fn claim_and_release(store: &TokenStore, code: &CodeHash) -> CallbackOutcome {
-        let Claim::Claimed { attempt, .. } =
-            store.claim(code, &Owner::default(), 60).await.unwrap()
-        else {
-            panic!("not claimed")
-        };
-        let new = NewCallback {
+    /// A callback's outcome when MondiaPay gave no answer: the user is asked to try again.
+    fn unavailable() -> NewCallback {
+        NewCallback {
             kind: OutcomeKind::Unavailable,
             cause: Some(UnavailableCause::NoAnswer),
             request_id: "req".into(),
@@ -440,9 +436,19 @@ mod tests {
             status: None,
             error: None,
             token_id: None,
+        }
+    }
+
+    /// Claims `code` and releases the claim as MondiaPay gave no answer: the callback's outcome
+    /// asks the user to try again.
+    async fn claim_and_release(store: &TokenStore, code: &CodeHash) -> CallbackOutcome {
+        let Claim::Claimed { attempt, .. } =
+            store.claim(code, &Owner::default(), 60).await.unwrap()
+        else {
+            panic!("not claimed")
         };
         store
-            .settle(code, attempt, &Verdict::Released, Some(&new))
+            .settle(code, attempt, &Verdict::Released, Some(&unavailable()))
             .await
             .unwrap()
             .expect("the callback's outcome")
@@ -507,12 +513,8 @@ mod tests {
                 Some(&NewCallback {
                     kind: OutcomeKind::CodeRejected,
                     cause: None,
-                    request_id: "req".into(),
-                    reference: None,
-                    uuid: None,
-                    status: None,
                     error: Some("invalid_grant".into()),
-                    token_id: None,
+                    ..unavailable()
                 }),
             )
             .await

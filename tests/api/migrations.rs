@@ -2,6 +2,7 @@
 //! version, written with its own SQL, still shows every result page as it did. And a row this
 //! version cannot read is a fault it answers as one (`500`), never a guess nor a panic.
 
+use base64::Engine;
 use mondiapay_token_proxy::crypto::Keyring;
 use mondiapay_token_proxy::domain::Code;
 use reqwest::StatusCode;
@@ -39,12 +40,27 @@ async fn migrations(backend: &str) -> Migrator {
     Migrator::new(std::path::Path::new(&dir)).await.unwrap()
 }
 
-/// `RECORDED_BEFORE` as that version's insert wrote them: SQL both databases take.
-fn recorded_the_old_way() -> AssertSqlSafe<String> {
-    let now = std::time::SystemTime::now()
+/// Unix time now, as the store records it.
+fn now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+}
+
+/// A new SQLite file for an earlier version's database, and a pool on it.
+async fn earlier_sqlite_database(dir: &tempfile::TempDir) -> (std::path::PathBuf, SqlitePool) {
+    let path = dir.path().join("earlier.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let db = SqlitePool::connect_with(options).await.unwrap();
+    (path, db)
+}
+
+/// `RECORDED_BEFORE` as that version's insert wrote them: SQL both databases take.
+fn recorded_the_old_way() -> AssertSqlSafe<String> {
+    let now = now();
     AssertSqlSafe(
         RECORDED_BEFORE
             .iter()
@@ -102,11 +118,7 @@ fn assert_causes(causes: &[(String, Option<String>)]) {
 #[tokio::test]
 async fn outcomes_recorded_with_their_page_status_show_the_same_page_after_the_upgrade_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("earlier.db");
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let db = SqlitePool::connect_with(options).await.unwrap();
+    let (path, db) = earlier_sqlite_database(&dir).await;
     record_the_old_way("sqlite", &db).await;
     db.close().await;
 
@@ -198,14 +210,14 @@ const WITH_HASH_KEYS: i64 = 9;
 /// A callback that succeeded under that schema, as that version wrote it: the code's exchange,
 /// and the outcome keyed by the code's keyed hash (under `ENCRYPTION_KEY`).
 fn succeeded_the_old_way(code: &str) -> AssertSqlSafe<String> {
-    // `ENCRYPTION_KEY` decoded: the bytes 0 to 31.
-    let master_key: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let master_key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(ENCRYPTION_KEY)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let hash = Keyring::new(&master_key).hash_code(&Code::parse(code, "").unwrap());
     let hash = hash.as_str();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now();
     AssertSqlSafe(format!(
         "INSERT INTO exchanges (code_hash, state, attempt, token_id, ref, created_at, updated_at) \
          VALUES ('{hash}', 'succeeded', 1, 'tok_old', 'ORDER-HASHED', {now}, {now}); \
@@ -254,11 +266,7 @@ async fn assert_replayed_as_before(app: &TestApp, code: &str) {
 #[tokio::test]
 async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("earlier.db");
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let db = SqlitePool::connect_with(options).await.unwrap();
+    let (path, db) = earlier_sqlite_database(&dir).await;
     let code = new_code();
     succeed_the_old_way("sqlite", &db, &code).await;
     db.close().await;
