@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::Checkpointer;
 use super::error::StoreError;
+use super::sqlite;
 
 /// At most this many writes share a transaction: past it, the ones still queued take the next.
 /// Bounds how long the first write of a batch waits for the last.
@@ -154,6 +155,7 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     // No checkpoint inside a commit: `Checkpointer` copies the WAL into the database apart from
     // the writes.
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+    connection.pragma_update(None, "cache_size", sqlite::WRITER_CACHE)?;
     // A WAL that grew long under load is cut back to 64 MiB when it starts over.
     connection.query_row("PRAGMA journal_size_limit = 67108864", [], |_| Ok(()))?;
     // Statements are prepared once and kept: every write reuses them.
@@ -318,6 +320,16 @@ mod tests {
 
     fn count(db: &Connection) -> Result<i64, StoreError> {
         Ok(db.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn the_writer_keeps_a_small_page_cache() {
+        let (_dir, writer) = writer();
+        let size: i64 = writer
+            .write(|db| Ok(db.query_row("PRAGMA cache_size", [], |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(size, i64::from(sqlite::WRITER_CACHE));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
