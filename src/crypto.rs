@@ -73,11 +73,20 @@ impl Keyring {
     }
 
     /// The code as stored: HMAC-SHA256 under a key of ours, so a stolen database cannot be
-    /// checked against guessed codes, yet the same code always finds its row again.
+    /// checked against guessed codes, yet the same code always finds its row again. Its first
+    /// 128 bits (`CODE_HASH_BYTES`) are kept, as 32 hex digits.
     pub fn hash_code(&self, code: &Code) -> CodeHash {
-        CodeHash(hex(&hmac(&self.code_hash_key, code.expose().as_bytes())))
+        let mac = hmac(&self.code_hash_key, code.expose().as_bytes());
+        CodeHash(hex(&mac[..CODE_HASH_BYTES]))
     }
 }
+
+/// How much of a code's HMAC is kept: 128 bits tell codes apart (a collision among even a
+/// billion codes has a chance below 10^-20) and keep the store's one index at a random place
+/// small — every new code writes into it, and with all 256 bits (64 hex digits) that index
+/// was twice the size, its pages written and synced at each checkpoint (BENCHMARKS.md).
+/// Migration 11 cut the hashes stored before to the same prefix.
+pub const CODE_HASH_BYTES: usize = 16;
 
 /// The keyed hash of a code: the replay-detection key in the store, and (shortened) the only
 /// trace of a code in the logs.
@@ -147,7 +156,13 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -194,12 +209,18 @@ mod tests {
     }
 
     #[test]
+    fn hex_writes_two_lowercase_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0xab, 0x0f, 0xf0, 0x9c]), "00ab0ff09c");
+    }
+
+    #[test]
     fn code_hash_is_keyed_and_stable() {
         let code = Code::parse("A123", "A").unwrap();
         let hash = keyring().hash_code(&code);
         assert_eq!(hash, keyring().hash_code(&code));
         assert_ne!(hash, Keyring::new(&[8u8; 32]).hash_code(&code));
-        assert_eq!(hash.as_str().len(), 64);
+        assert_eq!(hash.as_str().len(), 2 * CODE_HASH_BYTES);
+        assert!(hash.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!hash.as_str().contains("A123"));
     }
 }

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outcome keys",
         include_str!("../../migrations/postgres/0010_outcome_keys.sql"),
     ),
+    (
+        11,
+        "short code hashes",
+        include_str!("../../migrations/postgres/0011_short_code_hashes.sql"),
+    ),
 ];
 
 /// A request waits at most this long for a connection: a database that is down answers

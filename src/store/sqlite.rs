@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outcome keys",
         include_str!("../../migrations/sqlite/0010_outcome_keys.sql"),
     ),
+    (
+        11,
+        "short code hashes",
+        include_str!("../../migrations/sqlite/0011_short_code_hashes.sql"),
+    ),
 ];
 
 /// The page size of a new database. Every commit writes each page it touched in full, to the

@@ -204,23 +204,55 @@ fn assert_page_status_dropped<T>(read: Result<T, sqlx::Error>) {
     );
 }
 
-/// The last schema under which a code's callback outcome was keyed by the code's hash.
+/// The last schema under which a code's callback outcome was keyed by the code's hash, and
+/// under which that hash was all 256 bits of the code's HMAC.
 const WITH_HASH_KEYS: i64 = 9;
 
-/// A callback that succeeded under that schema, as that version wrote it: the code's exchange,
-/// and the outcome keyed by the code's keyed hash (under `ENCRYPTION_KEY`).
-fn succeeded_the_old_way(code: &str) -> AssertSqlSafe<String> {
-    let master_key: [u8; 32] = base64::engine::general_purpose::STANDARD
+/// The master key the tests' services run with.
+fn master_key() -> [u8; 32] {
+    base64::engine::general_purpose::STANDARD
         .decode(ENCRYPTION_KEY)
         .unwrap()
         .try_into()
-        .unwrap();
-    let hash = Keyring::new(&master_key).hash_code(&Code::parse(code, "").unwrap());
-    let hash = hash.as_str();
+        .unwrap()
+}
+
+/// `code`'s hash as that version stored it: the whole HMAC-SHA256, in 64 hex digits, under the
+/// key derived from the master key — written out here, apart from the service's own code.
+fn full_code_hash(code: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let hmac = |key: &[u8], message: &[u8]| {
+        let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes()
+    };
+    let key = hmac(&master_key(), b"mondiapay-token-proxy/code-hash/v1");
+    hmac(&key, code.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `code`'s hash as this version stores it.
+fn code_hash(code: &str) -> String {
+    Keyring::new(&master_key())
+        .hash_code(&Code::parse(code, "").unwrap())
+        .as_str()
+        .to_owned()
+}
+
+/// A callback that succeeded under that schema, as that version wrote it: the code's exchange,
+/// its token, and the outcome keyed by the code's hash (under `ENCRYPTION_KEY`). `sealed` is a
+/// byte string literal in the backend's SQL.
+fn succeeded_the_old_way(code: &str, sealed: &str) -> AssertSqlSafe<String> {
+    let hash = full_code_hash(code);
     let now = now();
+    let expires = now + 43_200;
     AssertSqlSafe(format!(
         "INSERT INTO exchanges (code_hash, state, attempt, token_id, ref, created_at, updated_at) \
          VALUES ('{hash}', 'succeeded', 1, 'tok_old', 'ORDER-HASHED', {now}, {now}); \
+         INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, code_hash) \
+         VALUES ('tok_old', {sealed}, 'bearer', {now}, {expires}, 'ORDER-HASHED', '{hash}'); \
          INSERT INTO callbacks (id, replay_key, outcome, request_id, ref, token_id, created_at, \
              updated_at) \
          VALUES ('res_hashed', '{hash}', 'succeeded', 'req-old', 'ORDER-HASHED', 'tok_old', {now}, \
@@ -229,8 +261,12 @@ fn succeeded_the_old_way(code: &str) -> AssertSqlSafe<String> {
 }
 
 /// Brings `db` to `WITH_HASH_KEYS` and records there a callback that succeeded with `code`.
-async fn succeed_the_old_way<DB: sqlx::Database>(backend: &str, db: &sqlx::Pool<DB>, code: &str)
-where
+async fn succeed_the_old_way<DB: sqlx::Database>(
+    backend: &str,
+    db: &sqlx::Pool<DB>,
+    code: &str,
+    sealed: &str,
+) where
     DB::Connection: sqlx::migrate::Migrate,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
@@ -239,7 +275,7 @@ where
         .run_to(WITH_HASH_KEYS, db)
         .await
         .unwrap();
-    sqlx::raw_sql(succeeded_the_old_way(code))
+    sqlx::raw_sql(succeeded_the_old_way(code, sealed))
         .execute(db)
         .await
         .unwrap();
@@ -263,12 +299,24 @@ async fn assert_replayed_as_before(app: &TestApp, code: &str) {
     );
 }
 
+/// What the upgrade left of the code's hash in each place it was stored.
+const STORED_HASHES: &str = "SELECT code_hash FROM exchanges UNION ALL \
+     SELECT code_hash FROM tokens UNION ALL \
+     SELECT replay_key FROM callbacks WHERE id = 'res_hashed'";
+
+/// Every copy of the old hash was cut to the hash this version makes: its first 32 digits.
+fn assert_hashes_cut(stored: Vec<String>, code: &str) {
+    let hash = code_hash(code);
+    assert_eq!(hash, full_code_hash(code)[..32]);
+    assert_eq!(stored, vec![hash.clone(), hash.clone(), hash]);
+}
+
 #[tokio::test]
 async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let (path, db) = earlier_sqlite_database(&dir).await;
     let code = new_code();
-    succeed_the_old_way("sqlite", &db, &code).await;
+    succeed_the_old_way("sqlite", &db, &code, "X'00'").await;
     db.close().await;
 
     let url = format!("sqlite://{}", path.display());
@@ -277,6 +325,12 @@ async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_
     ))
     .await;
     assert_replayed_as_before(&app, &code).await;
+    let db = SqlitePool::connect(&url).await.unwrap();
+    let stored = sqlx::query_scalar(STORED_HASHES)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_hashes_cut(stored, &code);
 }
 
 #[tokio::test]
@@ -284,8 +338,13 @@ async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_
     let cluster = PgCluster::start();
     let db = PgPool::connect(&cluster.url()).await.unwrap();
     let code = new_code();
-    succeed_the_old_way("postgres", &db, &code).await;
+    succeed_the_old_way("postgres", &db, &code, "'\\x00'::bytea").await;
 
     let app = spawn_app_with(&cluster.store_settings()).await;
     assert_replayed_as_before(&app, &code).await;
+    let stored = sqlx::query_scalar(STORED_HASHES)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_hashes_cut(stored, &code);
 }
