@@ -78,12 +78,13 @@ pub const PAGE_SIZE: u32 = 1024;
 /// so that a query that must not fill it (`TokenStore::count_live_tokens`) can put it back.
 pub const READER_CACHE: &str = "-2000";
 
-/// The writer's page cache (`PRAGMA cache_size`, KiB): a few hundred pages, the most a batch of
-/// writes touches. The indexes a callback writes into at random places (the code's hash) are far
-/// larger than any cache, so a bigger one holds pages that are not asked for again: SQLite's
-/// default of 2 MiB held 7.9 MiB of the writer thread's heap after a callback load, for no more
-/// callbacks a second than this size (bench/analysis.md).
-pub const WRITER_CACHE: i32 = -256;
+/// The writer's page cache (`PRAGMA cache_size`, in pages: 256 KiB with this version's pages).
+/// The index a callback writes into at a random place (its code's hash) outgrows any cache, so a
+/// larger one holds pages that are not asked for again: SQLite's default of 2 MiB held 7.9 MiB
+/// of the writer thread's heap after a callback load, for no more callbacks a second than this
+/// size (bench/analysis.md). A batch that touches more pages than this writes the rest to the
+/// WAL before its commit: more to write, nothing less safe.
+pub const WRITER_CACHE: i32 = 256;
 
 /// The page cache of a reader while it reads through a whole table once.
 pub const PASSING_CACHE: &str = "-64";

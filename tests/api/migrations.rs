@@ -348,3 +348,123 @@ async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_
         .unwrap();
     assert_hashes_cut(stored, &code);
 }
+
+/// The last schema under which a code's hash was all 256 bits of its HMAC.
+const WITH_FULL_HASHES: i64 = 10;
+
+/// The purchase `bought_the_old_way` records.
+const OLD_PURCHASE: &str = "pur_BBBBBBBBBBBBBBBBBBBBBB";
+
+/// A purchase that succeeded under that schema, as PostgreSQL's version wrote it (SQLite's did
+/// too when an outcome was already stored under the hash): the purchase bound to its code, the
+/// code's exchange naming its outcome by the code's hash, the token, the outcome; and an outcome
+/// of a failure, keyed by the failure, not by a code.
+fn bought_the_old_way(code: &str, sealed: &str) -> AssertSqlSafe<String> {
+    let hash = full_code_hash(code);
+    let now = now();
+    let expires = now + 43_200;
+    AssertSqlSafe(format!(
+        "INSERT INTO purchases (id, ref, state, subscription_type_id, redirect_url, code_hash, \
+             token_id, created_at, expires_at, updated_at) \
+         VALUES ('{OLD_PURCHASE}', 'ORDER-BOUGHT', 'succeeded', 12345, \
+             'https://gateway.example/i', '{hash}', 'tok_bought', {now}, {expires}, {now}); \
+         INSERT INTO exchanges (code_hash, state, attempt, token_id, ref, outcome_key, \
+             created_at, updated_at) \
+         VALUES ('{hash}', 'succeeded', 1, 'tok_bought', 'ORDER-BOUGHT', '{hash}', {now}, {now}); \
+         INSERT INTO tokens (id, sealed, token_type, obtained_at, expires_at, ref, code_hash) \
+         VALUES ('tok_bought', {sealed}, 'bearer', {now}, {expires}, 'ORDER-BOUGHT', '{hash}'); \
+         INSERT INTO callbacks (id, replay_key, outcome, request_id, ref, token_id, created_at, \
+             updated_at) \
+         VALUES ('res_bought', '{hash}', 'succeeded', 'req-old', 'ORDER-BOUGHT', 'tok_bought', \
+             {now}, {now}), \
+             ('res_declined', 'failure:{hash}', 'purchase_failed', 'req-old', 'ORDER-DECLINED', \
+             NULL, {now}, {now});"
+    ))
+}
+
+/// Brings `db` to `WITH_FULL_HASHES` and records there a purchase that succeeded with `code`.
+async fn buy_the_old_way<DB: sqlx::Database>(
+    backend: &str,
+    db: &sqlx::Pool<DB>,
+    code: &str,
+    sealed: &str,
+) where
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    migrations(backend)
+        .await
+        .run_to(WITH_FULL_HASHES, db)
+        .await
+        .unwrap();
+    sqlx::raw_sql(bought_the_old_way(code, sealed))
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// The purchase's callback again is its replay: the purchase still admits its own code, and the
+/// exchange still names its outcome. MondiaPay is not called.
+async fn assert_purchase_replayed(app: &TestApp, code: &str) {
+    let query = format!("code={code}&status=200&purchase={OLD_PURCHASE}");
+    let (location, status, _) = app.callback_page(&query).await;
+    assert!(location.ends_with("/oauth/result/res_bought"), "{location}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(app.mondiapay.calls().await.is_empty());
+}
+
+/// Each copy of the purchase's code hash, in the order `assert_hashes_cut_everywhere` expects,
+/// then the failure's key.
+const BOUGHT_KEYS: &str = "SELECT code_hash FROM purchases UNION ALL \
+     SELECT code_hash FROM exchanges UNION ALL \
+     SELECT outcome_key FROM exchanges UNION ALL \
+     SELECT code_hash FROM tokens UNION ALL \
+     SELECT replay_key FROM callbacks WHERE id = 'res_bought' UNION ALL \
+     SELECT replay_key FROM callbacks WHERE id = 'res_declined'";
+
+/// Five copies of the hash cut to this version's; the failure's key, which only holds a hash
+/// after its prefix, left as it was.
+fn assert_hashes_cut_everywhere(stored: Vec<String>, code: &str) {
+    let hash = code_hash(code);
+    let mut expected = vec![hash; 5];
+    expected.push(format!("failure:{}", full_code_hash(code)));
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test]
+async fn a_purchase_bound_to_a_codes_full_hash_is_replayed_after_the_upgrade_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, db) = earlier_sqlite_database(&dir).await;
+    let code = new_code();
+    buy_the_old_way("sqlite", &db, &code, "X'00'").await;
+    db.close().await;
+
+    let url = format!("sqlite://{}", path.display());
+    let app = spawn_app_with(&format!(
+        "STORE__URL={url} STORE__ENCRYPTION_KEY={ENCRYPTION_KEY}"
+    ))
+    .await;
+    assert_purchase_replayed(&app, &code).await;
+    let db = SqlitePool::connect(&url).await.unwrap();
+    let stored = sqlx::query_scalar(BOUGHT_KEYS)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_hashes_cut_everywhere(stored, &code);
+}
+
+#[tokio::test]
+async fn a_purchase_bound_to_a_codes_full_hash_is_replayed_after_the_upgrade_on_postgresql() {
+    let cluster = PgCluster::start();
+    let db = PgPool::connect(&cluster.url()).await.unwrap();
+    let code = new_code();
+    buy_the_old_way("postgres", &db, &code, "'\\x00'::bytea").await;
+
+    let app = spawn_app_with(&cluster.store_settings()).await;
+    assert_purchase_replayed(&app, &code).await;
+    let stored = sqlx::query_scalar(BOUGHT_KEYS)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_hashes_cut_everywhere(stored, &code);
+}
