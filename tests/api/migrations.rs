@@ -260,27 +260,6 @@ fn succeeded_the_old_way(code: &str, sealed: &str) -> AssertSqlSafe<String> {
     ))
 }
 
-/// Brings `db` to `WITH_HASH_KEYS` and records there a callback that succeeded with `code`.
-async fn succeed_the_old_way<DB: sqlx::Database>(
-    backend: &str,
-    db: &sqlx::Pool<DB>,
-    code: &str,
-    sealed: &str,
-) where
-    DB::Connection: sqlx::migrate::Migrate,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    migrations(backend)
-        .await
-        .run_to(WITH_HASH_KEYS, db)
-        .await
-        .unwrap();
-    sqlx::raw_sql(succeeded_the_old_way(code, sealed))
-        .execute(db)
-        .await
-        .unwrap();
-}
-
 /// The same callback again gets the outcome recorded before the upgrade: the same result page,
 /// and no call of MondiaPay (the code is spent).
 async fn assert_replayed_as_before(app: &TestApp, code: &str) {
@@ -313,40 +292,18 @@ fn assert_hashes_cut(stored: Vec<String>, code: &str) {
 
 #[tokio::test]
 async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, db) = earlier_sqlite_database(&dir).await;
     let code = new_code();
-    succeed_the_old_way("sqlite", &db, &code, "X'00'").await;
-    db.close().await;
-
-    let url = format!("sqlite://{}", path.display());
-    let app = spawn_app_with(&format!(
-        "STORE__URL={url} STORE__ENCRYPTION_KEY={ENCRYPTION_KEY}"
-    ))
-    .await;
-    assert_replayed_as_before(&app, &code).await;
-    let db = SqlitePool::connect(&url).await.unwrap();
-    let stored = sqlx::query_scalar(STORED_HASHES)
-        .fetch_all(&db)
-        .await
-        .unwrap();
+    let (app, stored, _dir) = upgraded_sqlite(&SUCCEEDED, &code, STORED_HASHES).await;
     assert_hashes_cut(stored, &code);
+    assert_replayed_as_before(&app, &code).await;
 }
 
 #[tokio::test]
 async fn a_callback_recorded_under_its_codes_hash_is_replayed_after_the_upgrade_on_postgresql() {
-    let cluster = PgCluster::start();
-    let db = PgPool::connect(&cluster.url()).await.unwrap();
     let code = new_code();
-    succeed_the_old_way("postgres", &db, &code, "'\\x00'::bytea").await;
-
-    let app = spawn_app_with(&cluster.store_settings()).await;
-    assert_replayed_as_before(&app, &code).await;
-    let stored = sqlx::query_scalar(STORED_HASHES)
-        .fetch_all(&db)
-        .await
-        .unwrap();
+    let (app, stored, _cluster) = upgraded_postgresql(&SUCCEEDED, &code, STORED_HASHES).await;
     assert_hashes_cut(stored, &code);
+    assert_replayed_as_before(&app, &code).await;
 }
 
 /// The last schema under which a code's hash was all 256 bits of its HMAC.
@@ -382,27 +339,6 @@ fn bought_the_old_way(code: &str, sealed: &str) -> AssertSqlSafe<String> {
     ))
 }
 
-/// Brings `db` to `WITH_FULL_HASHES` and records there a purchase that succeeded with `code`.
-async fn buy_the_old_way<DB: sqlx::Database>(
-    backend: &str,
-    db: &sqlx::Pool<DB>,
-    code: &str,
-    sealed: &str,
-) where
-    DB::Connection: sqlx::migrate::Migrate,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    migrations(backend)
-        .await
-        .run_to(WITH_FULL_HASHES, db)
-        .await
-        .unwrap();
-    sqlx::raw_sql(bought_the_old_way(code, sealed))
-        .execute(db)
-        .await
-        .unwrap();
-}
-
 /// The purchase's callback again is its replay: the purchase still admits its own code, and the
 /// exchange still names its outcome. MondiaPay is not called.
 async fn assert_purchase_replayed(app: &TestApp, code: &str) {
@@ -433,38 +369,92 @@ fn assert_hashes_cut_everywhere(stored: Vec<String>, code: &str) {
 
 #[tokio::test]
 async fn a_purchase_bound_to_a_codes_full_hash_is_replayed_after_the_upgrade_on_sqlite() {
+    let code = new_code();
+    let (app, stored, _dir) = upgraded_sqlite(&BOUGHT, &code, BOUGHT_KEYS).await;
+    assert_hashes_cut_everywhere(stored, &code);
+    assert_purchase_replayed(&app, &code).await;
+}
+
+#[tokio::test]
+async fn a_purchase_bound_to_a_codes_full_hash_is_replayed_after_the_upgrade_on_postgresql() {
+    let code = new_code();
+    let (app, stored, _cluster) = upgraded_postgresql(&BOUGHT, &code, BOUGHT_KEYS).await;
+    assert_hashes_cut_everywhere(stored, &code);
+    assert_purchase_replayed(&app, &code).await;
+}
+
+/// What an earlier version left in its database: the schema it ran, and the rows it wrote for a
+/// code (SQL both databases take, given the backend's literal for a sealed blob).
+struct Earlier {
+    schema: i64,
+    rows: fn(&str, &str) -> AssertSqlSafe<String>,
+}
+
+/// A callback that succeeded while outcomes were keyed by the code's hash.
+const SUCCEEDED: Earlier = Earlier {
+    schema: WITH_HASH_KEYS,
+    rows: succeeded_the_old_way,
+};
+
+/// A purchase that succeeded while a code's hash was all 256 bits.
+const BOUGHT: Earlier = Earlier {
+    schema: WITH_FULL_HASHES,
+    rows: bought_the_old_way,
+};
+
+/// Brings `db` to `earlier`'s schema and writes there its rows for `code`.
+async fn leave<DB: sqlx::Database>(
+    earlier: &Earlier,
+    backend: &str,
+    db: &sqlx::Pool<DB>,
+    code: &str,
+    sealed: &str,
+) where
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    migrations(backend)
+        .await
+        .run_to(earlier.schema, db)
+        .await
+        .unwrap();
+    sqlx::raw_sql((earlier.rows)(code, sealed))
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// This version started on a SQLite file that `earlier` left with `code`: the service, what
+/// `query` then finds in the file, and the file's directory (kept while the test runs).
+async fn upgraded_sqlite(
+    earlier: &Earlier,
+    code: &str,
+    query: &'static str,
+) -> (TestApp, Vec<String>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (path, db) = earlier_sqlite_database(&dir).await;
-    let code = new_code();
-    buy_the_old_way("sqlite", &db, &code, "X'00'").await;
+    leave(earlier, "sqlite", &db, code, "X'00'").await;
     db.close().await;
-
     let url = format!("sqlite://{}", path.display());
     let app = spawn_app_with(&format!(
         "STORE__URL={url} STORE__ENCRYPTION_KEY={ENCRYPTION_KEY}"
     ))
     .await;
-    assert_purchase_replayed(&app, &code).await;
     let db = SqlitePool::connect(&url).await.unwrap();
-    let stored = sqlx::query_scalar(BOUGHT_KEYS)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    assert_hashes_cut_everywhere(stored, &code);
+    let stored = sqlx::query_scalar(query).fetch_all(&db).await.unwrap();
+    (app, stored, dir)
 }
 
-#[tokio::test]
-async fn a_purchase_bound_to_a_codes_full_hash_is_replayed_after_the_upgrade_on_postgresql() {
+/// The same on a PostgreSQL database (the cluster kept while the test runs).
+async fn upgraded_postgresql(
+    earlier: &Earlier,
+    code: &str,
+    query: &'static str,
+) -> (TestApp, Vec<String>, PgCluster) {
     let cluster = PgCluster::start();
     let db = PgPool::connect(&cluster.url()).await.unwrap();
-    let code = new_code();
-    buy_the_old_way("postgres", &db, &code, "'\\x00'::bytea").await;
-
+    leave(earlier, "postgres", &db, code, "'\\x00'::bytea").await;
     let app = spawn_app_with(&cluster.store_settings()).await;
-    assert_purchase_replayed(&app, &code).await;
-    let stored = sqlx::query_scalar(BOUGHT_KEYS)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    assert_hashes_cut_everywhere(stored, &code);
+    let stored = sqlx::query_scalar(query).fetch_all(&db).await.unwrap();
+    (app, stored, cluster)
 }
