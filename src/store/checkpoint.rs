@@ -2,8 +2,9 @@
 //! connection that commits, by default: the writer thread would stop every thousand pages to copy
 //! them and sync the database file, and every write queued meanwhile would wait. Here a thread of
 //! its own copies what the writer committed, at most every `INTERVAL` (a page written many times
-//! in between is copied once); the writer only finishes the job, when the WAL has grown long,
-//! so that SQLite can start it over from the beginning.
+//! in between is copied once), in passes until one finds little new; the writer copies only that
+//! little rest, so that SQLite can start the WAL over from the beginning. Once writes pause, the
+//! thread cuts the WAL's file back to nothing.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,12 +19,19 @@ use super::error::StoreError;
 /// copied once.
 const INTERVAL: Duration = Duration::from_secs(2);
 
-/// Past this many frames in the WAL (about 130 MB with 1 KiB pages), the writer checkpoints too
-/// (see `Checkpointer::committed`). Each time it does, every write queued meanwhile waits for the
-/// copy and the database's sync: a limit of 16,384 frames, reached every fraction of a second
-/// under a full load of callbacks, put those waits into p99 (39 ms against 20 ms with this one,
-/// paired runs). `journal_size_limit` (see `writer::open`) gives the space back once the WAL
-/// starts over.
+/// A pass of the thread that copied at most this many frames (about 1 MiB) was short, so little
+/// was written meanwhile: the writer copies that rest itself, in a few milliseconds, and the WAL
+/// starts over at its next transaction. SQLite starts a WAL over only when all of it is copied
+/// as a write begins, which under steady writes only the writer can see to.
+const FEW_FRAMES: u64 = 1024;
+
+/// The thread's passes in a row at most: each copies what was written during the one before.
+const MAX_PASSES: usize = 4;
+
+/// Past this many frames in the WAL (about 130 MB with 1 KiB pages), the writer checkpoints
+/// whatever the thread managed (see `Checkpointer::committed`): when writes outpace the thread's
+/// passes. Each time it does, every write queued meanwhile waits for the copy and the
+/// database's sync.
 const WAL_FRAMES_LIMIT: u64 = 131_072;
 
 pub struct Checkpointer {
@@ -36,6 +44,9 @@ pub struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The WAL's length in frames as of the thread's last checkpoint.
     wal_frames: Arc<AtomicU64>,
+    /// Set by the thread when its last pass left only a few frames to copy; taken by the writer,
+    /// which copies them.
+    rest_is_few: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
@@ -48,6 +59,8 @@ impl Checkpointer {
         let pending = Arc::clone(&committed);
         let wal_frames = Arc::new(AtomicU64::new(0));
         let measured = Arc::clone(&wal_frames);
+        let rest_is_few = Arc::new(AtomicBool::new(false));
+        let few_left = Arc::clone(&rest_is_few);
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
@@ -56,15 +69,18 @@ impl Checkpointer {
                     // Cleared first: a commit from now on is copied by the next checkpoint. The
                     // swap acquires what the commits that set the flag wrote before setting it.
                     pending.swap(false, Ordering::AcqRel);
-                    match checkpoint(&connection) {
-                        Ok(Copied { wal_frames, .. }) => {
-                            measured.store(wal_frames, Ordering::Relaxed);
+                    match catch_up(&connection) {
+                        Ok(CaughtUp { last, rest_is_few }) => {
+                            measured.store(last.wal_frames, Ordering::Relaxed);
+                            if rest_is_few {
+                                few_left.store(true, Ordering::Release);
+                            }
                         }
                         Err(error) => {
                             tracing::warn!(%error, "WAL checkpoint failed; trying again later")
                         }
                     }
-                    wanted = pause(&nudged, &pending);
+                    wanted = pause(&nudged, &pending, &connection);
                 }
             })
             .map_err(StoreError::Thread)?;
@@ -73,6 +89,7 @@ impl Checkpointer {
             nudge,
             thread: Some(thread),
             wal_frames,
+            rest_is_few,
         })
     }
 
@@ -87,15 +104,17 @@ impl Checkpointer {
     }
 
     /// Called by the writer after each commit, between its transactions. Wakes the thread; and
-    /// when the WAL has grown past `WAL_FRAMES_LIMIT` (writes that never pause leave the thread
-    /// no moment in which all of it is copied), checkpoints on the writer's connection: little
-    /// is left to copy by then, and once all of it is, the writer's next transaction starts the
-    /// WAL over instead of growing it.
+    /// when the thread left only a few frames to copy, or the WAL has grown past
+    /// `WAL_FRAMES_LIMIT`, checkpoints on the writer's connection: writes that never pause leave
+    /// the thread no moment in which all of the WAL is copied, and once all of it is, the
+    /// writer's next transaction starts the WAL over instead of growing it.
     pub fn committed(&self, writer: &Connection) {
         if !self.committed.swap(true, Ordering::AcqRel) {
             let _ = self.nudge.try_send(());
         }
-        if self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
+        if self.rest_is_few.swap(false, Ordering::Acquire)
+            || self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT
+        {
             match checkpoint(writer) {
                 // All of it copied: the WAL starts over at the writer's next transaction.
                 Ok(copied) if copied.copied >= copied.wal_frames => {
@@ -109,9 +128,9 @@ impl Checkpointer {
     }
 }
 
-/// Waits out `INTERVAL`, and then for the next commit unless one came meanwhile; whether to
-/// checkpoint again (`false` once the writer has gone).
-fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool) -> bool {
+/// Waits out `INTERVAL`, and then for the next commit unless one came meanwhile (cutting the
+/// WAL's file back first); whether to checkpoint again (`false` once the writer has gone).
+fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool, connection: &Connection) -> bool {
     let resume = std::time::Instant::now() + INTERVAL;
     loop {
         let left = resume.saturating_duration_since(std::time::Instant::now());
@@ -123,7 +142,77 @@ fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool) -> bool {
         }
     }
     // A commit that finds the flag clear after this load sends a wake-up.
-    committed.load(Ordering::Acquire) || nudged.recv().is_ok()
+    if committed.load(Ordering::Acquire) {
+        return true;
+    }
+    // No commit since the last pass began, so it copied the whole WAL: while writes pause its
+    // file need not keep the size it grew to under load.
+    if let Err(error) = shrink(connection) {
+        tracing::warn!(%error, "the WAL's file could not be cut back; trying again later");
+    }
+    nudged.recv().is_ok()
+}
+
+/// The thread's passes, and whether the writer is to copy what is left.
+struct CaughtUp {
+    last: Copied,
+    rest_is_few: bool,
+}
+
+/// Checkpoints in passes, each copying what was written during the one before, until a pass
+/// copies at most `FEW_FRAMES`: then what was written during that short pass is left for the
+/// writer (see `after`).
+fn catch_up(connection: &Connection) -> Result<CaughtUp, rusqlite::Error> {
+    let mut last = checkpoint(connection)?;
+    let mut rest_is_few = false;
+    for _ in 1..MAX_PASSES {
+        let pass = checkpoint(connection)?;
+        let next = after(&last, &pass);
+        last = pass;
+        match next {
+            Next::Again => {}
+            Next::WriterFinishes => {
+                rest_is_few = true;
+                break;
+            }
+            Next::Pause => break,
+        }
+    }
+    Ok(CaughtUp { last, rest_is_few })
+}
+
+/// What follows a pass of the thread.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// Much was written during the pass before: copy it.
+    Again,
+    /// This pass was short and copied all it saw: the writer copies the few frames written
+    /// meanwhile.
+    WriterFinishes,
+    /// Nothing is left for now, or nothing can be done about it: the WAL started over, nothing
+    /// was written (the writer's next transaction starts it over), or a frame could not be
+    /// copied (a reader still using old frames, or the writer's own checkpoint under way).
+    Pause,
+}
+
+fn after(previous: &Copied, pass: &Copied) -> Next {
+    if previous.copied < previous.wal_frames || pass.copied < pass.wal_frames {
+        return Next::Pause;
+    }
+    match pass.wal_frames.checked_sub(previous.wal_frames) {
+        None | Some(0) => Next::Pause,
+        Some(frames) if frames <= FEW_FRAMES => Next::WriterFinishes,
+        Some(_) => Next::Again,
+    }
+}
+
+/// Cuts the WAL's file to nothing, if no reader or writer is using it at that moment: the
+/// checkpoint waits for none of them, so no write waits for it past its own short truncation.
+fn shrink(connection: &Connection) -> Result<(), rusqlite::Error> {
+    connection.busy_timeout(Duration::ZERO)?;
+    let truncated = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    connection.busy_timeout(Duration::from_secs(5))?;
+    truncated
 }
 
 /// What a checkpoint found and did, in frames.
@@ -169,6 +258,7 @@ mod tests {
             nudge,
             thread: None,
             wal_frames: Arc::default(),
+            rest_is_few: Arc::default(),
         };
         (checkpointer, nudged)
     }
@@ -230,6 +320,94 @@ mod tests {
         // The thread is pausing now, or waiting for a commit: either way this one is copied.
         commit("later-commit-marker");
         copied_into_the_database(&path, "later-commit-marker");
+        checkpointer.stop();
+    }
+
+    fn copied(wal_frames: u64, copied: u64) -> Copied {
+        Copied { wal_frames, copied }
+    }
+
+    #[test]
+    fn passes_go_on_while_much_was_written_during_the_last_and_leave_a_short_ones_rest_to_the_writer()
+     {
+        let first = copied(60_000, 60_000);
+        // 3,000 frames written while the first pass copied: another pass.
+        assert_eq!(after(&first, &copied(63_000, 63_000)), Next::Again);
+        // 400 written during that (short) pass: the writer copies what comes after.
+        assert_eq!(
+            after(&copied(63_000, 63_000), &copied(63_400, 63_400)),
+            Next::WriterFinishes
+        );
+        assert_eq!(
+            after(&first, &copied(60_000 + FEW_FRAMES, 60_000 + FEW_FRAMES)),
+            Next::WriterFinishes
+        );
+        // Nothing written: the WAL is all copied, and starts over at the next write.
+        assert_eq!(after(&first, &copied(60_000, 60_000)), Next::Pause);
+        // Started over meanwhile.
+        assert_eq!(after(&first, &copied(500, 500)), Next::Pause);
+        // A reader holds frames back: neither the thread nor the writer can copy them yet.
+        assert_eq!(after(&first, &copied(60_400, 60_100)), Next::Pause);
+        assert_eq!(
+            after(&copied(60_000, 59_000), &copied(60_400, 60_400)),
+            Next::Pause
+        );
+    }
+
+    #[test]
+    fn a_rest_left_by_the_thread_is_copied_by_the_writer_and_the_wal_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = wal_writer(&path);
+        let (checkpointer, _nudged) = without_thread();
+        let write = || {
+            writer
+                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
+                .unwrap();
+        };
+        for _ in 0..10 {
+            write();
+        }
+        let grown = wal_frames(&path);
+        // Far below the limit, but the thread's last pass left only a few frames.
+        checkpointer.rest_is_few.store(true, Ordering::Relaxed);
+        checkpointer.committed(&writer);
+        assert!(!checkpointer.rest_is_few.load(Ordering::Relaxed), "taken");
+        write();
+        let restarted = wal_frames(&path);
+        assert!(
+            restarted < grown,
+            "{restarted} frames, not fewer than {grown}"
+        );
+    }
+
+    #[test]
+    fn once_writes_pause_the_wals_file_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = wal_writer(&path);
+        let checkpointer = Checkpointer::start(&path).unwrap();
+        for _ in 0..10 {
+            writer
+                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
+                .unwrap();
+            checkpointer.committed(&writer);
+        }
+        let wal = path.with_extension("db-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 30_000);
+        let deadline = Instant::now() + INTERVAL * 5;
+        while std::fs::metadata(&wal).unwrap().len() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the WAL's file was never cut back"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Still a database: the rows are there.
+        let rows: i64 = writer
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 10);
         checkpointer.stop();
     }
 

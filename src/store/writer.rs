@@ -153,11 +153,12 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     // `journal_mode` answers with a row; the others do not.
     connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     // No checkpoint inside a commit: `Checkpointer` copies the WAL into the database apart from
-    // the writes.
+    // the writes. Nor a `journal_size_limit`: a WAL started over under load is written over in
+    // place, not cut back and grown again by the commit that follows (the truncation and the new
+    // blocks' sync made that commit one of the slowest), and the checkpoint thread cuts the file
+    // once writes pause.
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
     connection.pragma_update(None, "cache_size", sqlite::WRITER_CACHE)?;
-    // A WAL that grew long under load is cut back to 64 MiB when it starts over.
-    connection.query_row("PRAGMA journal_size_limit = 67108864", [], |_| Ok(()))?;
     // Statements are prepared once and kept: every write reuses them.
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
