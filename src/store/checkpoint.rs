@@ -19,28 +19,31 @@ use super::error::StoreError;
 /// copied once.
 const INTERVAL: Duration = Duration::from_secs(2);
 
-/// A pass of the thread that copied at most this many frames (about 1 MiB) was short, so little
-/// was written meanwhile: the writer may copy that rest itself, and the WAL starts over at its
-/// next transaction. SQLite starts a WAL over only when all of it is copied as a write begins,
-/// which under steady writes only the writer can see to.
+/// A pass of the thread that copied at most this many frames (about 1 MiB with 1 KiB pages) was
+/// short, so little was written meanwhile: the writer may copy that rest itself, and the WAL
+/// starts over at its next transaction. SQLite starts a WAL over only when all of it is copied
+/// as a write begins (and no reader still uses its old frames), which under steady writes only
+/// the writer can see to.
 const FEW_FRAMES: u64 = 1024;
 
-/// The writer copies the thread's rest only once the WAL is this long (about 200 MB with 1 KiB
-/// pages): every write queued meanwhile waits for that copy and two syncs, 3 to 80 ms on a
+/// The writer copies the thread's rest only once the WAL is this long (about 200,000 frames with
+/// 1 KiB pages): every write queued meanwhile waits for that copy and two syncs, 3 to 80 ms on a
 /// virtual disk, so the fewer times the better (under a full load of callbacks, every 5 s or so
 /// instead of every 2 s; wrk's p99 in two pairs of three 10 s runs on one store: 13 to 23 ms
 /// against 16 to 41). With writes that pause now and then, the WAL starts over by itself
 /// whenever the thread has just copied all of it.
-const RESTART_FRAMES: u64 = 196_608;
+const RESTART_BYTES: u64 = 200 * 1024 * 1024;
 
 /// The thread's passes in a row at most: each copies what was written during the one before.
+/// Under writes so fast that no pass is short, the WAL starts over only at the writer's limit
+/// (`Checkpointer::limit_frames`).
 const MAX_PASSES: usize = 4;
 
-/// Past this many frames in the WAL (about 400 MB with 1 KiB pages), the writer checkpoints
-/// whatever the thread managed (see `Checkpointer::committed`): when writes outpace the thread's
-/// passes. Each time it does, every write queued meanwhile waits for the copy and the
-/// database's sync.
-const WAL_FRAMES_LIMIT: u64 = 3 * RESTART_FRAMES;
+/// The most the WAL's file keeps when the WAL starts over (`journal_size_limit`, set by the
+/// writer): above what it grows to here (`RESTART_BYTES`, at most three times that when the
+/// thread falls behind), so the commit after a restart does not cut the file and sync its
+/// freed blocks (54 to 68 ms here); a WAL a long reader kept from starting over is cut back.
+pub const WAL_FILE_LIMIT: u64 = 4 * RESTART_BYTES;
 
 pub struct Checkpointer {
     /// Set by the writer's commits, cleared by the thread as it starts a checkpoint.
@@ -55,6 +58,10 @@ pub struct Checkpointer {
     /// Set by the thread when its last pass left only a few frames to copy; taken by the writer,
     /// which copies them.
     rest_is_few: Arc<AtomicBool>,
+    /// Past this many frames in the WAL (three times `RESTART_BYTES`), the writer checkpoints
+    /// whatever the thread managed: when writes outpace the thread's passes. Each time it does,
+    /// every write queued meanwhile waits for the copy and the database's sync.
+    limit_frames: u64,
 }
 
 impl Checkpointer {
@@ -62,6 +69,12 @@ impl Checkpointer {
     pub fn start(path: &Path) -> Result<Self, StoreError> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(Duration::from_secs(5))?;
+        // A checkpoint syncs the WAL before it copies and the database after (SQLite's default,
+        // named: with `OFF` a crash could lose what a restarted WAL wrote over).
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        // SQLite's pages are 512 bytes to 64 KiB.
+        let restart_frames = restart_frames(u64::try_from(page_size).unwrap_or(512));
         let (nudge, nudged) = mpsc::sync_channel(1);
         let committed = Arc::new(AtomicBool::new(false));
         let pending = Arc::clone(&committed);
@@ -77,18 +90,33 @@ impl Checkpointer {
                     // Cleared first: a commit from now on is copied by the next checkpoint. The
                     // swap acquires what the commits that set the flag wrote before setting it.
                     pending.swap(false, Ordering::AcqRel);
-                    match catch_up(&connection) {
-                        Ok(CaughtUp { last, rest_is_few }) => {
+                    let all_copied = match catch_up(&connection, restart_frames) {
+                        Ok(Some(CaughtUp { last, rest_is_few })) => {
                             measured.store(last.wal_frames, Ordering::Relaxed);
                             if rest_is_few {
                                 few_left.store(true, Ordering::Release);
                             }
+                            last.copied >= last.wal_frames
                         }
+                        // The writer's own checkpoint was under way.
+                        Ok(None) => false,
                         Err(error) => {
-                            tracing::warn!(%error, "WAL checkpoint failed; trying again later")
+                            tracing::warn!(%error, "WAL checkpoint failed; trying again later");
+                            false
                         }
-                    }
-                    wanted = pause(&nudged, &pending, &connection);
+                    };
+                    wanted = pause(&nudged, &pending, || {
+                        // Nothing was committed since the passes began. Cut only a WAL they
+                        // copied all of: cutting copies any rest first, with the writer kept
+                        // waiting.
+                        if all_copied {
+                            // The WAL starts over now: no rest for the writer to copy.
+                            few_left.store(false, Ordering::Relaxed);
+                            if let Err(error) = shrink(&connection) {
+                                tracing::warn!(%error, "the WAL's file could not be cut back");
+                            }
+                        }
+                    });
                 }
             })
             .map_err(StoreError::Thread)?;
@@ -98,6 +126,7 @@ impl Checkpointer {
             thread: Some(thread),
             wal_frames,
             rest_is_few,
+            limit_frames: 3 * restart_frames,
         })
     }
 
@@ -112,23 +141,24 @@ impl Checkpointer {
     }
 
     /// Called by the writer after each commit, between its transactions. Wakes the thread; and
-    /// when the thread left only a few frames to copy, or the WAL has grown past
-    /// `WAL_FRAMES_LIMIT`, checkpoints on the writer's connection: writes that never pause leave
-    /// the thread no moment in which all of the WAL is copied, and once all of it is, the
-    /// writer's next transaction starts the WAL over instead of growing it.
+    /// when the thread left only a few frames to copy, or the WAL has grown past `limit_frames`,
+    /// checkpoints on the writer's connection: writes that never pause leave the thread no
+    /// moment in which all of the WAL is copied, and once all of it is, the writer's next
+    /// transaction starts the WAL over instead of growing it.
     pub fn committed(&self, writer: &Connection) {
         if !self.committed.swap(true, Ordering::AcqRel) {
             let _ = self.nudge.try_send(());
         }
         if self.rest_is_few.swap(false, Ordering::Acquire)
-            || self.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT
+            || self.wal_frames.load(Ordering::Relaxed) > self.limit_frames
         {
             match checkpoint(writer) {
                 // All of it copied: the WAL starts over at the writer's next transaction.
-                Ok(copied) if copied.copied >= copied.wal_frames => {
+                Ok(Some(copied)) if copied.copied >= copied.wal_frames => {
                     self.wal_frames.store(0, Ordering::Relaxed);
                 }
-                // The thread was copying at that moment: again after the next commit.
+                // A reader still uses old frames, or the thread was copying at that moment: past
+                // the limit, again after the next commit; a rest, at the thread's next passes.
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again later"),
             }
@@ -136,9 +166,15 @@ impl Checkpointer {
     }
 }
 
-/// Waits out `INTERVAL`, and then for the next commit unless one came meanwhile (cutting the
-/// WAL's file back first); whether to checkpoint again (`false` once the writer has gone).
-fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool, connection: &Connection) -> bool {
+/// The WAL's length in frames at which the writer copies the thread's rest: `RESTART_BYTES` of
+/// frames (a page and a 24-byte header each).
+fn restart_frames(page_size: u64) -> u64 {
+    RESTART_BYTES / (page_size + 24)
+}
+
+/// Waits out `INTERVAL`, and then, unless a commit came meanwhile, runs `idle` and waits for
+/// the next commit; whether to checkpoint again (`false` once the writer has gone).
+fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool, idle: impl FnOnce()) -> bool {
     let resume = std::time::Instant::now() + INTERVAL;
     loop {
         let left = resume.saturating_duration_since(std::time::Instant::now());
@@ -153,11 +189,7 @@ fn pause(nudged: &mpsc::Receiver<()>, committed: &AtomicBool, connection: &Conne
     if committed.load(Ordering::Acquire) {
         return true;
     }
-    // No commit since the last pass began, so it copied the whole WAL: while writes pause its
-    // file need not keep the size it grew to under load.
-    if let Err(error) = shrink(connection) {
-        tracing::warn!(%error, "the WAL's file could not be cut back; trying again later");
-    }
+    idle();
     nudged.recv().is_ok()
 }
 
@@ -169,13 +201,20 @@ struct CaughtUp {
 
 /// Checkpoints in passes, each copying what was written during the one before, until a pass
 /// copies at most `FEW_FRAMES`: then what was written during that short pass is left for the
-/// writer (see `after`).
-fn catch_up(connection: &Connection) -> Result<CaughtUp, rusqlite::Error> {
-    let mut last = checkpoint(connection)?;
+/// writer (see `after`). `None` if another checkpoint (the writer's) was under way.
+fn catch_up(
+    connection: &Connection,
+    restart_frames: u64,
+) -> Result<Option<CaughtUp>, rusqlite::Error> {
+    let Some(mut last) = checkpoint(connection)? else {
+        return Ok(None);
+    };
     let mut rest_is_few = false;
     for _ in 1..MAX_PASSES {
-        let pass = checkpoint(connection)?;
-        let next = after(&last, &pass);
+        let Some(pass) = checkpoint(connection)? else {
+            break;
+        };
+        let next = after(&last, &pass, restart_frames);
         last = pass;
         match next {
             Next::Again => {}
@@ -186,7 +225,7 @@ fn catch_up(connection: &Connection) -> Result<CaughtUp, rusqlite::Error> {
             Next::Pause => break,
         }
     }
-    Ok(CaughtUp { last, rest_is_few })
+    Ok(Some(CaughtUp { last, rest_is_few }))
 }
 
 /// What follows a pass of the thread.
@@ -199,18 +238,17 @@ enum Next {
     WriterFinishes,
     /// Nothing is left for now, or nothing can be done about it: the WAL started over, nothing
     /// was written (the writer's next transaction starts it over), the WAL is still short, or
-    /// a frame could not be copied (a reader still using old frames, or the writer's own
-    /// checkpoint under way).
+    /// a frame could not be copied (a reader still using old frames).
     Pause,
 }
 
-fn after(previous: &Copied, pass: &Copied) -> Next {
+fn after(previous: &Copied, pass: &Copied, restart_frames: u64) -> Next {
     if previous.copied < previous.wal_frames || pass.copied < pass.wal_frames {
         return Next::Pause;
     }
     match pass.wal_frames.checked_sub(previous.wal_frames) {
         None | Some(0) => Next::Pause,
-        Some(frames) if frames <= FEW_FRAMES && pass.wal_frames >= RESTART_FRAMES => {
+        Some(frames) if frames <= FEW_FRAMES && pass.wal_frames >= restart_frames => {
             Next::WriterFinishes
         }
         Some(frames) if frames <= FEW_FRAMES => Next::Pause,
@@ -219,7 +257,8 @@ fn after(previous: &Copied, pass: &Copied) -> Next {
 }
 
 /// Cuts the WAL's file to nothing, if no reader or writer is using it at that moment: the
-/// checkpoint waits for none of them, so no write waits for it past its own short truncation.
+/// checkpoint waits for none of them, and takes the writer's lock only for the truncation and
+/// its sync (the WAL being all copied already).
 fn shrink(connection: &Connection) -> Result<(), rusqlite::Error> {
     connection.busy_timeout(Duration::ZERO)?;
     let truncated = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -236,17 +275,17 @@ struct Copied {
 }
 
 /// A passive checkpoint (it never waits for the writer or readers): copies every frame it may.
-/// Another checkpoint under way makes it copy nothing.
-fn checkpoint(connection: &Connection) -> Result<Copied, rusqlite::Error> {
+/// `None` if another checkpoint was under way: then it did nothing.
+fn checkpoint(connection: &Connection) -> Result<Option<Copied>, rusqlite::Error> {
     connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-        let frames = |index| {
-            row.get::<_, i64>(index)
-                .map(|frames| u64::try_from(frames).unwrap_or(0))
-        };
-        Ok(Copied {
-            wal_frames: frames(1)?,
-            copied: frames(2)?,
-        })
+        let busy: i64 = row.get(0)?;
+        let (wal_frames, copied): (i64, i64) = (row.get(1)?, row.get(2)?);
+        Ok(
+            match (busy, u64::try_from(wal_frames), u64::try_from(copied)) {
+                (0, Ok(wal_frames), Ok(copied)) => Some(Copied { wal_frames, copied }),
+                _ => None,
+            },
+        )
     })
 }
 
@@ -256,10 +295,15 @@ mod tests {
 
     use super::*;
 
+    /// The WAL's length in frames, read without copying any of it.
     fn wal_frames(path: &Path) -> u64 {
-        checkpoint(&Connection::open(path).unwrap())
+        Connection::open(path)
             .unwrap()
-            .wal_frames
+            .query_row("PRAGMA wal_checkpoint(NOOP)", [], |row| {
+                row.get::<_, i64>(1)
+            })
+            .map(|frames| u64::try_from(frames).unwrap())
+            .unwrap()
     }
 
     /// A checkpointer whose thread is not running, and the wake-ups the writer sends it.
@@ -271,6 +315,7 @@ mod tests {
             thread: None,
             wal_frames: Arc::default(),
             rest_is_few: Arc::default(),
+            limit_frames: 3 * restart_frames(1024),
         };
         (checkpointer, nudged)
     }
@@ -342,41 +387,107 @@ mod tests {
     #[test]
     fn passes_go_on_while_much_was_written_during_the_last_and_leave_a_short_ones_rest_to_the_writer()
      {
-        let long = RESTART_FRAMES;
+        let long = restart_frames(1024);
+        let after = |previous, pass| after(&previous, &pass, long);
         let first = copied(long, long);
         // 3,000 frames written while the first pass copied: another pass.
         assert_eq!(
-            after(&first, &copied(long + 3_000, long + 3_000)),
+            after(first, copied(long + 3_000, long + 3_000)),
             Next::Again
         );
         // 400 written during that (short) pass: the writer copies what comes after.
         assert_eq!(
             after(
-                &copied(long + 3_000, long + 3_000),
-                &copied(long + 3_400, long + 3_400)
+                copied(long + 3_000, long + 3_000),
+                copied(long + 3_400, long + 3_400)
             ),
             Next::WriterFinishes
         );
         assert_eq!(
-            after(&first, &copied(long + FEW_FRAMES, long + FEW_FRAMES)),
+            after(
+                copied(long, long),
+                copied(long + FEW_FRAMES, long + FEW_FRAMES)
+            ),
             Next::WriterFinishes
         );
         // A WAL still short is left to grow: the writer's copy holds up the writes behind it.
-        let short = RESTART_FRAMES / 2;
+        let short = long / 2;
         assert_eq!(
-            after(&copied(short, short), &copied(short + 400, short + 400)),
+            after(copied(short, short), copied(short + 400, short + 400)),
             Next::Pause
         );
         // Nothing written: the WAL is all copied, and starts over at the next write.
-        assert_eq!(after(&first, &copied(long, long)), Next::Pause);
+        assert_eq!(after(copied(long, long), copied(long, long)), Next::Pause);
         // Started over meanwhile.
-        assert_eq!(after(&first, &copied(500, 500)), Next::Pause);
+        assert_eq!(after(copied(long, long), copied(500, 500)), Next::Pause);
         // A reader holds frames back: neither the thread nor the writer can copy them yet.
-        assert_eq!(after(&first, &copied(long + 400, long + 100)), Next::Pause);
         assert_eq!(
-            after(&copied(long, long - 1_000), &copied(long + 400, long + 400)),
+            after(copied(long, long), copied(long + 400, long + 100)),
             Next::Pause
         );
+        assert_eq!(
+            after(copied(long, long - 1_000), copied(long + 400, long + 400)),
+            Next::Pause
+        );
+    }
+
+    #[test]
+    fn the_writer_restarts_a_wal_of_about_200_mib_whatever_the_page_size() {
+        for page_size in [1024, 4096, 65_536] {
+            let bytes = restart_frames(page_size) * (page_size + 24);
+            assert!(
+                bytes <= RESTART_BYTES && bytes > RESTART_BYTES - (page_size + 24),
+                "{page_size}: {bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_threads_passes_copy_what_was_written_before_them_and_leave_no_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = wal_writer(&path);
+        for _ in 0..10 {
+            writer
+                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
+                .unwrap();
+        }
+        let grown = wal_frames(&path);
+        let caught = catch_up(&Connection::open(&path).unwrap(), restart_frames(1024))
+            .unwrap()
+            .unwrap();
+        assert_eq!((caught.last.wal_frames, caught.last.copied), (grown, grown));
+        assert!(!caught.rest_is_few, "nothing was written during the passes");
+    }
+
+    #[test]
+    fn cutting_the_wal_waits_for_no_reader_and_leaves_the_connection_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = wal_writer(&path);
+        writer
+            .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
+            .unwrap();
+        let reader = Connection::open(&path).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+            .unwrap();
+        let checkpointer = Connection::open(&path).unwrap();
+        checkpointer.busy_timeout(Duration::from_secs(5)).unwrap();
+        let wal = path.with_extension("db-wal");
+        let started = Instant::now();
+        shrink(&checkpointer).unwrap();
+        // Not the 5 s of a busy timeout: the reader's snapshot keeps the WAL as it is.
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        let timeout: i64 = checkpointer
+            .query_row("PRAGMA busy_timeout", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(timeout, 5_000);
+        // With the reader done, it is cut.
+        reader.execute_batch("COMMIT").unwrap();
+        shrink(&checkpointer).unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
     }
 
     #[test]
@@ -456,7 +567,7 @@ mod tests {
         // As if the thread had last seen a WAL past the limit.
         checkpointer
             .wal_frames
-            .store(WAL_FRAMES_LIMIT + 1, Ordering::Relaxed);
+            .store(checkpointer.limit_frames + 1, Ordering::Relaxed);
         checkpointer.committed(&writer);
         assert_eq!(checkpointer.wal_frames.load(Ordering::Relaxed), 0);
         write();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{Checkpointer, WAL_FILE_LIMIT};
 use super::error::StoreError;
 use super::sqlite;
 
@@ -153,11 +153,15 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     // `journal_mode` answers with a row; the others do not.
     connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     // No checkpoint inside a commit: `Checkpointer` copies the WAL into the database apart from
-    // the writes. Nor a `journal_size_limit`: a WAL started over under load is written over in
-    // place, not cut back and grown again by the commit that follows (the truncation and the new
-    // blocks' sync made that commit one of the slowest), and the checkpoint thread cuts the file
-    // once writes pause.
+    // the writes. A WAL started over under load is written over in place, not cut back and grown
+    // again by the commit that follows (see `WAL_FILE_LIMIT`); the checkpoint thread cuts the
+    // file once writes pause.
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+    connection.query_row(
+        &format!("PRAGMA journal_size_limit = {WAL_FILE_LIMIT}"),
+        [],
+        |_| Ok(()),
+    )?;
     connection.pragma_update(None, "cache_size", sqlite::WRITER_CACHE)?;
     // Statements are prepared once and kept: every write reuses them.
     connection.set_prepared_statement_cache_capacity(64);
@@ -331,6 +335,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(size, i64::from(sqlite::WRITER_CACHE));
+    }
+
+    #[tokio::test]
+    async fn the_wals_file_is_cut_back_at_a_restart_only_past_its_limit() {
+        let (_dir, writer) = writer();
+        let limit: i64 = writer
+            .write(|db| Ok(db.query_row("PRAGMA journal_size_limit", [], |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(u64::try_from(limit).unwrap(), WAL_FILE_LIMIT);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
