@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::error::StoreError;
+use super::sqlite;
 
 /// The pause between two checkpoints of the thread: pages written many times in between are
 /// copied once.
@@ -46,29 +47,35 @@ const MAX_PASSES: usize = 4;
 pub const WAL_FILE_LIMIT: u64 = 4 * RESTART_BYTES;
 
 pub struct Checkpointer {
-    /// Set by the writer's commits, cleared by the thread as it starts a checkpoint.
-    committed: Arc<AtomicBool>,
-    /// Wakes the thread, once per commit that finds `committed` clear: not at every commit (a
-    /// thousand wake-ups a second under load, each a context switch on the cores the requests
-    /// need). Dropped, it ends the thread.
+    signals: Arc<Signals>,
+    /// Wakes the thread, once per commit that finds `Signals::committed` clear: not at every
+    /// commit (a thousand wake-ups a second under load, each a context switch on the cores the
+    /// requests need). Dropped, it ends the thread.
     nudge: mpsc::SyncSender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The WAL's length in frames as of the thread's last checkpoint.
-    wal_frames: Arc<AtomicU64>,
-    /// Set by the thread when its last pass left only a few frames to copy; taken by the writer,
-    /// which copies them.
-    rest_is_few: Arc<AtomicBool>,
     /// Past this many frames in the WAL (three times `RESTART_BYTES`), the writer checkpoints
     /// whatever the thread managed: when writes outpace the thread's passes. Each time it does,
     /// every write queued meanwhile waits for the copy and the database's sync.
     limit_frames: u64,
 }
 
+/// What the writer and the thread tell each other.
+#[derive(Default)]
+struct Signals {
+    /// Set by the writer's commits, cleared by the thread as it starts its passes.
+    committed: AtomicBool,
+    /// The WAL's length in frames as of the thread's last checkpoint.
+    wal_frames: AtomicU64,
+    /// Set by the thread when its last pass left only a few frames to copy; taken by the writer,
+    /// which copies them.
+    rest_is_few: AtomicBool,
+}
+
 impl Checkpointer {
     /// Starts the thread, on a connection of its own to `path`. It ends with the writer.
     pub fn start(path: &Path) -> Result<Self, StoreError> {
         let connection = Connection::open(path)?;
-        connection.busy_timeout(Duration::from_secs(5))?;
+        connection.busy_timeout(sqlite::BUSY_TIMEOUT)?;
         // A checkpoint syncs the WAL before it copies and the database after (SQLite's default,
         // named: with `OFF` a crash could lose what a restarted WAL wrote over).
         connection.pragma_update(None, "synchronous", "FULL")?;
@@ -76,56 +83,16 @@ impl Checkpointer {
         // SQLite's pages are 512 bytes to 64 KiB.
         let restart_frames = restart_frames(u64::try_from(page_size).unwrap_or(512));
         let (nudge, nudged) = mpsc::sync_channel(1);
-        let committed = Arc::new(AtomicBool::new(false));
-        let pending = Arc::clone(&committed);
-        let wal_frames = Arc::new(AtomicU64::new(0));
-        let measured = Arc::clone(&wal_frames);
-        let rest_is_few = Arc::new(AtomicBool::new(false));
-        let few_left = Arc::clone(&rest_is_few);
+        let signals = Arc::new(Signals::default());
+        let shared = Arc::clone(&signals);
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                let mut wanted = nudged.recv().is_ok();
-                while wanted {
-                    // Cleared first: a commit from now on is copied by the next checkpoint. The
-                    // swap acquires what the commits that set the flag wrote before setting it.
-                    pending.swap(false, Ordering::AcqRel);
-                    let all_copied = match catch_up(&connection, restart_frames) {
-                        Ok(Some(CaughtUp { last, rest_is_few })) => {
-                            measured.store(last.wal_frames, Ordering::Relaxed);
-                            if rest_is_few {
-                                few_left.store(true, Ordering::Release);
-                            }
-                            last.copied >= last.wal_frames
-                        }
-                        // The writer's own checkpoint was under way.
-                        Ok(None) => false,
-                        Err(error) => {
-                            tracing::warn!(%error, "WAL checkpoint failed; trying again later");
-                            false
-                        }
-                    };
-                    wanted = pause(&nudged, &pending, || {
-                        // Nothing was committed since the passes began. Cut only a WAL they
-                        // copied all of: cutting copies any rest first, with the writer kept
-                        // waiting.
-                        if all_copied {
-                            // The WAL starts over now: no rest for the writer to copy.
-                            few_left.store(false, Ordering::Relaxed);
-                            if let Err(error) = shrink(&connection) {
-                                tracing::warn!(%error, "the WAL's file could not be cut back");
-                            }
-                        }
-                    });
-                }
-            })
+            .spawn(move || copy_while_written(&connection, &nudged, &shared, restart_frames))
             .map_err(StoreError::Thread)?;
         Ok(Self {
-            committed,
+            signals,
             nudge,
             thread: Some(thread),
-            wal_frames,
-            rest_is_few,
             limit_frames: 3 * restart_frames,
         })
     }
@@ -146,16 +113,17 @@ impl Checkpointer {
     /// moment in which all of the WAL is copied, and once all of it is, the writer's next
     /// transaction starts the WAL over instead of growing it.
     pub fn committed(&self, writer: &Connection) {
-        if !self.committed.swap(true, Ordering::AcqRel) {
+        let signals = &self.signals;
+        if !signals.committed.swap(true, Ordering::AcqRel) {
             let _ = self.nudge.try_send(());
         }
-        if self.rest_is_few.swap(false, Ordering::Acquire)
-            || self.wal_frames.load(Ordering::Relaxed) > self.limit_frames
+        if signals.rest_is_few.swap(false, Ordering::Acquire)
+            || signals.wal_frames.load(Ordering::Relaxed) > self.limit_frames
         {
             match checkpoint(writer) {
                 // All of it copied: the WAL starts over at the writer's next transaction.
-                Ok(Some(copied)) if copied.copied >= copied.wal_frames => {
-                    self.wal_frames.store(0, Ordering::Relaxed);
+                Ok(Some(copied)) if copied.is_complete() => {
+                    signals.wal_frames.store(0, Ordering::Relaxed);
                 }
                 // A reader still uses old frames, or the thread was copying at that moment: past
                 // the limit, again after the next commit; a rest, at the thread's next passes.
@@ -163,6 +131,48 @@ impl Checkpointer {
                 Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again later"),
             }
         }
+    }
+}
+
+/// The thread: after each commit that wakes it, passes (`catch_up`), then a pause; once writes
+/// pause, the WAL's file is cut. Ends when the writer has gone.
+fn copy_while_written(
+    connection: &Connection,
+    nudged: &mpsc::Receiver<()>,
+    signals: &Signals,
+    restart_frames: u64,
+) {
+    let mut wanted = nudged.recv().is_ok();
+    while wanted {
+        // Cleared first: a commit from now on is copied by the next passes. The swap acquires
+        // what the commits that set the flag wrote before setting it.
+        signals.committed.swap(false, Ordering::AcqRel);
+        let all_copied = match catch_up(connection, restart_frames) {
+            Ok(Some(CaughtUp { last, rest_is_few })) => {
+                signals.wal_frames.store(last.wal_frames, Ordering::Relaxed);
+                if rest_is_few {
+                    signals.rest_is_few.store(true, Ordering::Release);
+                }
+                last.is_complete()
+            }
+            // The writer's own checkpoint was under way.
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, "WAL checkpoint failed; trying again later");
+                false
+            }
+        };
+        // When idle, nothing was committed since the passes began. Only a WAL they copied all
+        // of is cut: cutting copies any rest first, with the writer kept waiting.
+        wanted = pause(nudged, &signals.committed, || {
+            if all_copied {
+                // The WAL starts over now: no rest for the writer to copy.
+                signals.rest_is_few.store(false, Ordering::Relaxed);
+                if let Err(error) = shrink(connection) {
+                    tracing::warn!(%error, "the WAL's file could not be cut back");
+                }
+            }
+        });
     }
 }
 
@@ -243,7 +253,7 @@ enum Next {
 }
 
 fn after(previous: &Copied, pass: &Copied, restart_frames: u64) -> Next {
-    if previous.copied < previous.wal_frames || pass.copied < pass.wal_frames {
+    if !previous.is_complete() || !pass.is_complete() {
         return Next::Pause;
     }
     match pass.wal_frames.checked_sub(previous.wal_frames) {
@@ -262,7 +272,7 @@ fn after(previous: &Copied, pass: &Copied, restart_frames: u64) -> Next {
 fn shrink(connection: &Connection) -> Result<(), rusqlite::Error> {
     connection.busy_timeout(Duration::ZERO)?;
     let truncated = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.busy_timeout(sqlite::BUSY_TIMEOUT)?;
     truncated
 }
 
@@ -272,6 +282,13 @@ struct Copied {
     wal_frames: u64,
     /// How many of them are in the database now.
     copied: u64,
+}
+
+impl Copied {
+    /// Whether all of the WAL it saw is in the database.
+    fn is_complete(&self) -> bool {
+        self.copied >= self.wal_frames
+    }
 }
 
 /// A passive checkpoint (it never waits for the writer or readers): copies every frame it may.
@@ -291,6 +308,7 @@ fn checkpoint(connection: &Connection) -> Result<Option<Copied>, rusqlite::Error
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::time::Instant;
 
     use super::*;
@@ -310,26 +328,55 @@ mod tests {
     fn without_thread() -> (Checkpointer, mpsc::Receiver<()>) {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let checkpointer = Checkpointer {
-            committed: Arc::default(),
+            signals: Arc::default(),
             nudge,
             thread: None,
-            wal_frames: Arc::default(),
-            rest_is_few: Arc::default(),
             limit_frames: 3 * restart_frames(1024),
         };
         (checkpointer, nudged)
     }
 
-    /// A connection set up as the writer's: WAL, and no checkpoint inside its commits.
-    fn wal_writer(path: &Path) -> Connection {
-        let writer = Connection::open(path).unwrap();
+    /// A database in a directory of its own, and a connection set up as the writer's: WAL, and
+    /// no checkpoint inside its commits.
+    fn wal_writer() -> (tempfile::TempDir, PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let writer = Connection::open(&path).unwrap();
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
                  CREATE TABLE t (v BLOB)",
             )
             .unwrap();
+        (dir, path, writer)
+    }
+
+    /// Commits a row of three pages to the WAL.
+    fn grow(writer: &Connection) {
         writer
+            .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
+            .unwrap();
+    }
+
+    /// Ten rows in the WAL; then `trigger` on a checkpointer without its thread, and a commit:
+    /// the writer's next write must find the WAL started over.
+    fn the_writer_starts_the_wal_over_after(trigger: impl FnOnce(&Checkpointer)) -> Checkpointer {
+        let (_dir, path, writer) = wal_writer();
+        let (checkpointer, _nudged) = without_thread();
+        for _ in 0..10 {
+            grow(&writer);
+        }
+        let grown = wal_frames(&path);
+        assert!(grown >= 10, "{grown} frames");
+        trigger(&checkpointer);
+        checkpointer.committed(&writer);
+        grow(&writer);
+        let restarted = wal_frames(&path);
+        assert!(
+            restarted < grown,
+            "{restarted} frames, not fewer than {grown}"
+        );
+        checkpointer
     }
 
     /// Waits until the database file itself (not the WAL) holds `marker`.
@@ -354,7 +401,10 @@ mod tests {
         }
         assert_eq!(nudged.try_iter().count(), 1, "one wake-up for 100 commits");
         // As the thread does before each checkpoint: the next commit wakes it again.
-        checkpointer.committed.store(false, Ordering::Relaxed);
+        checkpointer
+            .signals
+            .committed
+            .store(false, Ordering::Relaxed);
         checkpointer.committed(&writer);
         checkpointer.committed(&writer);
         assert_eq!(nudged.try_iter().count(), 1);
@@ -362,9 +412,7 @@ mod tests {
 
     #[test]
     fn the_thread_copies_the_first_commit_and_a_commit_made_after_its_pause() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.db");
-        let writer = wal_writer(&path);
+        let (_dir, path, writer) = wal_writer();
         let checkpointer = Checkpointer::start(&path).unwrap();
         let commit = |marker: &str| {
             writer
@@ -444,13 +492,9 @@ mod tests {
 
     #[test]
     fn the_threads_passes_copy_what_was_written_before_them_and_leave_no_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.db");
-        let writer = wal_writer(&path);
+        let (_dir, path, writer) = wal_writer();
         for _ in 0..10 {
-            writer
-                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
-                .unwrap();
+            grow(&writer);
         }
         let grown = wal_frames(&path);
         let caught = catch_up(&Connection::open(&path).unwrap(), restart_frames(1024))
@@ -462,18 +506,14 @@ mod tests {
 
     #[test]
     fn cutting_the_wal_waits_for_no_reader_and_leaves_the_connection_as_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.db");
-        let writer = wal_writer(&path);
-        writer
-            .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
-            .unwrap();
+        let (_dir, path, writer) = wal_writer();
+        grow(&writer);
         let reader = Connection::open(&path).unwrap();
         reader
             .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
             .unwrap();
         let checkpointer = Connection::open(&path).unwrap();
-        checkpointer.busy_timeout(Duration::from_secs(5)).unwrap();
+        checkpointer.busy_timeout(sqlite::BUSY_TIMEOUT).unwrap();
         let wal = path.with_extension("db-wal");
         let started = Instant::now();
         shrink(&checkpointer).unwrap();
@@ -483,7 +523,10 @@ mod tests {
         let timeout: i64 = checkpointer
             .query_row("PRAGMA busy_timeout", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(timeout, 5_000);
+        assert_eq!(
+            u128::try_from(timeout).unwrap(),
+            sqlite::BUSY_TIMEOUT.as_millis()
+        );
         // With the reader done, it is cut.
         reader.execute_batch("COMMIT").unwrap();
         shrink(&checkpointer).unwrap();
@@ -492,41 +535,25 @@ mod tests {
 
     #[test]
     fn a_rest_left_by_the_thread_is_copied_by_the_writer_and_the_wal_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.db");
-        let writer = wal_writer(&path);
-        let (checkpointer, _nudged) = without_thread();
-        let write = || {
-            writer
-                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
-                .unwrap();
-        };
-        for _ in 0..10 {
-            write();
-        }
-        let grown = wal_frames(&path);
         // Far below the limit, but the thread's last pass left only a few frames.
-        checkpointer.rest_is_few.store(true, Ordering::Relaxed);
-        checkpointer.committed(&writer);
-        assert!(!checkpointer.rest_is_few.load(Ordering::Relaxed), "taken");
-        write();
-        let restarted = wal_frames(&path);
+        let checkpointer = the_writer_starts_the_wal_over_after(|checkpointer| {
+            checkpointer
+                .signals
+                .rest_is_few
+                .store(true, Ordering::Relaxed);
+        });
         assert!(
-            restarted < grown,
-            "{restarted} frames, not fewer than {grown}"
+            !checkpointer.signals.rest_is_few.load(Ordering::Relaxed),
+            "taken"
         );
     }
 
     #[test]
     fn once_writes_pause_the_wals_file_is_cut_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.db");
-        let writer = wal_writer(&path);
+        let (_dir, path, writer) = wal_writer();
         let checkpointer = Checkpointer::start(&path).unwrap();
         for _ in 0..10 {
-            writer
-                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
-                .unwrap();
+            grow(&writer);
             checkpointer.committed(&writer);
         }
         let wal = path.with_extension("db-wal");
@@ -549,32 +576,14 @@ mod tests {
 
     #[test]
     fn a_long_wal_is_finished_by_the_writer_and_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.db");
-        let writer = wal_writer(&path);
-        // Without the thread: what the writer does on its own.
-        let (checkpointer, _nudged) = without_thread();
-        let write = || {
-            writer
-                .execute("INSERT INTO t (v) VALUES (randomblob(3000))", [])
-                .unwrap();
-        };
-        for _ in 0..10 {
-            write();
-        }
-        let grown = wal_frames(&path);
-        assert!(grown >= 10, "{grown} frames");
         // As if the thread had last seen a WAL past the limit.
-        checkpointer
-            .wal_frames
-            .store(checkpointer.limit_frames + 1, Ordering::Relaxed);
-        checkpointer.committed(&writer);
-        assert_eq!(checkpointer.wal_frames.load(Ordering::Relaxed), 0);
-        write();
-        let restarted = wal_frames(&path);
-        assert!(
-            restarted < grown,
-            "{restarted} frames, not fewer than {grown}"
-        );
+        let checkpointer = the_writer_starts_the_wal_over_after(|checkpointer| {
+            let past = checkpointer.limit_frames + 1;
+            checkpointer
+                .signals
+                .wal_frames
+                .store(past, Ordering::Relaxed);
+        });
+        assert_eq!(checkpointer.signals.wal_frames.load(Ordering::Relaxed), 0);
     }
 }

@@ -68,6 +68,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How long a connection waits for another's lock before it gives up: the readers, the writer
+/// and the checkpoint thread alike.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The page size of a new database. Every commit writes each page it touched in full, to the
 /// WAL and later to the database, and a callback touches a handful of index pages at random
 /// places (its code's hash and its `ref`, in two indexes each): with 4 KiB pages
@@ -115,7 +119,7 @@ pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
         .page_size(PAGE_SIZE)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(BUSY_TIMEOUT)
         .pragma("cache_size", READER_CACHE);
     let open_error = |source| StoreError::Open {
         path: path.display().to_string(),

@@ -13,7 +13,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -149,7 +148,7 @@ impl Writer {
 
 fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     let connection = Connection::open(path)?;
-    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.busy_timeout(sqlite::BUSY_TIMEOUT)?;
     // `journal_mode` answers with a row; the others do not.
     connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     // No checkpoint inside a commit: `Checkpointer` copies the WAL into the database apart from
@@ -327,23 +326,26 @@ mod tests {
         Ok(db.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))?)
     }
 
+    /// A setting of the writer's connection, read on its thread.
+    async fn setting(writer: &Writer, pragma: &'static str) -> i64 {
+        let sql = format!("PRAGMA {pragma}");
+        writer
+            .write(move |db| Ok(db.query_row(&sql, [], |row| row.get(0))?))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn the_writer_keeps_a_small_page_cache() {
         let (_dir, writer) = writer();
-        let size: i64 = writer
-            .write(|db| Ok(db.query_row("PRAGMA cache_size", [], |row| row.get(0))?))
-            .await
-            .unwrap();
+        let size = setting(&writer, "cache_size").await;
         assert_eq!(size, i64::from(sqlite::WRITER_CACHE));
     }
 
     #[tokio::test]
     async fn the_wals_file_is_cut_back_at_a_restart_only_past_its_limit() {
         let (_dir, writer) = writer();
-        let limit: i64 = writer
-            .write(|db| Ok(db.query_row("PRAGMA journal_size_limit", [], |row| row.get(0))?))
-            .await
-            .unwrap();
+        let limit = setting(&writer, "journal_size_limit").await;
         assert_eq!(u64::try_from(limit).unwrap(), WAL_FILE_LIMIT);
     }
 
