@@ -428,8 +428,10 @@ async fn a_purchase_whose_callback_lost_its_outcome_is_settled_from_its_codes_ex
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/tokens.db", app.dir.path().display()))
         .await
         .unwrap();
+    // One transaction: housekeeping running between two autocommits would settle `pur_lost_ok`
+    // before its exchange is there.
     sqlx::raw_sql(
-        "INSERT INTO purchases (id, ref, state, subscription_type_id, redirect_url, code_hash, \
+        "BEGIN; INSERT INTO purchases (id, ref, state, subscription_type_id, redirect_url, code_hash, \
              created_at, expires_at, updated_at) VALUES \
          ('pur_lost_ok', 'ORDER-LOST-1', 'started', 12345, 'https://gateway.example/i', 'hash-ok', \
              unixepoch() - 7200, unixepoch() + 3600, unixepoch() - 7200), \
@@ -438,7 +440,7 @@ async fn a_purchase_whose_callback_lost_its_outcome_is_settled_from_its_codes_ex
          ('pur_bound_now', 'ORDER-LOST-3', 'started', 12345, 'https://gateway.example/i', \
              'hash-now', unixepoch(), unixepoch() + 3600, unixepoch()); \
          INSERT INTO exchanges (code_hash, state, attempt, token_id, created_at, updated_at) \
-         VALUES ('hash-ok', 'succeeded', 1, 'tok_lost', unixepoch() - 7200, unixepoch() - 7200)",
+         VALUES ('hash-ok', 'succeeded', 1, 'tok_lost', unixepoch() - 7200, unixepoch() - 7200); COMMIT",
     )
     .execute(&db)
     .await
