@@ -1,8 +1,13 @@
 //! What every request of both listeners goes through: a request id (made, or on the internal
 //! listener taken from the caller; echoed), one span, one log line and one metric per request,
-//! a time limit and a body size limit. Refusals (time limit, rate limit) and every error answer
-//! the framework gives by itself (an empty `405`, a plain-text extractor rejection) are answered
-//! in the listener's own form: a page or a problem.
+//! the listener's admission check (API key, rate limit), a time limit, a body size limit and the
+//! listener's answer headers. Refusals (admission, time limit) and every error answer the
+//! framework gives by itself (an empty `405`, a plain-text extractor rejection) are answered in
+//! the listener's own form: a page or a problem.
+//!
+//! All of it is one layer, applied once: each `Router::layer` boxes every route once more and
+//! each `from_fn` clones and boxes its inner service per request, which cost a lookup about a
+//! third of its time when admission and headers were layers of their own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +17,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
@@ -28,6 +34,10 @@ pub struct RequestId(pub String);
 /// Answers a refused request: status and request id in, a page or a problem out.
 pub type Refusal = fn(&AppState, StatusCode, &str) -> Response;
 
+/// Refuses a routed request (its route template, `unmatched` for none) with an answer, or
+/// (`None`) lets it through to its handler.
+pub type Admission = fn(&AppState, &str, &Request) -> Option<Response>;
+
 /// One listener's edge.
 pub struct Edge {
     pub listener: &'static str,
@@ -38,17 +48,28 @@ pub struct Edge {
     /// Whether a caller's plain `X-Request-Id` becomes the request id (internal services
     /// tracing a call); otherwise it is only logged, as `client_request_id`.
     pub takes_caller_request_id: bool,
+    /// Runs in the request's span, with its id known, before the handler.
+    pub admit: Admission,
+    /// Set on every answer, over any a handler set.
+    pub headers: &'static [(HeaderName, HeaderValue)],
+}
+
+/// Lets every request through.
+pub fn admit_all(_: &AppState, _: &str, _: &Request) -> Option<Response> {
+    None
 }
 
 pub fn stack(routes: Router, edge: Edge) -> Router {
     let max_body_bytes = edge.max_body_bytes;
-    routes
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        // Inside `observe`: a handler's panic (logged by the panic hook, in the request's span)
-        // becomes a bare 500 that `observe` answers in the listener's form, logs and counts;
-        // the connection and the process go on.
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(from_fn_with_state(Arc::new(edge), observe))
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(Arc::new(edge), observe))
+            // Inside `observe`: a handler's panic (logged by the panic hook, in the request's
+            // span) becomes a bare 500 that `observe` answers in the listener's form, logs and
+            // counts; the connection and the process go on.
+            .layer(CatchPanicLayer::custom(panicked))
+            .layer(DefaultBodyLimit::max(max_body_bytes)),
+    )
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
@@ -99,11 +120,14 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
         span.record("client_request_id", caller_id);
     }
     let started = Instant::now();
-    let handled = tokio::time::timeout(
-        edge.request_timeout,
-        next.run(request).instrument(span.clone()),
-    )
-    .await;
+    let admitted = async {
+        match (edge.admit)(&edge.state, &route, &request) {
+            None => next.run(request).await,
+            Some(refusal) => refusal,
+        }
+    };
+    let handled =
+        tokio::time::timeout(edge.request_timeout, admitted.instrument(span.clone())).await;
     let mut response =
         handled.unwrap_or_else(|_| (edge.refuse)(&edge.state, StatusCode::REQUEST_TIMEOUT, &id));
     if !is_in_listener_form(&response) {
@@ -121,8 +145,12 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     edge.state
         .metrics
         .http_request_took(edge.listener, &route, status, started.elapsed());
+    let headers = response.headers_mut();
+    for (name, value) in edge.headers {
+        headers.insert(name, value.clone());
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, value);
     }
     response
 }

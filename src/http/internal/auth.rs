@@ -1,16 +1,14 @@
 //! API keys of the internal API: `Authorization: Bearer <key>`, compared in constant time.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::AUTHORIZATION;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::problem::ApiError;
+use crate::http::state::AppState;
 
 /// The accepted keys, kept as SHA-256 digests: equal lengths make the comparison constant-time
 /// whatever key is presented, and the keys themselves are not kept in memory.
@@ -35,11 +33,12 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-pub async fn require_api_key(
-    State(keys): State<Arc<ApiKeys>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The internal listener's admission: a `/v1` route needs an accepted key; the operations
+/// routes, and a path no route matches (a `404`), do not.
+pub fn admit(state: &AppState, route: &str, request: &Request) -> Option<Response> {
+    if !route.starts_with("/v1/") {
+        return None;
+    }
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -48,8 +47,8 @@ pub async fn require_api_key(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     match presented {
-        Some(key) if keys.accepts(key) => next.run(request).await,
-        _ => ApiError::Unauthorized.into_response(),
+        Some(key) if state.api_keys.accepts(key) => None,
+        _ => Some(ApiError::Unauthorized.into_response()),
     }
 }
 

@@ -23,7 +23,7 @@ const BEARER: &str = "bearer";
             Served on the internal listener only. Every `/v1` operation needs `Authorization: Bearer <api key>`; \
             the operations routes (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`) need no key. \
             Errors are `application/problem+json` (RFC 9457). Every answer carries `X-Request-Id` \
-            (the caller's, if short and plain, else a new one); `/v1` answers carry `Cache-Control: no-store`. \
+            (the caller's, if short and plain, else a new one) and `Cache-Control: no-store`. \
             Any request that takes longer than `internal.request_timeout_secs` is answered `408`."
     ),
     tags(
@@ -38,8 +38,8 @@ const BEARER: &str = "bearer";
 )]
 pub struct ApiDoc;
 
-/// What every `/v1` operation shares: it needs the API key (`auth::require_api_key` guards the
-/// router), so it may answer `401`; and it works on the store, so it may answer `503` when the
+/// What every `/v1` operation shares: it needs the API key (`auth::admit` checks it for every
+/// `/v1` route), so it may answer `401`; and it works on the store, so it may answer `503` when the
 /// store is unavailable and `500` when a stored row cannot be read (unless the route says more).
 pub fn v1(api: &mut Document) {
     for item in api.paths.paths.values_mut() {

@@ -17,12 +17,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::from_fn_with_state;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,7 +37,7 @@ use crate::store::TokenStore;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let (routes, document) = api(&state);
+    let (routes, document) = api();
     let routes = routes
         .fallback(not_found)
         .layer(Extension(document))
@@ -52,15 +50,21 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         refuse,
         // Internal services may trace a call through with their own id.
         takes_caller_request_id: true,
+        admit: auth::admit,
+        headers: &ANSWER_HEADERS,
     };
     layers::stack(routes, edge)
 }
+
+/// Answers may carry a token: no cache anywhere may keep them.
+static ANSWER_HEADERS: [(HeaderName, HeaderValue); 1] =
+    [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
 
 /// The routes this listener serves and, from the same registrations, their contract: a route
 /// is served only if it is documented. (Register routes with `routes!` only: a plain `.route`
 /// would serve a route the contract does not list, and a start-up test that compares the
 /// router's own route table with the document fails.)
-fn api(state: &AppState) -> (Router<AppState>, Contract) {
+fn api() -> (Router<AppState>, Contract) {
     let mut v1 = OpenApiRouter::default()
         .routes(routes!(tokens::exchange))
         .routes(routes!(tokens::find_token))
@@ -73,13 +77,7 @@ fn api(state: &AppState) -> (Router<AppState>, Contract) {
         .routes(routes!(purchases::get_purchase))
         .routes(routes!(subscriptions::list))
         .routes(routes!(subscriptions::cancel))
-        .routes(routes!(events::list))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
-        // Answers may carry a token: no cache anywhere may keep them.
-        .layer(SetResponseHeaderLayer::overriding(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        .routes(routes!(events::list));
     contract::v1(v1.get_openapi_mut());
     // Merged, not nested: the `/v1` routes carry their whole path, so no request's URI is
     // rewritten to strip the prefix on its way in.

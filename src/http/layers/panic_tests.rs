@@ -15,7 +15,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{Edge, Refusal, healthz, stack};
+use super::{Edge, Refusal, admit_all, healthz, stack};
 use crate::http::internal::auth::ApiKeys;
 use crate::http::public::limit::ClientLimiter;
 use crate::http::public::pages::Pages;
@@ -137,6 +137,8 @@ async fn a_handler_panic_is_answered_in_the_listeners_form_logged_once_and_the_s
                 max_body_bytes: 1024,
                 refuse,
                 takes_caller_request_id: true,
+                admit: admit_all,
+                headers: &[],
             },
         );
         for path in ["/literal", "/data", "/healthz"] {

@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::http::layers::{self, Edge, RequestId};
 use crate::http::state::AppState;
@@ -28,14 +26,22 @@ use pages::{Page, PageFacts};
 /// Browsers send no body to the public routes.
 const MAX_BODY_BYTES: usize = 4 * 1024;
 
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
-    (header::CACHE_CONTROL, "no-store"),
-    (header::REFERRER_POLICY, "no-referrer"),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::X_FRAME_OPTIONS, "DENY"),
+static SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
     (
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
     ),
 ];
 
@@ -48,12 +54,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     if state.notification_secret.is_on() {
         limited = limited.route(notifications::ROUTE, notifications::route());
     }
-    let limited = limited
-        .fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), rate_limit));
-    let routes = Router::new()
+    let routes = limited
         .route("/healthz", get(layers::healthz))
-        .merge(limited)
+        .fallback(not_found)
         .with_state(state.clone());
     let edge = Edge {
         listener: "public",
@@ -62,30 +65,25 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         max_body_bytes: MAX_BODY_BYTES,
         refuse,
         takes_caller_request_id: false,
+        admit: rate_limit,
+        headers: &SECURITY_HEADERS,
     };
-    let routes = layers::stack(routes, edge);
-    SECURITY_HEADERS
-        .into_iter()
-        .fold(routes, |routes, (name, value)| {
-            routes.layer(SetResponseHeaderLayer::overriding(
-                name,
-                HeaderValue::from_static(value),
-            ))
-        })
+    layers::stack(routes, edge)
 }
 
-/// Refuses a client over its rate with the rate-limited page.
-async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(ConnectInfo(peer)) = request
+/// Refuses a client over its rate with the rate-limited page; `/healthz` is not limited.
+fn rate_limit(state: &AppState, route: &str, request: &Request) -> Option<Response> {
+    if route == "/healthz" {
+        return None;
+    }
+    // Without a peer address (a request not from a socket) there is no client to limit.
+    let ConnectInfo(peer) = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .copied()
-    else {
-        return next.run(request).await;
-    };
+        .copied()?;
     let client = state.limiter.client(peer.ip(), request.headers());
     if state.limiter.allows(client) {
-        return next.run(request).await;
+        return None;
     }
     state.metrics.rate_limited();
     tracing::info!(%client, "rate limited");
@@ -93,12 +91,11 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
         .extensions()
         .get::<RequestId>()
         .map_or("", |id| id.0.as_str());
-    let mut response = refuse(&state, StatusCode::TOO_MANY_REQUESTS, request_id);
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    );
+    let mut response = refuse(state, StatusCode::TOO_MANY_REQUESTS, request_id);
     response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Some(response)
 }
 
 /// Refusals on the public listener are pages, like everything else there.
@@ -121,10 +118,8 @@ pub fn refuse(state: &AppState, status: StatusCode, request_id: &str) -> Respons
 /// set here, as the router's layers never see it.
 pub fn bare_answer(state: &AppState, status: StatusCode, request_id: &str) -> Response {
     let mut response = refuse(state, status, request_id);
-    for (name, value) in SECURITY_HEADERS {
-        response
-            .headers_mut()
-            .insert(name, HeaderValue::from_static(value));
+    for (name, value) in &SECURITY_HEADERS {
+        response.headers_mut().insert(name, value.clone());
     }
     response
 }
