@@ -292,6 +292,7 @@ impl Exchanger {
         self.store
             .live_token(id)
             .await?
+            .map(Arc::unwrap_or_clone)
             .ok_or(ExchangeError::TokenGone)
     }
 

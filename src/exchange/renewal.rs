@@ -195,7 +195,11 @@ impl Renewer {
     ) -> Result<Option<Result<TokenRecord, RenewalError>>, StoreError> {
         Ok(match row.state {
             RenewalState::Succeeded => match row.token_id {
-                Some(id) => self.store.live_token(&id).await?.map(Ok),
+                Some(id) => self
+                    .store
+                    .live_token(&id)
+                    .await?
+                    .map(|record| Ok(Arc::unwrap_or_clone(record))),
                 None => None,
             },
             RenewalState::Refused => Some(Err(RenewalError::Refused(

@@ -5,19 +5,21 @@
 //! framework gives by itself (an empty `405`, a plain-text extractor rejection) are answered in
 //! the listener's own form: a page or a problem.
 //!
-//! All of it is one layer, applied once: each `Router::layer` boxes every route once more and
-//! each `from_fn` clones and boxes its inner service per request, which cost a lookup about a
-//! third of its time when admission and headers were layers of their own.
+//! All of it is one layer of our own, applied once: each `Router::layer` boxes every route once
+//! more, and each `from_fn` middleware boxes its inner service again per request; as layers of
+//! their own, admission and headers cost a lookup about a third of its time.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use tower::ServiceBuilder;
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
@@ -63,13 +65,57 @@ pub fn stack(routes: Router, edge: Edge) -> Router {
     let max_body_bytes = edge.max_body_bytes;
     routes.layer(
         ServiceBuilder::new()
-            .layer(from_fn_with_state(Arc::new(edge), observe))
+            .layer(EdgeLayer(Arc::new(edge)))
             // Inside `observe`: a handler's panic (logged by the panic hook, in the request's
             // span) becomes a bare 500 that `observe` answers in the listener's form, logs and
             // counts; the connection and the process go on.
             .layer(CatchPanicLayer::custom(panicked))
             .layer(DefaultBodyLimit::max(max_body_bytes)),
     )
+}
+
+/// Puts `observe` around a listener's routed service.
+#[derive(Clone)]
+struct EdgeLayer(Arc<Edge>);
+
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed {
+            edge: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Observed<S> {
+    edge: Arc<Edge>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Observed<S>
+where
+    S: Service<Request, Error = Infallible> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was polled ready serves this request; a clone waits for the next.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let edge = Arc::clone(&self.edge);
+        Box::pin(async move { Ok(observe(&edge, request, inner).await) })
+    }
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
@@ -91,7 +137,11 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Only the route template is logged and counted, never the URI: query strings carry codes.
-async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
+async fn observe<S>(edge: &Edge, mut request: Request, mut inner: S) -> Response
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
     let caller_id = request
         .headers()
         .get(&REQUEST_ID)
@@ -102,11 +152,8 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
         Some(caller_id) if edge.takes_caller_request_id => caller_id.clone(),
         _ => new_request_id(),
     };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_owned();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = request.method().clone();
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
@@ -121,8 +168,11 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     }
     let started = Instant::now();
     let admitted = async {
-        match (edge.admit)(&edge.state, &route, &request) {
-            None => next.run(request).await,
+        match (edge.admit)(&edge.state, route, &request) {
+            None => match inner.call(request).await {
+                Ok(response) => response.into_response(),
+                Err(never) => match never {},
+            },
             Some(refusal) => refusal,
         }
     };
@@ -131,12 +181,12 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     let mut response =
         handled.unwrap_or_else(|_| (edge.refuse)(&edge.state, StatusCode::REQUEST_TIMEOUT, &id));
     if !is_in_listener_form(&response) {
-        response = reshaped(&edge, &response, &id);
+        response = reshaped(edge, &response, &id);
     }
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        if matches!(route, "/healthz" | "/readyz" | "/metrics") {
             tracing::debug!(status, latency_ms, "request finished");
         } else {
             tracing::info!(status, latency_ms, "request finished");
@@ -144,7 +194,7 @@ async fn observe(State(edge): State<Arc<Edge>>, mut request: Request, next: Next
     });
     edge.state
         .metrics
-        .http_request_took(edge.listener, &route, status, started.elapsed());
+        .http_request_took(edge.listener, route, status, started.elapsed());
     let headers = response.headers_mut();
     for (name, value) in edge.headers {
         headers.insert(name, value.clone());

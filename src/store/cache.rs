@@ -26,14 +26,15 @@ struct Inner {
 }
 
 impl TokenCache {
-    /// The cached record if it is still valid at `valid_until`.
-    pub fn get(&self, id: &str, valid_until: i64) -> Option<TokenRecord> {
+    /// The cached record if it is still valid at `valid_until`: shared, not copied (a lookup
+    /// only serializes it).
+    pub fn get(&self, id: &str, valid_until: i64) -> Option<Arc<TokenRecord>> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         inner
             .records
             .get(id)
             .filter(|r| r.expires_at > valid_until)
-            .map(|r| TokenRecord::clone(r))
+            .map(Arc::clone)
     }
 
     /// The deletion count to pass to `put` for a record about to be read from the database.

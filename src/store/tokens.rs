@@ -1,6 +1,8 @@
 //! Stored tokens: lookups (only while valid past the safety margin and not retired), deletion,
 //! retirement, the purge.
 
+use std::sync::Arc;
+
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
@@ -17,13 +19,13 @@ const COLUMNS: &str = "id, sealed, token_type, obtained_at, expires_at, ref, uui
 
 impl TokenStore {
     /// The token `id` if it is still valid past the expiry margin.
-    pub async fn live_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn live_token(&self, id: &str) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let valid_until = self.valid_until();
         if let Some(hit) = self.cache().and_then(|cache| cache.get(id, valid_until)) {
             return Ok(Some(hit));
         }
         let generation = self.cache().map(|cache| cache.generation());
-        let found = self.first_live("id", id).await?;
+        let found = self.first_live("id", id).await?.map(Arc::new);
         if let (Some(cache), Some(generation), Some(record)) = (self.cache(), generation, &found) {
             cache.put(record, generation);
         }
@@ -330,7 +332,7 @@ impl TokenStore {
         value: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
         match column {
-            OwnerColumn::Id => self.live_token(value).await,
+            OwnerColumn::Id => Ok(self.live_token(value).await?.map(Arc::unwrap_or_clone)),
             OwnerColumn::Ref => self.first_for_ref(value).await,
             OwnerColumn::Uuid => self.first_for_uuid(value).await,
         }

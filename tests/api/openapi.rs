@@ -82,9 +82,9 @@ async fn the_document_is_openapi_3_1_about_this_version() {
 
 /// The router and the contract come from the same registrations; this checks it from outside:
 /// each documented operation is routed (a `/v1` one asks for the key, which only a matched
-/// route does; an operations route answers), with a documented status and media type; every
-/// other method on a documented path is refused with `405`; and the public listener's pages
-/// are not served here.
+/// route does; an operations route answers), with a documented status and media type and
+/// `Cache-Control: no-store`; every other method on a documented path is refused with `405`;
+/// and the public listener's pages are not served here.
 #[tokio::test]
 async fn the_listener_serves_exactly_the_documented_routes() {
     let app = spawn_app().await;
@@ -101,6 +101,11 @@ async fn the_listener_serves_exactly_the_documented_routes() {
             .await
             .unwrap();
         let status = response.status();
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-store",
+            "{method} {path}"
+        );
         let documented = operation["responses"]
             .get(status.as_str())
             .unwrap_or_else(|| panic!("{method} {path} answered {status}, not documented"));

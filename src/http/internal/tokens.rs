@@ -88,7 +88,7 @@ pub async fn exchange(
 pub async fn get_token(
     State(store): State<Arc<TokenStore>>,
     Path(id): Path<String>,
-) -> Result<Json<TokenRecord>, ApiError> {
+) -> Result<Json<Arc<TokenRecord>>, ApiError> {
     store
         .live_token(&id)
         .await?
