@@ -10,6 +10,7 @@
 //! their own, admission and headers cost a lookup about a third of its time.
 
 use std::convert::Infallible;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,9 +37,12 @@ pub struct RequestId(pub String);
 /// Answers a refused request: status and request id in, a page or a problem out.
 pub type Refusal = fn(&AppState, StatusCode, &str) -> Response;
 
-/// Refuses a routed request (its route template, `unmatched` for none) with an answer, or
-/// (`None`) lets it through to its handler.
+/// Refuses a routed request (its route template, [`UNMATCHED`] for none) with an answer, or
+/// (`None`) lets it through to its handler. A panic in it is answered as a handler's is.
 pub type Admission = fn(&AppState, &str, &Request) -> Option<Response>;
+
+/// The route of a request no route matched (the fallback's), in admissions, logs and metrics.
+pub const UNMATCHED: &str = "unmatched";
 
 /// One listener's edge.
 pub struct Edge {
@@ -89,6 +93,7 @@ impl<S> Layer<S> for EdgeLayer {
     }
 }
 
+/// A listener's routed service with `observe` around it.
 #[derive(Clone)]
 struct Observed<S> {
     edge: Arc<Edge>,
@@ -122,6 +127,9 @@ fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
+/// The path of the liveness probe, on both listeners.
+pub const HEALTHZ: &str = "/healthz";
+
 /// The process is up
 ///
 /// Served on the public listener too.
@@ -153,7 +161,7 @@ where
         _ => new_request_id(),
     };
     let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let method = request.method().clone();
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
@@ -168,7 +176,12 @@ where
     }
     let started = Instant::now();
     let admitted = async {
-        match (edge.admit)(&edge.state, route, &request) {
+        // Inside the span, like the handler; a panic here is caught as the handler's would be.
+        let admission = panic::catch_unwind(AssertUnwindSafe(|| {
+            (edge.admit)(&edge.state, route, &request)
+        }))
+        .unwrap_or_else(|payload| Some(panicked(payload)));
+        match admission {
             None => match inner.call(request).await {
                 Ok(response) => response.into_response(),
                 Err(never) => match never {},

@@ -46,7 +46,7 @@ impl TokenCache {
     }
 
     /// Keeps `record` unless a deletion happened since `generation` was taken.
-    pub fn put(&self, record: &TokenRecord, generation: u64) {
+    pub fn put(&self, record: Arc<TokenRecord>, generation: u64) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if inner.deletions != generation {
             return;
@@ -55,9 +55,7 @@ impl TokenCache {
             // Rare, and cheap to refill: simpler than tracking recency.
             inner.records.clear();
         }
-        inner
-            .records
-            .insert(record.id.clone(), Arc::new(record.clone()));
+        inner.records.insert(record.id.clone(), record);
     }
 
     pub fn remove(&self, id: &str) {
@@ -91,12 +89,12 @@ mod tests {
     fn hits_only_while_valid_and_never_after_a_deletion() {
         let cache = TokenCache::default();
         let generation = cache.generation();
-        cache.put(&record("tok_a", 100), generation);
+        cache.put(Arc::new(record("tok_a", 100)), generation);
         assert!(cache.get("tok_a", 50).is_some());
         assert!(cache.get("tok_a", 100).is_none(), "expired at the margin");
         let before_delete = cache.generation();
         cache.remove("tok_a");
-        cache.put(&record("tok_a", 100), before_delete);
+        cache.put(Arc::new(record("tok_a", 100)), before_delete);
         assert!(
             cache.get("tok_a", 50).is_none(),
             "a read from before the deletion is not put back"

@@ -1,5 +1,7 @@
 //! The exchange of each code: claimed before MondiaPay is called, completed with its verdict.
 
+use std::sync::Arc;
+
 use sqlx::AssertSqlSafe;
 
 use super::now_unix;
@@ -210,7 +212,7 @@ impl TokenStore {
         if let (Verdict::Issued(record), Some(cache), Some(generation)) =
             (verdict, self.cache(), generation)
         {
-            cache.put(record, generation);
+            cache.put(Arc::new(record.clone()), generation);
         }
         Ok(recorded)
     }

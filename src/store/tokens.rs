@@ -27,7 +27,7 @@ impl TokenStore {
         let generation = self.cache().map(|cache| cache.generation());
         let found = self.first_live("id", id).await?.map(Arc::new);
         if let (Some(cache), Some(generation), Some(record)) = (self.cache(), generation, &found) {
-            cache.put(record, generation);
+            cache.put(Arc::clone(record), generation);
         }
         Ok(found)
     }
@@ -94,7 +94,7 @@ impl TokenStore {
             }
         }
         if let (Some(cache), Some(generation)) = (self.cache(), generation) {
-            cache.put(&record, generation);
+            cache.put(Arc::new(record.clone()), generation);
         }
         Ok(record)
     }

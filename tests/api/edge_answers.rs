@@ -79,6 +79,16 @@ async fn wrong_methods_and_unreadable_paths_get_a_page_or_a_problem() {
         assert_problem_kind(&problem, "method-not-allowed");
     }
 
+    // Without the key, a wrong method on a `/v1` path is asked for the key first.
+    let anonymous = http
+        .get(format!("{}/v1/exchange", app.internal))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers()["cache-control"], "no-store");
+    assert_problem_kind(&json(anonymous).await, "unauthorized");
+
     let not_utf8 = app.get("/v1/tokens/%FF").await;
     assert_eq!(not_utf8.status(), StatusCode::BAD_REQUEST);
     assert_eq!(content_type(&not_utf8), "application/problem+json");

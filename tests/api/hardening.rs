@@ -237,6 +237,11 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
     assert_eq!(limited.headers()["retry-after"], "1");
     assert_eq!(limited.headers()["x-frame-options"], "DENY");
     assert!(limited.text().await.unwrap().contains("Too many requests"));
+    // A path no route serves counts against the same client.
+    assert_eq!(
+        app.browser_get("/no-such-page").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     for _ in 0..5 {
         assert_eq!(app.browser_get("/healthz").await.status(), StatusCode::OK);
         assert_eq!(
@@ -247,7 +252,7 @@ async fn each_client_is_rate_limited_on_the_public_listener_only() {
     assert!(
         app.metrics_text()
             .await
-            .contains("token_proxy_rate_limited_total 1")
+            .contains("token_proxy_rate_limited_total 2")
     );
 }
 

@@ -417,8 +417,8 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        // Also problems shaped outside the `/v1` router (wrong method, a request refused before
-        // routing): no cache keeps an answer of this API.
+        // The listener's edge sets it on every answer; this covers the problems hyper's own
+        // refusals become before routing (see `serve`): no cache keeps an answer of this API.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Self::Unauthorized = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

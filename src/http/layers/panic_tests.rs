@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -26,6 +26,12 @@ use crate::startup::Engine;
 use crate::telemetry::{RequestIdLayer, json_layer};
 
 const SECRET: &str = "A-code-that-must-never-be-logged-4711";
+
+/// The listener's answer headers reach a panic's answer too.
+static ANSWER_HEADERS: [(HeaderName, HeaderValue); 1] = [(
+    HeaderName::from_static("x-answer"),
+    HeaderValue::from_static("edge"),
+)];
 
 async fn panics_with_a_literal() -> &'static str {
     panic!("a literal panic message");
@@ -138,7 +144,7 @@ async fn a_handler_panic_is_answered_in_the_listeners_form_logged_once_and_the_s
                 refuse,
                 takes_caller_request_id: true,
                 admit: admit_all,
-                headers: &[],
+                headers: &ANSWER_HEADERS,
             },
         );
         for path in ["/literal", "/data", "/healthz"] {
@@ -148,6 +154,7 @@ async fn a_handler_panic_is_answered_in_the_listeners_form_logged_once_and_the_s
                 .unwrap();
             let response = router.clone().oneshot(request).await.unwrap();
             answers.push((listener, path, response.status()));
+            assert_eq!(response.headers()["x-answer"], "edge", "{listener} {path}");
             if path != "/healthz" {
                 let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
                 assert!(
@@ -227,4 +234,38 @@ async fn a_handler_panic_is_answered_in_the_listeners_form_logged_once_and_the_s
             ("internal-healthz", 200),
         ]
     );
+}
+
+fn panics_on_admission(
+    _: &AppState,
+    _: &str,
+    _: &Request<Body>,
+) -> Option<axum::response::Response> {
+    panic!("an admission that fails")
+}
+
+#[tokio::test]
+async fn a_panic_in_admission_is_answered_in_the_listeners_form_with_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = stack(
+        Router::new().route("/healthz", get(healthz)),
+        Edge {
+            listener: "internal",
+            state: state(dir.path()).await,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024,
+            refuse: internal_refusal,
+            takes_caller_request_id: true,
+            admit: panics_on_admission,
+            headers: &ANSWER_HEADERS,
+        },
+    );
+    let request = Request::get("/healthz").body(Body::empty()).unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(response.headers()["x-answer"], "edge");
 }

@@ -55,7 +55,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         limited = limited.route(notifications::ROUTE, notifications::route());
     }
     let routes = limited
-        .route("/healthz", get(layers::healthz))
+        .route(layers::HEALTHZ, get(layers::healthz))
         .fallback(not_found)
         .with_state(state.clone());
     let edge = Edge {
@@ -73,7 +73,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 
 /// Refuses a client over its rate with the rate-limited page; `/healthz` is not limited.
 fn rate_limit(state: &AppState, route: &str, request: &Request) -> Option<Response> {
-    if route == "/healthz" {
+    if route == layers::HEALTHZ {
         return None;
     }
     // Without a peer address (a request not from a socket) there is no client to limit.
