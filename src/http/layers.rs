@@ -197,7 +197,8 @@ where
         response = reshaped(edge, &response, &id);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    let latency_ms = took.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if matches!(route, "/healthz" | "/readyz" | "/metrics") {
             tracing::debug!(status, latency_ms, "request finished");
@@ -207,7 +208,7 @@ where
     });
     edge.state
         .metrics
-        .http_request_took(edge.listener, route, status, started.elapsed());
+        .http_request_took(edge.listener, route, status, took);
     let headers = response.headers_mut();
     for (name, value) in edge.headers {
         headers.insert(name, value.clone());
