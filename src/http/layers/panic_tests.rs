@@ -15,7 +15,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{Edge, Refusal, admit_all, healthz, stack};
+use super::{Edge, Refusal, healthz, stack};
 use crate::http::internal::auth::ApiKeys;
 use crate::http::public::limit::ClientLimiter;
 use crate::http::public::pages::Pages;
@@ -234,6 +234,10 @@ async fn a_handler_panic_is_answered_in_the_listeners_form_logged_once_and_the_s
             ("internal-healthz", 200),
         ]
     );
+}
+
+fn admit_all(_: &AppState, _: &str, _: &Request<Body>) -> Option<axum::response::Response> {
+    None
 }
 
 fn panics_on_admission(
