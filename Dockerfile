@@ -11,7 +11,10 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# SQLite's build settings (.cargo/config.toml) and the order of the code (layout/, see build.rs).
+COPY .cargo ./.cargo
+COPY layout ./layout
 COPY src ./src
 COPY migrations ./migrations
 COPY templates ./templates

@@ -19,9 +19,9 @@ measured on the same machine at the same time:
 --runs N repeats the headline pairs (service and peer callbacks; service lookups and static nginx)
 N times, alternating, and shows median and min-max. Writes BENCHMARKS.md (or prints only, with
 --smoke: a short run on SQLite only, without the peer and PostgreSQL, that checks the harness and
-the service work, for CI; its numbers mean nothing). With --profile it builds a release binary with
-symbols (target/profiling), records the service with `perf record -g` during the lookup and callback
-runs and the PostgreSQL callback run, and writes the hottest functions to bench/profile-*.txt.
+the service work, for CI; its numbers mean nothing). With --profile it records the service (the
+release binary keeps its symbol table) with `perf record -g` during the lookup and callback runs
+and the PostgreSQL callback run, and writes the hottest functions to bench/profile-*.txt.
 
 Needs: cargo, wrk and nginx (Debian: apt-get install -y wrk nginx-light), python3; for a full run
 also Node.js with npm (the peer) and Debian's PostgreSQL server (skipped with a printed line when
@@ -118,6 +118,15 @@ class profiled:
         header = f"# perf profile of the service during the {self.name} run (self time, functions over 0.5%)\n"
         (ROOT / "bench" / f"profile-{self.name}.txt").write_text(header + "\n".join(lines[:40]) + "\n")
         self.data.unlink(missing_ok=True)
+
+
+def hot_functions(binary):
+    """How many of the functions layout/hot-functions.txt lists the binary has (and so placed
+    first, build.rs): fewer after changes that renamed functions, until the list is written again."""
+    listed = [line for line in (ROOT / "layout" / "hot-functions.txt").read_text().splitlines() if line and not line.startswith("#")]
+    names = set(subprocess.run(["nm", "--defined-only", "--format=just-symbols", str(binary)], capture_output=True, text=True,
+                               check=True).stdout.split())
+    return sum(name in names for name in listed), len(listed)
 
 
 def sqlite_commit_rate(directory, seconds):
@@ -234,14 +243,9 @@ def main():
     commit_seconds = 0.5 if args.smoke else 5
     notes = []
 
+    # The release binary keeps its symbol table (Cargo.toml), which is all --profile needs.
     binary = BINARY
-    if args.profile:
-        binary = ROOT / "target" / "profiling" / "release" / "mondiapay-token-proxy"
-        symbols = {"CARGO_PROFILE_RELEASE_STRIP": "false", "CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only"}
-        subprocess.run(["cargo", "build", "--release", "--locked", "--target-dir", "target/profiling", "--bin", "mondiapay-token-proxy"],
-                       cwd=ROOT, check=True, env={**os.environ, **symbols})
-    else:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mondiapay-token-proxy"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mondiapay-token-proxy"], cwd=ROOT, check=True)
 
     postgres_binaries = None
     if args.smoke:
@@ -348,7 +352,7 @@ def main():
         for name, bad, socket_errors in f.bad():
             sys.exit(f"{name}: {bad} bad answers, socket errors {socket_errors}")
         extra = {"commits": commits, "rss_idle": rss_idle, "rss_peak": peak.peak, "ready_ms": ready_ms,
-                 "binary_kib": binary.stat().st_size // 1024, "profiling": args.profile}
+                 "binary_kib": binary.stat().st_size // 1024, "hot_functions": hot_functions(binary)}
         command = "python3 bench/run.py" + (" --smoke" if args.smoke else "") + (" --profile" if args.profile else "") + f" --runs {args.runs}"
         text, checks = report.render(f, extra, command, duration, args.runs, notes)
         print(text)

@@ -7,7 +7,9 @@ use mondiapay_token_proxy::{cli::Cli, commands};
 /// thread than the one that made them, which glibc serialises on its arenas' locks, and after a
 /// load of callbacks its fragmented heap made lookups slower (bench/: 48–54k against 69–75k
 /// lookups/s after callbacks). Without transparent huge pages (`no_thp`): with them each arena
-/// touched whole 2 MiB pages, and peak RSS rose from 30 to 52 MiB.
+/// touched whole 2 MiB pages, and peak RSS rose from 30 to 52 MiB. Rust's allocations only:
+/// SQLite's C code keeps glibc's `malloc` (mimalloc's `override` of it saved 0.5 to 0.9 MiB of
+/// peak RSS, but a program preloaded into the process, such as libfaketime, then crashed it).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
