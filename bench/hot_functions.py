@@ -45,6 +45,13 @@ def build():
     subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mondiapay-token-proxy"], cwd=ROOT, check=True)
 
 
+def load(*args, **kwargs):
+    """One wrk run, whose every answer must be good: a run of refusals would list the wrong code."""
+    result = wrk(*args, **kwargs)
+    if result["bad"] or result["socket_errors"]:
+        sys.exit(f"{args[0]}: {result['bad']} bad answers, socket errors {result['socket_errors']}")
+
+
 def work(service, connections, rounds=1):
     """The harness's SQLite work, short (every function it runs is wanted, not its speed), and
     what a deployment runs besides: a result page after a callback, the probes, a scrape."""
@@ -55,14 +62,14 @@ def work(service, connections, rounds=1):
         run.http("GET", service.url(path, internal=True))
     seconds = "4s"
     for _ in range(rounds):
-        wrk(service.url(f"/v1/tokens/{token_id}", internal=True), seconds, connections, headers=[run.AUTH_HEADER])
-        wrk(service.url("/oauth/callback"), seconds, connections, script="callback.lua")
-    wrk(service.url(f"/mondiapay/notifications/{run.NOTIFICATION_SECRET}"), seconds, connections, script="notification.lua")
-    wrk(service.url("/v1/exchange", internal=True), seconds, 1, script="exchange.lua", env={"BENCH_API_KEY": run.API_KEY})
+        load(service.url(f"/v1/tokens/{token_id}", internal=True), seconds, connections, headers=[run.AUTH_HEADER])
+        load(service.url("/oauth/callback"), seconds, connections, script="callback.lua")
+    load(service.url(f"/mondiapay/notifications/{run.NOTIFICATION_SECRET}"), seconds, connections, script="notification.lua")
+    load(service.url("/v1/exchange", internal=True), seconds, 1, script="exchange.lua", env={"BENCH_API_KEY": run.API_KEY})
     run.http("POST", service.url("/v1/purchases", internal=True), b'{"subscription_type_id":12345}',
              {"Authorization": f"Bearer {run.API_KEY}", "Content-Type": "application/json"})
-    wrk(service.url("/v1/purchases", internal=True), seconds, 1, script="purchase.lua", env={"BENCH_API_KEY": run.API_KEY})
-    wrk(service.url(f"/v1/tokens/{token_id}", internal=True), seconds, 4 * connections, headers=[run.AUTH_HEADER])
+    load(service.url("/v1/purchases", internal=True), seconds, 1, script="purchase.lua", env={"BENCH_API_KEY": run.API_KEY})
+    load(service.url(f"/v1/tokens/{token_id}", internal=True), seconds, 4 * connections, headers=[run.AUTH_HEADER])
 
 
 def under_callgrind(service, out):
@@ -87,9 +94,9 @@ def sampled(service, out):
          str(BINARY), "serve"], env=service.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run.wait_http(service.url("/readyz", internal=True))
     work(service, 64, rounds=3)
-    served = int(Path(f"/proc/{service.pid}/task/{service.pid}/children").read_text().split()[0])
-    os.kill(served, signal.SIGTERM)  # perf writes its data once the service has stopped
-    service.process.wait(timeout=60)
+    # perf passes SIGINT on to the service, and writes its data once the service has stopped.
+    service.process.send_signal(signal.SIGINT)
+    service.process.wait(timeout=300)
     report = subprocess.run(["perf", "report", "-i", str(out), "--no-demangle", "--stdio", "--sort", "symbol",
                              "--percent-limit", "0"], capture_output=True, text=True, check=True).stdout
     return set(re.findall(r"\[\.\] (\S+)", report))
@@ -117,7 +124,7 @@ def placed(binary):
 
 
 def main():
-    for tool in ("cargo", "valgrind", "wrk", "nginx", "nm"):
+    for tool in ("cargo", "valgrind", "perf", "wrk", "nginx", "nm"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed: see the docstring")
     build()
@@ -130,6 +137,7 @@ def main():
     nginx = subprocess.Popen(["nginx", "-c", str(scratch / "nginx.conf"), "-p", str(scratch)])
     seen = set()
     try:
+        run.wait_http(f"http://127.0.0.1:{static}/record")
         for name, observe in (("callgrind", under_callgrind), ("perf", sampled)):
             service = run.Service(BINARY, upstream, f"sqlite://{scratch}/{name}.db", name)
             # The default log level, as deployed: the harness's `warn` would leave logging out.
@@ -143,11 +151,11 @@ def main():
                     run.stop(service.process)
     finally:
         run.stop(nginx)
+        shutil.rmtree(scratch, ignore_errors=True)
     addresses = placed(BINARY)
     hot = sorted((name for name in seen if name in addresses), key=addresses.get)
     LIST.parent.mkdir(exist_ok=True)
     LIST.write_text(HEADER + "".join(f"{name}\n" for name in hot))
-    shutil.rmtree(scratch, ignore_errors=True)
     print(f"{len(hot)} of the binary's {len(addresses)} functions ran: written to {LIST.relative_to(ROOT)}")
 
 

@@ -150,8 +150,9 @@ def build(f, extra, cores):
     t.row("start to ready (process start → /readyz 200)", f"{extra['ready_ms']:.0f} ms", target="≤ 100 ms")
     t.check("start to ready", extra["ready_ms"], at_most=100, unit=" ms")
     t.row("release binary (its symbol table, never loaded, included)", f"{extra['binary_kib'] / 1024:.1f} MiB")
-    found, listed = extra["hot_functions"]
-    t.row("functions of layout/hot-functions.txt in the binary, placed first (build.rs)", f"{found:,} of {listed:,}")
+    if extra["hot_functions"]:
+        found, listed = extra["hot_functions"]
+        t.row("functions of layout/hot-functions.txt present in the binary (build.rs places them first)", f"{found:,} of {listed:,}")
     return t
 
 
