@@ -48,6 +48,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("mondiapay.exchange_on_errors", false),
     ("mondiapay.timeout_secs", false),
     ("mondiapay.connect_timeout_secs", false),
+    ("mondiapay.idle_connection_secs", false),
     ("mondiapay.connect_retries", false),
     ("mondiapay.max_concurrent_exchanges", false),
     ("public.listen", false),

@@ -89,6 +89,10 @@ impl MondiaPayClient {
             .timeout(settings.timeout())
             // A redirect is never a token answer, and following one would resend the code.
             .redirect(redirect::Policy::none())
+            // Closed before servers and load balancers commonly close an idle connection (60 to
+            // 75 s), and instead of reqwest's 90 s: a burst of exchanges left every connection
+            // it opened (about 36 KiB each) resident for that long (bench/analysis.md).
+            .pool_idle_timeout(settings.idle_connection())
             .user_agent(concat!("mondiapay-token-proxy/", env!("CARGO_PKG_VERSION")))
             .build()?;
         for call in CallName::ALL {

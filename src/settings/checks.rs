@@ -121,6 +121,7 @@ impl Settings {
         for (key, secs) in [
             ("mondiapay.timeout_secs", mp.timeout_secs),
             ("mondiapay.connect_timeout_secs", mp.connect_timeout_secs),
+            ("mondiapay.idle_connection_secs", mp.idle_connection_secs),
             (
                 "public.request_timeout_secs",
                 self.public.request_timeout_secs,
@@ -223,6 +224,7 @@ impl Settings {
         let limited = [
             ("mondiapay.timeout_secs", mp.timeout_secs),
             ("mondiapay.connect_timeout_secs", mp.connect_timeout_secs),
+            ("mondiapay.idle_connection_secs", mp.idle_connection_secs),
             ("public.request_timeout_secs", public.request_timeout_secs),
             (
                 "public.header_read_timeout_secs",

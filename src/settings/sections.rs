@@ -44,6 +44,8 @@ pub struct MondiaPaySettings {
     pub exchange_on_errors: Vec<String>,
     pub timeout_secs: u64,
     pub connect_timeout_secs: u64,
+    /// How long a connection to MondiaPay is kept open unused for the next call.
+    pub idle_connection_secs: u64,
     /// Extra attempts after a failure that provably never reached MondiaPay.
     pub connect_retries: u32,
     /// Exchanges at once; more are refused at once with a "try again" (the code is not used).
@@ -286,6 +288,7 @@ impl Default for MondiaPaySettings {
             exchange_on_errors: vec!["USER_ALREADY_SUBSCRIBED".to_owned()],
             timeout_secs: 10,
             connect_timeout_secs: 3,
+            idle_connection_secs: 30,
             connect_retries: 2,
             max_concurrent_exchanges: 64,
         }
@@ -360,6 +363,10 @@ impl MondiaPaySettings {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    pub fn idle_connection(&self) -> Duration {
+        Duration::from_secs(self.idle_connection_secs)
     }
 
     /// The most one exchange can take: every connect attempt timing out, the longest backoffs

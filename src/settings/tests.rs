@@ -51,6 +51,7 @@ fn defaults_apply_when_nothing_overrides_them() {
         (s.mondiapay.timeout_secs, s.mondiapay.connect_timeout_secs),
         (10, 3)
     );
+    assert_eq!(s.mondiapay.idle_connection_secs, 30);
     assert_eq!(s.public.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(s.internal.listen.to_string(), "127.0.0.1:8081");
     assert_eq!(s.store.url, "sqlite://data/tokens.db");

@@ -38,3 +38,4 @@ mod store_suite;
 mod subscriptions;
 mod tokens;
 mod upstream_answers;
+mod upstream_connections;
