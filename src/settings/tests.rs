@@ -553,6 +553,7 @@ fn time_settings_too_large_to_hold_are_refused_instead_of_overflowing_a_timer() 
         "PUBLIC__IDLE_TIMEOUT_SECS",
         "INTERNAL__HEADER_READ_TIMEOUT_SECS",
         "MONDIAPAY__TIMEOUT_SECS",
+        "MONDIAPAY__IDLE_CONNECTION_SECS",
         "STORE__CLAIM_LEASE_SECS",
         "STORE__RETENTION_SECS",
     ] {
@@ -567,6 +568,14 @@ fn time_settings_too_large_to_hold_are_refused_instead_of_overflowing_a_timer() 
             "{found:?}"
         );
     }
+}
+
+#[test]
+fn idle_connections_to_mondiapay_closed_at_once_are_refused() {
+    let mut vars: Vec<(&str, &str)> = required_env();
+    vars.push(("TOKEN_PROXY__MONDIAPAY__IDLE_CONNECTION_SECS", "0"));
+    let found = problems(&vars, Purpose::Serve);
+    assert_eq!(found, ["mondiapay.idle_connection_secs must be at least 1"]);
 }
 
 #[test]
