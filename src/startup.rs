@@ -23,7 +23,9 @@ use crate::keyfile::{self, KeyFileError};
 use crate::metrics::Metrics;
 use crate::mondiapay::MondiaPayClient;
 use crate::purchases::{self, Purchases};
-use crate::serve::{self, BareAnswers, ConnectionLimits, FdLimitError, Listener};
+use crate::serve::{
+    self, BareAnswers, ConnectionLimits, ConnectionThreads, FdLimitError, Listener,
+};
 use crate::settings::{Settings, StoreBackend};
 use crate::store::{StoreError, TokenStore};
 use crate::subscriptions::Subscriptions;
@@ -47,6 +49,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the threads connections are served on")]
+    Threads(#[source] std::io::Error),
 }
 
 /// The store and the exchanger: all `exchange` needs, and the core of `serve`.
@@ -162,6 +166,9 @@ pub struct Application {
     internal: Listener,
     shutdown_grace: Duration,
     housekeeping: Housekeeping,
+    /// Both listeners' connections are served on these; they stop once the application has
+    /// stopped, after the work requests started has had its grace period.
+    threads: Arc<ConnectionThreads>,
 }
 
 impl Application {
@@ -234,6 +241,7 @@ impl Application {
         };
         let internal = &settings.internal;
         let page_state = state.clone();
+        let threads = Arc::new(ConnectionThreads::per_core().map_err(StartupError::Threads)?);
         let public = Listener {
             name: "public",
             socket: public_listener,
@@ -252,6 +260,7 @@ impl Application {
                 })
                 .await,
             ),
+            threads: Arc::clone(&threads),
         };
         let internal = Listener {
             name: "internal",
@@ -270,6 +279,7 @@ impl Application {
                 )
                 .await,
             ),
+            threads: Arc::clone(&threads),
         };
         Ok(Self {
             engine,
@@ -278,6 +288,7 @@ impl Application {
             internal,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             housekeeping,
+            threads,
         })
     }
 
@@ -326,6 +337,8 @@ impl Application {
         };
         let _ = housekeeping.await;
         self.engine.shut_down(grace).await;
+        // Only now: exchanges that requests started run on these threads too.
+        drop(self.threads);
         tracing::info!("stopped");
         Ok(())
     }

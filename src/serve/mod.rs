@@ -5,6 +5,7 @@
 
 mod bare;
 mod fd_limit;
+mod threads;
 mod watched;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use tower::ServiceExt;
 
 pub use bare::BareAnswers;
 pub use fd_limit::{FdLimitError, fit_connection_caps};
+pub use threads::ConnectionThreads;
 use watched::{Activity, Watched};
 
 /// How long an accept waits after the process ran out of descriptors (or memory), so the loop
@@ -47,6 +49,8 @@ pub struct Listener {
     pub router: Router,
     pub limits: ConnectionLimits,
     pub bare: Arc<BareAnswers>,
+    /// Where its connections are served, shared with the other listener.
+    pub threads: Arc<ConnectionThreads>,
 }
 
 impl Listener {
@@ -72,15 +76,25 @@ impl Listener {
                 },
                 () = stop.cancelled() => break,
             };
-            connections.spawn(serve_connection(
-                stream,
-                peer,
+            // Registered again with the event loop of the thread that serves it.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(listener = self.name, %error, "cannot hand an accepted connection over");
+                    continue;
+                }
+            };
+            let (router, limits, bare, stop) = (
                 self.router.clone(),
                 self.limits,
                 Arc::clone(&self.bare),
-                slot,
                 stop.clone(),
-            ));
+            );
+            let tracked = connections.token();
+            self.threads.serve(stream, move |stream| async move {
+                serve_connection(stream, peer, router, limits, bare, slot, stop).await;
+                drop(tracked);
+            });
         }
         drop(self.socket);
         connections.close();
