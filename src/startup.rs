@@ -192,10 +192,12 @@ impl Application {
         listeners: Option<(TcpListener, TcpListener)>,
     ) -> Result<Self, StartupError> {
         let pages = Pages::new(settings.public.templates_dir.clone())?;
+        let threads = Arc::new(ConnectionThreads::per_core().map_err(StartupError::Threads)?);
         let public_cap = serve::fit_connection_caps(
             settings.public.max_connections,
             settings.internal.max_connections,
             settings.mondiapay.max_concurrent_exchanges,
+            threads.count(),
         )?;
         let engine = Engine::build(settings).await?;
         let public = &settings.public;
@@ -241,7 +243,6 @@ impl Application {
         };
         let internal = &settings.internal;
         let page_state = state.clone();
-        let threads = Arc::new(ConnectionThreads::per_core().map_err(StartupError::Threads)?);
         let public = Listener {
             name: "public",
             socket: public_listener,
@@ -337,7 +338,9 @@ impl Application {
         };
         let _ = housekeeping.await;
         self.engine.shut_down(grace).await;
-        // Only now: exchanges that requests started run on these threads too.
+        // Only now, after the store has closed: exchanges that requests started run on these
+        // threads, and connections to the store or MondiaPay opened during a request belong to
+        // the event loop of the thread that opened them.
         drop(self.threads);
         tracing::info!("stopped");
         Ok(())

@@ -4,8 +4,11 @@
 
 use rustix::process::{Resource, getrlimit, setrlimit};
 
+use super::threads::DESCRIPTORS_PER_THREAD;
+
 /// Descriptors kept beside the caps for the store's connections, the process's own files and
-/// sockets, on top of one per concurrent exchange (its connection to MondiaPay).
+/// sockets, on top of one per concurrent exchange (its connection to MondiaPay) and those of the
+/// connection threads (`DESCRIPTORS_PER_THREAD` each).
 pub const RESERVED_DESCRIPTORS: u64 = 128;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,7 @@ pub fn fit_connection_caps(
     public: usize,
     internal: usize,
     concurrent_exchanges: usize,
+    connection_threads: usize,
 ) -> Result<usize, FdLimitError> {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
@@ -38,6 +42,7 @@ pub fn fit_connection_caps(
         public,
         internal,
         concurrent_exchanges,
+        connection_threads,
     )
 }
 
@@ -47,11 +52,14 @@ fn public_cap(
     public: usize,
     internal: usize,
     concurrent_exchanges: usize,
+    connection_threads: usize,
 ) -> Result<usize, FdLimitError> {
     let Some(limit) = limit else {
         return Ok(public);
     };
-    let reserved = RESERVED_DESCRIPTORS + concurrent_exchanges as u64;
+    let reserved = RESERVED_DESCRIPTORS
+        + concurrent_exchanges as u64
+        + DESCRIPTORS_PER_THREAD * connection_threads as u64;
     let internal = internal as u64;
     let room = limit.saturating_sub(reserved + internal);
     if room == 0 {
@@ -79,11 +87,11 @@ mod tests {
 
     #[test]
     fn the_public_cap_is_lowered_to_fit_and_the_internal_one_never() {
-        assert_eq!(public_cap(None, 4096, 256, 64).unwrap(), 4096);
-        assert_eq!(public_cap(Some(1 << 20), 4096, 256, 64).unwrap(), 4096);
-        // 1024 - (128 + 64) - 256 = 576
-        assert_eq!(public_cap(Some(1024), 4096, 256, 64).unwrap(), 576);
-        let error = public_cap(Some(256), 4096, 256, 64)
+        assert_eq!(public_cap(None, 4096, 256, 64, 2).unwrap(), 4096);
+        assert_eq!(public_cap(Some(1 << 20), 4096, 256, 64, 2).unwrap(), 4096);
+        // 1024 - (128 + 64 + 2 × 2) - 256 = 572
+        assert_eq!(public_cap(Some(1024), 4096, 256, 64, 2).unwrap(), 572);
+        let error = public_cap(Some(256), 4096, 256, 64, 2)
             .unwrap_err()
             .to_string();
         assert!(

@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
+/// Descriptors each thread holds open: its event loop's epoll and wake-up descriptors.
+pub const DESCRIPTORS_PER_THREAD: u64 = 2;
+
 pub struct ConnectionThreads {
     threads: Vec<ConnectionThread>,
 }
@@ -40,25 +43,13 @@ impl ConnectionThreads {
 
     pub fn start(count: usize) -> io::Result<Self> {
         let threads = (0..count.max(1))
-            .map(|index| {
-                let runtime = Builder::new_current_thread().enable_all().build()?;
-                let handle = runtime.handle().clone();
-                let (stop, stopped) = oneshot::channel::<()>();
-                std::thread::Builder::new()
-                    .name(format!("connections-{index}"))
-                    .spawn(move || {
-                        // Returns once the sender is dropped; the runtime is then dropped here,
-                        // outside any async context, with the tasks still on it.
-                        let _ = runtime.block_on(stopped);
-                    })?;
-                Ok(ConnectionThread {
-                    runtime: handle,
-                    open: Arc::default(),
-                    _stop: stop,
-                })
-            })
+            .map(ConnectionThread::start)
             .collect::<io::Result<_>>()?;
         Ok(Self { threads })
+    }
+
+    pub fn count(&self) -> usize {
+        self.threads.len()
     }
 
     /// Serves an accepted connection on the thread with the fewest open connections: `serve`
@@ -84,6 +75,43 @@ impl ConnectionThreads {
     }
 }
 
+impl ConnectionThread {
+    fn start(index: usize) -> io::Result<Self> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("connections-{index}"))
+            .spawn(move || {
+                // Built here, not by the caller: a runtime must not be dropped in an async
+                // context, as one would be if the thread could not start. No signal driver:
+                // the shared runtime handles signals, and each driver takes a descriptor.
+                let runtime = match Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(runtime.handle().clone()));
+                // Returns once the sender is dropped; the runtime is then dropped here, with
+                // the tasks still on it.
+                let _ = runtime.block_on(stopped);
+            })?;
+        let runtime = handle
+            .recv()
+            .map_err(|_| io::Error::other("a connection thread ended as it started"))??;
+        Ok(Self {
+            runtime,
+            open: Arc::default(),
+            _stop: stop,
+        })
+    }
+}
+
 /// Counts a connection as open on its thread until it ends (or its task is dropped).
 struct OpenConnection(Arc<AtomicUsize>);
 
@@ -103,11 +131,15 @@ impl Drop for OpenConnection {
 #[cfg(test)]
 mod tests {
     use std::net::{TcpListener, TcpStream};
-    use std::sync::Mutex;
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    use std::time::Duration;
 
     use tokio::io::AsyncReadExt;
 
     use super::*;
+
+    /// Long enough for any thread to run, short enough that a broken promise fails, not hangs.
+    const PATIENCE: Duration = Duration::from_secs(10);
 
     /// A connected pair of sockets: the server's end, to hand to the threads, and the client's.
     fn connection() -> (TcpStream, TcpStream) {
@@ -118,65 +150,104 @@ mod tests {
         (server, client)
     }
 
+    /// Whether `condition` held within `PATIENCE`: a task counts its connection down just after
+    /// its last report.
+    fn soon(condition: impl Fn() -> bool) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < PATIENCE {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    fn open_on(threads: &ConnectionThreads, index: usize) -> usize {
+        threads.threads[index].open.load(Ordering::Relaxed)
+    }
+
+    /// Serves a connection that reads until its client closes, and reports the thread it
+    /// started on once started, and the one it ended on once its client closed.
+    fn serve_reading(
+        threads: &ConnectionThreads,
+        server: TcpStream,
+    ) -> (mpsc::Receiver<String>, mpsc::Receiver<String>) {
+        let (started, on) = mpsc::channel();
+        let (ended, ended_on) = mpsc::channel();
+        threads.serve(server, move |mut socket| async move {
+            let name = || std::thread::current().name().unwrap().to_owned();
+            started.send(name()).unwrap();
+            let mut rest = Vec::new();
+            socket.read_to_end(&mut rest).await.unwrap();
+            ended.send(name()).unwrap();
+        });
+        (on, ended_on)
+    }
+
     #[test]
     fn connections_go_to_the_least_loaded_thread_and_stay_there_while_open() {
         let threads = ConnectionThreads::start(2).unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut clients = Vec::new();
-        let (done, finished) = std::sync::mpsc::channel();
-        for _ in 0..4 {
+        let mut open = Vec::new();
+        for expected in ["connections-0", "connections-1", "connections-0"] {
             let (server, client) = connection();
-            clients.push(client);
-            let (placed, done) = (Arc::clone(&seen), done.clone());
-            threads.serve(server, move |mut socket| async move {
-                let name = || std::thread::current().name().unwrap().to_owned();
-                let first = name();
-                placed.lock().unwrap().push(first.clone());
-                // Reads until the client closes: the connection stays open meanwhile.
-                let mut rest = Vec::new();
-                socket.read_to_end(&mut rest).await.unwrap();
-                done.send((first, name())).unwrap();
-            });
-            // Each is counted before the next is placed.
-            while seen.lock().unwrap().len() < clients.len() {
-                std::thread::yield_now();
-            }
+            let (on, ended_on) = serve_reading(&threads, server);
+            let first = on.recv_timeout(PATIENCE).unwrap();
+            assert_eq!(first, expected);
+            open.push((client, first, ended_on));
         }
-        let mut placed = seen.lock().unwrap().clone();
-        placed.sort();
-        assert_eq!(
-            placed,
-            [
-                "connections-0",
-                "connections-0",
-                "connections-1",
-                "connections-1"
-            ]
+        // The first connection closes: both threads hold one, and the first is chosen again
+        // (taking turns would choose the second).
+        let (client, first, ended_on) = open.remove(0);
+        drop(client);
+        assert_eq!(ended_on.recv_timeout(PATIENCE).unwrap(), first);
+        assert!(soon(|| open_on(&threads, 0) == 1));
+        let (server, _client) = connection();
+        let (on, _) = serve_reading(&threads, server);
+        assert_eq!(on.recv_timeout(PATIENCE).unwrap(), "connections-0");
+        for (client, first, ended_on) in open {
+            drop(client);
+            assert_eq!(
+                ended_on.recv_timeout(PATIENCE).unwrap(),
+                first,
+                "a connection moved to another thread"
+            );
+        }
+    }
+
+    #[test]
+    fn a_closed_connection_is_no_longer_counted() {
+        let threads = ConnectionThreads::start(1).unwrap();
+        let (server, client) = connection();
+        let (on, ended_on) = serve_reading(&threads, server);
+        on.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(open_on(&threads, 0), 1);
+        drop(client);
+        ended_on.recv_timeout(PATIENCE).unwrap();
+        assert!(
+            soon(|| open_on(&threads, 0) == 0),
+            "the closed connection is still counted"
         );
-        drop(clients);
-        for _ in 0..4 {
-            let (first, last) = finished.recv().unwrap();
-            assert_eq!(first, last, "a connection moved to another thread");
-        }
     }
 
     #[test]
     fn dropping_the_threads_ends_what_still_runs_on_them() {
         let threads = ConnectionThreads::start(1).unwrap();
         let (server, _client) = connection();
-        let (started, running) = std::sync::mpsc::channel();
-        let (ended, gone) = std::sync::mpsc::channel::<()>();
+        let (started, running) = mpsc::channel();
+        let (ended, gone) = mpsc::channel::<()>();
         threads.serve(server, move |_socket| async move {
-            // Dropped with the task: its sender's end tells the test.
+            // Dropped with the task, which closes the channel.
             let _ended = ended;
             started.send(()).unwrap();
             std::future::pending::<()>().await;
         });
-        running.recv().unwrap();
+        running.recv_timeout(PATIENCE).unwrap();
         drop(threads);
-        assert!(
-            gone.recv().is_err(),
-            "the task was dropped, and nothing was sent"
+        assert_eq!(
+            gone.recv_timeout(PATIENCE),
+            Err(RecvTimeoutError::Disconnected),
+            "the task still runs"
         );
     }
 }
