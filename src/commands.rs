@@ -142,21 +142,25 @@ pub fn fail(error: &dyn std::error::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+/// SIGTERM or SIGINT. The handlers are installed when this is called, not when the future is
+/// first polled: a signal sent as soon as the service says it listens is then always heard,
+/// instead of ending the process by its default action before the shutdown task has run.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+    }
+    async move {
+        tokio::select! {
+            () = received(terminate) => {},
+            () = received(interrupt) => {},
+        }
     }
 }
