@@ -13,7 +13,7 @@ pub const RESERVED_DESCRIPTORS: u64 = 128;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the open-file limit ({limit}) cannot hold internal.max_connections ({internal}) plus {reserved} descriptors kept for the store and MondiaPay: raise it (ulimit -n) or lower internal.max_connections"
+    "the open-file limit ({limit}) cannot hold internal.max_connections ({internal}) plus {reserved} descriptors kept for the store, MondiaPay and the connection threads: raise it (ulimit -n) or lower internal.max_connections"
 )]
 pub struct FdLimitError {
     limit: u64,

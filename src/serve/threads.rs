@@ -216,21 +216,6 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_connection_is_no_longer_counted() {
-        let threads = ConnectionThreads::start(1).unwrap();
-        let (server, client) = connection();
-        let (on, ended_on) = serve_reading(&threads, server);
-        on.recv_timeout(PATIENCE).unwrap();
-        assert_eq!(open_on(&threads, 0), 1);
-        drop(client);
-        ended_on.recv_timeout(PATIENCE).unwrap();
-        assert!(
-            soon(|| open_on(&threads, 0) == 0),
-            "the closed connection is still counted"
-        );
-    }
-
-    #[test]
     fn dropping_the_threads_ends_what_still_runs_on_them() {
         let threads = ConnectionThreads::start(1).unwrap();
         let (server, _client) = connection();

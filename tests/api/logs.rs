@@ -135,15 +135,21 @@ async fn start_up_failures_are_one_json_line_by_default_and_plain_text_for_prett
     assert!(text.starts_with("error: "), "{text}");
 }
 
-/// A SIGTERM sent the moment the service says it listens is heard, and the service stops
-/// cleanly: its signal handlers are installed before it says so, not when its shutdown task
-/// first runs (until then a SIGTERM ended the process by its default action, with no
+/// A SIGTERM or SIGINT sent the moment the service says it listens is heard, and the service
+/// stops cleanly: its signal handlers are installed before it says so, not when its shutdown
+/// task first runs (until then such a signal ended the process by its default action, with no
 /// `shutdown_started` and no exit code).
 #[tokio::test]
-async fn a_sigterm_as_soon_as_the_service_listens_stops_it_cleanly() {
+async fn a_signal_as_soon_as_the_service_listens_stops_it_cleanly() {
     let (_mondiapay, _dir, env) = MondiaPay::start().await;
-    for _ in 0..5 {
-        let (exit, lines) = Served::spawn(command(&env)).stop();
+    for round in 0..6 {
+        let mut served = Served::spawn(command(&env));
+        if round % 2 == 0 {
+            served.terminate();
+        } else {
+            served.interrupt();
+        }
+        let (exit, lines) = served.wait();
         assert_eq!(exit, Some(0), "{lines:?}");
         assert!(
             lines

@@ -110,6 +110,12 @@ impl Served {
         self.wait_for_event("shutdown_started");
     }
 
+    /// Sends SIGINT (Ctrl-C) and waits until the service says it has begun to shut down.
+    pub fn interrupt(&mut self) {
+        self.signal("-INT");
+        self.wait_for_event("shutdown_started");
+    }
+
     /// Sends SIGKILL: no shutdown, no flush.
     pub fn kill(&self) {
         self.signal("-KILL");
