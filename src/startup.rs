@@ -192,7 +192,7 @@ impl Application {
         listeners: Option<(TcpListener, TcpListener)>,
     ) -> Result<Self, StartupError> {
         let pages = Pages::new(settings.public.templates_dir.clone())?;
-        let threads = Arc::new(ConnectionThreads::per_core().map_err(StartupError::Threads)?);
+        let threads = Arc::new(ConnectionThreads::for_cores().map_err(StartupError::Threads)?);
         let public_cap = serve::fit_connection_caps(
             settings.public.max_connections,
             settings.internal.max_connections,

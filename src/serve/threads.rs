@@ -1,4 +1,4 @@
-//! The threads connections are served on: one per core, each running a single-threaded tokio
+//! The threads connections are served on: two per core, each running a single-threaded tokio
 //! runtime, and each accepted connection served from start to end on one of them (the one with
 //! the fewest open connections), as nginx's workers do.
 //!
@@ -23,6 +23,13 @@ use tokio::sync::oneshot;
 /// Descriptors each thread holds open: its event loop's epoll and wake-up descriptors.
 pub const DESCRIPTORS_PER_THREAD: u64 = 2;
 
+/// Two, not one: a connection never moves to another thread, so while its thread waits for a
+/// core (another process took it) its requests wait too. With two threads a core, such a wait
+/// holds up half as many connections, and the scheduler runs the other threads meanwhile. In
+/// the benchmark, which shares the cores with its load generator, the lookups' p99 fell by a
+/// third at the same rate, for about 5% more CPU a request (bench/analysis.md).
+const THREADS_PER_CORE: usize = 2;
+
 pub struct ConnectionThreads {
     threads: Vec<ConnectionThread>,
 }
@@ -36,9 +43,10 @@ struct ConnectionThread {
 }
 
 impl ConnectionThreads {
-    /// Starts one thread per core the process may use.
-    pub fn per_core() -> io::Result<Self> {
-        Self::start(std::thread::available_parallelism().map_or(1, usize::from))
+    /// Starts `THREADS_PER_CORE` threads for each core the process may use.
+    pub fn for_cores() -> io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::start(THREADS_PER_CORE * cores)
     }
 
     pub fn start(count: usize) -> io::Result<Self> {
@@ -213,6 +221,24 @@ mod tests {
                 "a connection moved to another thread"
             );
         }
+    }
+
+    #[test]
+    fn two_threads_are_started_for_each_core() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let threads = ConnectionThreads::for_cores().unwrap();
+        assert_eq!(threads.count(), 2 * cores);
+        let last = threads.count() - 1;
+        let (server, _client) = connection();
+        // Every thread but the last holds a connection: the next goes to the last, by its name.
+        for index in 0..last {
+            threads.threads[index].open.fetch_add(1, Ordering::Relaxed);
+        }
+        let (on, _) = serve_reading(&threads, server);
+        assert_eq!(
+            on.recv_timeout(PATIENCE).unwrap(),
+            format!("connections-{last}")
+        );
     }
 
     #[test]
