@@ -201,7 +201,7 @@ impl TokenStore {
         Done: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
         T: Send + 'static,
     {
-        tokio::spawn(op(self.clone()))
+        spawn_operation(op, self.clone())
             .await
             .unwrap_or(Err(StoreError::Interrupted))
     }
@@ -270,4 +270,23 @@ pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Starts `op`'s future as a task. Never inlined: the future, built here before it is moved to
+/// the task, is large for PostgreSQL's operations (sqlx's futures, about 70 KiB), and inlined
+/// into the callers' code (every store operation, and what awaits them) it made each of their
+/// stack frames that large, SQLite's path included. A frame that large is touched page by page
+/// on every call (the stack probes), so each connection thread kept about 150 KiB of stack
+/// resident.
+#[inline(never)]
+fn spawn_operation<T, Op, Done>(
+    op: Op,
+    store: TokenStore,
+) -> tokio::task::JoinHandle<Result<T, StoreError>>
+where
+    Op: FnOnce(TokenStore) -> Done,
+    Done: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(op(store))
 }
