@@ -14,8 +14,13 @@ use tokio::net::TcpStream;
 use crate::helpers::*;
 use crate::process::{Served, command, serve_stops_with_one_line};
 
-/// The open-file limit the service runs under in these tests: far below what 300 clients need.
-const FILE_LIMIT: u64 = 256;
+/// The open-file limit the service runs under in these tests: far below what 300 clients need,
+/// with the same room for the listeners on any machine (the connection threads, two a core, hold
+/// two descriptors each).
+fn file_limit() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
+    256 + 4 * cores
+}
 const SLOW_CLIENTS: usize = 300;
 
 /// `serve` under an open-file limit of `limit` (soft and hard, so it cannot be raised).
@@ -76,7 +81,7 @@ async fn slow_clients_flooding_the_public_listener_are_cut_off_and_leave_the_int
     ] {
         env.insert(format!("TOKEN_PROXY__{key}"), value.to_owned());
     }
-    let served = Served::spawn(limited(&env, FILE_LIMIT));
+    let served = Served::spawn(limited(&env, file_limit()));
     let public: std::net::SocketAddr = served.public.trim_start_matches("http://").parse().unwrap();
 
     let bound = Duration::from_secs(90);
@@ -149,9 +154,11 @@ async fn an_internal_cap_the_open_file_limit_cannot_hold_stops_start_up_with_one
         "TOKEN_PROXY__INTERNAL__MAX_CONNECTIONS".into(),
         "1000".into(),
     );
-    let stderr = serve_stops_with_one_line(limited(&env, FILE_LIMIT));
+    let limit = file_limit();
+    let stderr = serve_stops_with_one_line(limited(&env, limit));
     assert!(
-        stderr.contains("open-file limit (256)") && stderr.contains("internal.max_connections"),
+        stderr.contains(&format!("open-file limit ({limit})"))
+            && stderr.contains("internal.max_connections"),
         "{stderr}"
     );
 }
