@@ -31,6 +31,7 @@ pub const DESCRIPTORS_PER_THREAD: u64 = 2;
 /// (bench/analysis.md).
 const THREADS_PER_CORE: usize = 2;
 
+/// The connection threads; dropping this stops them.
 pub struct ConnectionThreads {
     threads: Vec<ConnectionThread>,
 }
@@ -50,7 +51,7 @@ impl ConnectionThreads {
         Self::start(THREADS_PER_CORE * cores)
     }
 
-    pub fn start(count: usize) -> io::Result<Self> {
+    fn start(count: usize) -> io::Result<Self> {
         let threads = (0..count.max(1))
             .map(ConnectionThread::start)
             .collect::<io::Result<_>>()?;
